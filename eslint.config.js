@@ -1,0 +1,34 @@
+// Lint: type-aware rules (floating promises kill process supervision) and the
+// one-way dependency rule between components (see ARCHITECTURE.md).
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const engineOnly = ['**/engine/**', '**/vmm/**', '**/image/**', '**/snapshot/**', '**/hub/**', '**/daemon/**', '**/cli/**'];
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'guest/**', 'bench/results/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    files: ['src/sdk/**', 'src/mcp/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: engineOnly }] },
+  },
+  {
+    files: ['src/engine/**', 'src/vmm/**', 'src/image/**', 'src/snapshot/**', 'src/hub/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['**/daemon/**', '**/cli/**', '**/sdk/**', '**/mcp/**'] }] },
+  },
+  {
+    files: ['src/vmm/**', 'src/image/**', 'src/snapshot/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['**/engine/**', '**/daemon/**', '**/cli/**', '**/sdk/**', '**/mcp/**'] }] },
+  },
+  { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
+);

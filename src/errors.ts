@@ -1,0 +1,189 @@
+// The error hierarchy shared by every engine component. Callers branch on the
+// class (or on `code`), never on message text; each class carries the data a
+// caller needs to act. The daemon maps these to HTTP status codes in one place.
+
+export type ForkdErrorCode =
+  | 'invalid_argument'
+  | 'not_found'
+  | 'already_exists'
+  | 'conflict'
+  | 'timeout'
+  | 'aborted'
+  | 'vm_exited'
+  | 'qmp_error'
+  | 'agent_error'
+  | 'incompatible'
+  | 'corrupt'
+  | 'resource_exhausted'
+  | 'missing_dependency'
+  | 'command_exit'
+  | 'internal';
+
+export interface ForkdErrorOptions {
+  cause?: unknown;
+  /** A one-line suggestion of what to do about it, shown after the message. */
+  hint?: string;
+}
+
+export class ForkdError extends Error {
+  readonly code: ForkdErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ForkdErrorCode, message: string, options: ForkdErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.hint = options.hint;
+  }
+
+  /** Message plus hint, on one line: what the CLI prints. */
+  oneLine(): string {
+    return this.hint ? `${this.message} (${this.hint})` : this.message;
+  }
+}
+
+export class InvalidArgumentError extends ForkdError {
+  constructor(
+    message: string,
+    readonly argument?: string,
+    options?: ForkdErrorOptions,
+  ) {
+    super('invalid_argument', message, options);
+  }
+}
+
+export class NotFoundError extends ForkdError {
+  constructor(
+    message: string,
+    readonly resource: { kind: string; name: string },
+    options?: ForkdErrorOptions,
+  ) {
+    super('not_found', message, options);
+  }
+}
+
+export class AlreadyExistsError extends ForkdError {
+  constructor(
+    message: string,
+    readonly resource: { kind: string; name: string },
+    options?: ForkdErrorOptions,
+  ) {
+    super('already_exists', message, options);
+  }
+}
+
+/** The resource exists but is in a state that forbids the request (not ready, locked, has dependents). */
+export class ConflictError extends ForkdError {
+  constructor(message: string, options?: ForkdErrorOptions) {
+    super('conflict', message, options);
+  }
+}
+
+export class TimeoutError extends ForkdError {
+  constructor(
+    message: string,
+    readonly timeoutMs: number,
+    options?: ForkdErrorOptions,
+  ) {
+    super('timeout', message, options);
+  }
+}
+
+export class AbortedError extends ForkdError {
+  constructor(message = 'operation aborted', options?: ForkdErrorOptions) {
+    super('aborted', message, options);
+  }
+}
+
+/** QEMU exited (or was never able to start); carries the tail of its log. */
+export class VmExitedError extends ForkdError {
+  constructor(
+    message: string,
+    readonly exit: { code: number | null; signal: string | null },
+    readonly logTail: string,
+    options?: ForkdErrorOptions,
+  ) {
+    super('vm_exited', message, options);
+  }
+}
+
+export class QmpError extends ForkdError {
+  constructor(
+    message: string,
+    readonly command: string,
+    readonly qmpClass: string | undefined,
+    options?: ForkdErrorOptions,
+  ) {
+    super('qmp_error', message, options);
+  }
+}
+
+/** The guest agent answered with an error, or its channel broke. */
+export class AgentError extends ForkdError {
+  constructor(
+    message: string,
+    readonly errno?: number,
+    options?: ForkdErrorOptions,
+  ) {
+    super('agent_error', message, options);
+  }
+}
+
+/** A snapshot or pack was made by a QEMU / machine that this host cannot restore. */
+export class IncompatibleError extends ForkdError {
+  constructor(
+    message: string,
+    readonly expected: string,
+    readonly actual: string,
+    options?: ForkdErrorOptions,
+  ) {
+    super('incompatible', message, options);
+  }
+}
+
+/** A file on disk is not what its manifest says (truncated, wrong hash, bad format). */
+export class CorruptError extends ForkdError {
+  constructor(
+    message: string,
+    readonly path: string,
+    options?: ForkdErrorOptions,
+  ) {
+    super('corrupt', message, options);
+  }
+}
+
+export class ResourceExhaustedError extends ForkdError {
+  constructor(message: string, options?: ForkdErrorOptions) {
+    super('resource_exhausted', message, options);
+  }
+}
+
+/** A host program or file forkd needs is missing; the hint says how to install it. */
+export class MissingDependencyError extends ForkdError {
+  constructor(
+    message: string,
+    readonly dependency: string,
+    options?: ForkdErrorOptions,
+  ) {
+    super('missing_dependency', message, options);
+  }
+}
+
+/** A command in a guest exited non-zero; it still carries its output. */
+export class CommandExitError extends ForkdError {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+    readonly stdout: string,
+    readonly stderr: string,
+    options?: ForkdErrorOptions,
+  ) {
+    super('command_exit', message, options);
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof ForkdError) return err.oneLine();
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
