@@ -1,0 +1,46 @@
+// A live VM's runtime directory (sockets, logs, disk overlay). Created with
+// the VM and removed with it on every path; ids are short and random so
+// socket paths stay under the unix limit and cannot be guessed.
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InvalidArgumentError } from '../errors.js';
+import type { DataDir } from '../snapshot/data-dir.js';
+import type { MachinePaths } from '../vmm/machine.js';
+
+/** sun_path is 108 bytes including the NUL. */
+const MAX_SOCKET_PATH = 107;
+
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+export function randomId(prefix: string, length = 12): string {
+  const bytes = randomBytes(length);
+  let id = '';
+  for (const b of bytes) id += ID_ALPHABET[b % ID_ALPHABET.length];
+  return `${prefix}-${id}`;
+}
+
+export interface RunDir {
+  id: string;
+  dir: string;
+  paths: Omit<MachinePaths, 'ramFile' | 'diskOverlay'> & { diskOverlay: string; qemuLog: string };
+  remove(): Promise<void>;
+}
+
+export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir> {
+  const dir = dataDir.vmRunDir(id);
+  const paths = {
+    qmpSocket: join(dir, 'qmp.sock'),
+    agentSocket: join(dir, 'agent.sock'),
+    consoleLog: join(dir, 'console.log'),
+    qemuLog: join(dir, 'qemu.log'),
+    diskOverlay: join(dir, 'disk.qcow2'),
+  };
+  if (Buffer.byteLength(paths.agentSocket) > MAX_SOCKET_PATH) {
+    throw new InvalidArgumentError(`data dir ${dataDir.root} is too long for unix socket paths`, 'data-dir', {
+      hint: 'use a shorter --data-dir (socket paths must stay under 108 bytes)',
+    });
+  }
+  await mkdir(dir, { recursive: true });
+  return { id, dir, paths, remove: () => rm(dir, { recursive: true, force: true }) };
+}

@@ -1,0 +1,48 @@
+// A running QEMU with its control channel: launches the process from a
+// machine description, connects QMP while watching for an early exit (so a
+// bad command line fails fast with QEMU's own message), and tears everything
+// down on every path.
+import { QmpClient } from '../vmm/qmp.js';
+import { QemuProcess } from '../vmm/process.js';
+import type { MachineDescription } from '../vmm/machine.js';
+import { deadlineSignal, type CallOptions } from '../util/abort.js';
+import type { RunDir } from './run-dir.js';
+
+export interface LaunchedVm {
+  machine: MachineDescription;
+  process: QemuProcess;
+  qmp: QmpClient;
+  runDir: RunDir;
+}
+
+/** Resolve with `work`, or reject with QEMU's exit error if it exits first. */
+export async function unlessExited<T>(proc: QemuProcess, what: string, work: Promise<T>): Promise<T> {
+  const exited = proc.exited.then(async () => {
+    throw await proc.exitError(what);
+  });
+  exited.catch(() => undefined);
+  return Promise.race([work, exited]);
+}
+
+export async function launchVm(
+  machine: MachineDescription,
+  runDir: RunDir,
+  opts: CallOptions & { killOnExit?: boolean } = {},
+): Promise<LaunchedVm> {
+  const proc = QemuProcess.launch(machine, { logPath: runDir.paths.qemuLog, killOnExit: opts.killOnExit ?? true });
+  try {
+    const signal = deadlineSignal({ signal: opts.signal, timeoutMs: opts.timeoutMs ?? 15_000 }, 'starting QEMU');
+    const qmp = await unlessExited(proc, 'starting QEMU', QmpClient.connect(machine.paths.qmpSocket, { signal }));
+    return { machine, process: proc, qmp, runDir };
+  } catch (err) {
+    await proc.terminate();
+    throw err;
+  }
+}
+
+/** Kill QEMU, close its channels and remove its run dir. Never throws. */
+export async function destroyVm(vm: { process: QemuProcess; qmp?: QmpClient | undefined; runDir: RunDir }): Promise<void> {
+  vm.qmp?.close();
+  await vm.process.terminate();
+  await vm.runDir.remove().catch(() => undefined);
+}

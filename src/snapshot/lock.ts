@@ -1,0 +1,49 @@
+// A lock per tag, across processes: an O_EXCL lock file holding the owner's
+// pid. A lock whose owner is dead is stale and taken over, so a crash never
+// wedges a tag. Held while a snapshot is written or removed.
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { ConflictError } from '../errors.js';
+
+export interface TagLock {
+  release(): Promise<void>;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function lockFile(path: string, what: string): Promise<TagLock> {
+  await mkdir(dirname(path), { recursive: true });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(path, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      let released = false;
+      return {
+        release: async () => {
+          if (released) return;
+          released = true;
+          await rm(path, { force: true });
+        },
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+      if (Number.isInteger(owner) && owner > 0 && isAlive(owner) && owner !== process.pid) {
+        throw new ConflictError(`${what} is busy (locked by process ${owner})`, {
+          hint: 'wait for the other forkd command to finish',
+        });
+      }
+      if (owner === process.pid) throw new ConflictError(`${what} is busy (an operation on it is in flight)`);
+      await rm(path, { force: true }); // stale: its owner died
+    }
+  }
+  throw new ConflictError(`${what} is busy`);
+}

@@ -1,0 +1,160 @@
+// The snapshot store: snapshots/<tag>/ directories with their manifests. A
+// snapshot is created under its tag lock with status "writing" and either
+// committed ("ready") or removed whole, so a failure never leaves half a
+// snapshot that could be restored.
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AlreadyExistsError, ConflictError, CorruptError, NotFoundError } from '../errors.js';
+import { DataDir } from './data-dir.js';
+import { lockFile, type TagLock } from './lock.js';
+import { MANIFEST_FILE, readManifest, writeManifest, type SnapshotManifest } from './manifest.js';
+import { assertValidTag, isValidTag } from './tag.js';
+
+export interface SnapshotRecord {
+  tag: string;
+  dir: string;
+  /** null when the manifest is missing or unreadable (a crashed write). */
+  manifest: SnapshotManifest | null;
+  problem?: string;
+}
+
+export class SnapshotWriter {
+  private finished = false;
+
+  constructor(
+    readonly tag: string,
+    readonly dir: string,
+    private readonly lock: TagLock,
+  ) {}
+
+  path(file: string): string {
+    return join(this.dir, file);
+  }
+
+  /** Write the final manifest with status "ready" and release the tag. */
+  async commit(manifest: SnapshotManifest): Promise<SnapshotManifest> {
+    const ready = { ...manifest, status: 'ready' as const };
+    await writeManifest(this.dir, ready);
+    this.finished = true;
+    await this.lock.release();
+    return ready;
+  }
+
+  /** Remove everything written so far and release the tag. Safe to call twice. */
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await rm(this.dir, { recursive: true, force: true });
+    await this.lock.release();
+  }
+}
+
+export class SnapshotStore {
+  constructor(readonly dataDir: DataDir) {}
+
+  private lockPath(tag: string): string {
+    return join(this.dataDir.snapshotsDir, '.locks', `${tag}.lock`);
+  }
+
+  async list(): Promise<SnapshotRecord[]> {
+    const names = await readdir(this.dataDir.snapshotsDir).catch(() => [] as string[]);
+    const records: SnapshotRecord[] = [];
+    for (const name of names.sort()) {
+      if (!isValidTag(name)) continue; // .locks and temp entries
+      records.push(await this.record(name));
+    }
+    return records;
+  }
+
+  private async record(tag: string): Promise<SnapshotRecord> {
+    const dir = this.dataDir.snapshotDir(tag);
+    try {
+      return { tag, dir, manifest: await readManifest(dir) };
+    } catch (err) {
+      const problem = err instanceof CorruptError ? err.message : `no readable ${MANIFEST_FILE}`;
+      return { tag, dir, manifest: null, problem };
+    }
+  }
+
+  async exists(tag: string): Promise<boolean> {
+    return stat(this.dataDir.snapshotDir(tag)).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  async get(tag: string): Promise<SnapshotRecord> {
+    assertValidTag(tag);
+    if (!(await this.exists(tag))) {
+      throw new NotFoundError(`snapshot ${JSON.stringify(tag)} not found`, { kind: 'snapshot', name: tag }, {
+        hint: 'list snapshots with `forkd images`, create one with `forkd snapshot --tag T --image tiny`',
+      });
+    }
+    return this.record(tag);
+  }
+
+  /** The manifest of a snapshot that may be restored; throws unless it is ready. */
+  async getReady(tag: string): Promise<{ dir: string; manifest: SnapshotManifest }> {
+    const record = await this.get(tag);
+    if (!record.manifest) {
+      throw new CorruptError(`snapshot ${JSON.stringify(tag)} is damaged: ${record.problem ?? 'unreadable'}`, record.dir, {
+        hint: `remove it with \`forkd rmi ${tag}\``,
+      });
+    }
+    if (record.manifest.status !== 'ready') {
+      throw new ConflictError(`snapshot ${JSON.stringify(tag)} is ${record.manifest.status}, not ready`, {
+        hint: record.manifest.status === 'writing' ? 'wait for it to finish' : `remove it with \`forkd rmi ${tag}\``,
+      });
+    }
+    return { dir: record.dir, manifest: record.manifest };
+  }
+
+  /** Start writing a new snapshot: takes the tag lock and creates its dir. */
+  async begin(tag: string, opts: { replace?: boolean } = {}): Promise<SnapshotWriter> {
+    assertValidTag(tag);
+    await mkdir(this.dataDir.snapshotsDir, { recursive: true });
+    const lock = await lockFile(this.lockPath(tag), `snapshot ${JSON.stringify(tag)}`);
+    try {
+      const dir = this.dataDir.snapshotDir(tag);
+      if (await this.exists(tag)) {
+        if (!opts.replace) {
+          throw new AlreadyExistsError(`snapshot ${JSON.stringify(tag)} already exists`, { kind: 'snapshot', name: tag }, {
+            hint: `pick another tag or remove it with \`forkd rmi ${tag}\``,
+          });
+        }
+        await rm(dir, { recursive: true, force: true });
+      }
+      await mkdir(dir);
+      return new SnapshotWriter(tag, dir, lock);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  async remove(tag: string): Promise<void> {
+    await this.get(tag);
+    const lock = await lockFile(this.lockPath(tag), `snapshot ${JSON.stringify(tag)}`);
+    try {
+      await rm(this.dataDir.snapshotDir(tag), { recursive: true, force: true });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Snapshots left "writing" by a process that died, or without a manifest. */
+  async abandoned(): Promise<SnapshotRecord[]> {
+    const out: SnapshotRecord[] = [];
+    for (const record of await this.list()) {
+      if (record.manifest && record.manifest.status === 'ready') continue;
+      try {
+        const lock = await lockFile(this.lockPath(record.tag), 'probe');
+        await lock.release();
+        out.push(record); // nobody holds it: nobody is writing it
+      } catch {
+        // someone is writing it right now
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,40 @@
+// A process-wide registry of synchronous cleanups (kill a QEMU, remove a run
+// dir) that must happen even when forkd is interrupted: run on normal exit, on
+// SIGINT/SIGTERM/SIGHUP, and on an uncaught exception, so nothing is orphaned.
+
+type Cleanup = () => void;
+
+const cleanups = new Set<Cleanup>();
+let installed = false;
+
+function runAll(): void {
+  for (const fn of [...cleanups].reverse()) {
+    cleanups.delete(fn);
+    try {
+      fn();
+    } catch {
+      // best effort: one failing cleanup must not stop the others
+    }
+  }
+}
+
+function install(): void {
+  if (installed) return;
+  installed = true;
+  process.on('exit', runAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      runAll();
+      // Re-raise with the default action so the exit status says what happened.
+      process.removeAllListeners(sig);
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
+/** Register a cleanup; returns a function that unregisters it (call it once the resource is released). */
+export function onProcessExit(fn: Cleanup): () => void {
+  install();
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}

@@ -1,0 +1,110 @@
+// Accelerator detection. /dev/kvm existing proves nothing: under broken nested
+// virtualisation a KVM guest crawls for >10 s and then dies with an emulation
+// failure. So KVM is probed with a real (tiny) boot under a time limit: the
+// guest kernel with no root must reach its "no init" panic quickly. The answer
+// is cached per QEMU build, kernel and host kernel release.
+import { constants } from 'node:fs';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import type { Accelerator } from './machine.js';
+import type { QemuInstallation } from './qemu-binary.js';
+
+export type AcceleratorChoice = Accelerator | 'auto';
+
+export interface AcceleratorProbe {
+  accel: Accelerator;
+  /** Why this accelerator was chosen, in words a user can act on. */
+  reason: string;
+  kvmUsable: boolean;
+  probedAt: string;
+}
+
+export interface ProbeOptions {
+  qemu: QemuInstallation;
+  /** A bootable guest kernel (vmlinux) for the test boot. */
+  kernelPath: string;
+  /** Where to cache the result (a JSON file); omit to always probe. */
+  cacheFile?: string;
+  timeoutMs?: number;
+}
+
+export const CPU_MODEL: Record<Accelerator, string> = { kvm: 'host', tcg: 'max' };
+
+export async function resolveAccelerator(choice: AcceleratorChoice, opts: ProbeOptions): Promise<AcceleratorProbe> {
+  if (choice !== 'auto') {
+    return { accel: choice, reason: `forced with --accel ${choice}`, kvmUsable: choice === 'kvm', probedAt: new Date().toISOString() };
+  }
+  return probeAccelerator(opts);
+}
+
+export async function probeAccelerator(opts: ProbeOptions): Promise<AcceleratorProbe> {
+  const key = `${opts.qemu.versionLine}|${opts.kernelPath}|${release()}`;
+  if (opts.cacheFile) {
+    const cached = await readFile(opts.cacheFile, 'utf8')
+      .then((t) => JSON.parse(t) as { key: string; probe: AcceleratorProbe })
+      .catch(() => null);
+    if (cached?.key === key) return cached.probe;
+  }
+  const probe = await runProbe(opts);
+  if (opts.cacheFile) await writeFile(opts.cacheFile, JSON.stringify({ key, probe }, null, 2));
+  return probe;
+}
+
+async function runProbe(opts: ProbeOptions): Promise<AcceleratorProbe> {
+  const probedAt = new Date().toISOString();
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return { accel: 'tcg', reason: '/dev/kvm is missing or not accessible; using TCG', kvmUsable: false, probedAt };
+  }
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const dir = await mkdtemp(join(tmpdir(), 'forkd-kvm-probe-'));
+  try {
+    const console = join(dir, 'console.log');
+    const started = Date.now();
+    const exit = await bootUntilExit(
+      opts.qemu.binary,
+      [
+        '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+        '-accel', 'kvm', '-machine', 'microvm', '-cpu', 'host', '-m', '128M',
+        '-kernel', opts.kernelPath,
+        '-append', 'console=ttyS0 panic=-1 reboot=k quiet loglevel=1',
+        '-serial', `file:${console}`,
+      ],
+      timeoutMs,
+    );
+    const elapsed = Date.now() - started;
+    const text = await readFile(console, 'utf8').catch(() => '');
+    if (exit === 'timeout') {
+      return { accel: 'tcg', reason: `a KVM test boot did not finish in ${timeoutMs} ms (nested or broken KVM); using TCG`, kvmUsable: false, probedAt };
+    }
+    if (/Kernel panic|Unable to mount root|No working init/.test(text)) {
+      return { accel: 'kvm', reason: `a KVM test boot reached the kernel's end in ${elapsed} ms`, kvmUsable: true, probedAt };
+    }
+    return { accel: 'tcg', reason: `a KVM test boot failed (${exit}); using TCG`, kvmUsable: false, probedAt };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function bootUntilExit(binary: string, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve('timeout');
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolve(err.message);
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve(`exit ${code}${stderr ? `: ${stderr.trim().split('\n').pop()}` : ''}`);
+    });
+  });
+}
