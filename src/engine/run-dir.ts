@@ -2,7 +2,7 @@
 // the VM and removed with it on every path; ids are short and random so
 // socket paths stay under the unix limit and cannot be guessed.
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import type { DataDir } from '../snapshot/data-dir.js';
@@ -43,4 +43,32 @@ export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir
   }
   await mkdir(dir, { recursive: true });
   return { id, dir, paths, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** What a run dir says about its VM, so a later process (cleanup, a restarted daemon) can find it. */
+export interface VmRecord {
+  pid: number;
+  role: string;
+  startedAt: string;
+  snapshotTag?: string;
+}
+
+export const VM_RECORD_FILE = 'vm.json';
+
+export async function writeVmRecord(runDir: RunDir, record: VmRecord): Promise<void> {
+  await writeFile(join(runDir.dir, VM_RECORD_FILE), JSON.stringify(record) + '\n');
+}
+
+export async function readVmRecord(dir: string): Promise<VmRecord | null> {
+  try {
+    return JSON.parse(await readFile(join(dir, VM_RECORD_FILE), 'utf8')) as VmRecord;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `pid` is a live QEMU serving this run dir (guards against pid reuse). */
+export async function isVmAlive(dir: string, pid: number): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return cmdline.includes(dir + '/');
 }

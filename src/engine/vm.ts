@@ -6,7 +6,7 @@ import { QmpClient } from '../vmm/qmp.js';
 import { QemuProcess } from '../vmm/process.js';
 import type { MachineDescription } from '../vmm/machine.js';
 import { deadlineSignal, type CallOptions } from '../util/abort.js';
-import type { RunDir } from './run-dir.js';
+import { writeVmRecord, type RunDir } from './run-dir.js';
 
 export interface LaunchedVm {
   machine: MachineDescription;
@@ -31,6 +31,7 @@ export async function launchVm(
 ): Promise<LaunchedVm> {
   const proc = QemuProcess.launch(machine, { logPath: runDir.paths.qemuLog, killOnExit: opts.killOnExit ?? true });
   try {
+    await writeVmRecord(runDir, { pid: proc.pid, role: machine.role, startedAt: new Date().toISOString() });
     const signal = deadlineSignal({ signal: opts.signal, timeoutMs: opts.timeoutMs ?? 15_000 }, 'starting QEMU');
     const qmp = await unlessExited(proc, 'starting QEMU', QmpClient.connect(machine.paths.qmpSocket, { signal }));
     return { machine, process: proc, qmp, runDir };

@@ -52,6 +52,8 @@ export interface RunOptions {
 
 export interface RunResult {
   stdout: string;
+  /** The same output as raw bytes (for binary output). */
+  stdoutBytes: Buffer;
   stderrTail: string;
 }
 
@@ -102,13 +104,11 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
     child.on('close', (code, signal) => {
       opts.signal?.removeEventListener('abort', onAbort);
       if (opts.signal?.aborted) return reject(abortReason(opts.signal));
-      const stdout = Buffer.concat(stdoutChunks).toString('utf8');
-      if (code === 0) return resolve({ stdout, stderrTail });
+      const stdoutBytes = Buffer.concat(stdoutChunks);
+      if (code === 0) return resolve({ stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderrTail });
       const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
       const tail = stderrTail.trim().split('\n').slice(-5).join(' | ');
-      reject(
-        new HostCommandError(`${program} ${how}${tail ? `: ${tail}` : ''}`, argv, code, stderrTail),
-      );
+      reject(new HostCommandError(`${program} ${how}${tail ? `: ${tail}` : ''}`, argv, code, stderrTail));
     });
   });
 }

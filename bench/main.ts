@@ -1,0 +1,23 @@
+// Benchmark entry: `npm run bench -- <name>`. Results go to bench/results/.
+import { Engine } from '../src/engine/index.js';
+import { errorMessage } from '../src/errors.js';
+import { benchFork } from './fork.js';
+
+const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Promise<void>> = {
+  fork: benchFork,
+};
+
+const name = process.argv[2];
+const bench = name ? BENCHES[name] : undefined;
+if (!bench) {
+  process.stderr.write(`usage: npm run bench -- <${Object.keys(BENCHES).join('|')}>\n`);
+  process.exit(2);
+}
+const engine = new Engine({ dataDir: process.env.FORKD_DATA_DIR });
+const started = Date.now();
+try {
+  await bench(engine, (s) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${s}\n`));
+} catch (err) {
+  process.stderr.write(`bench ${name} failed: ${errorMessage(err)}\n`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,104 @@
+/* PING and HYGIENE. After a restore every child shares its parent's clock and
+ * RNG state (microvm has no vmgenid), so the host sends the time and fresh
+ * entropy right after restore, plus the optional VARY value that tells one
+ * child apart from its siblings (exported to execs as FORKD_VARY). The clock
+ * is only set by the guest's init (never with --listen or --no-clock): host
+ * tests often run as root and must never touch the host's clock. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/random.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+static pthread_mutex_t vary_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *vary;
+
+char *vary_dup(void)
+{
+	pthread_mutex_lock(&vary_mu);
+	char *v = vary ? strdup(vary) : NULL;
+	pthread_mutex_unlock(&vary_mu);
+	return v;
+}
+
+void handle_ping(struct req *r)
+{
+	struct jbuf b = {0};
+	jb_fmt(&b, "{\"version\":%d,\"agent\":\"%s\",\"runtime\":", PROTOCOL_VERSION, AGENT_VERSION);
+	runtime_status_json(&b);
+	jb_fmt(&b, ",\"uptime_ms\":%llu,\"pid\":%d}", (unsigned long long)(now_ms() - g_start_ms), (int)getpid());
+	send_ok(r, &b, NULL, 0);
+	jb_free(&b);
+}
+
+/* Returns 1 credited, 0 mixed in but not credited (no privilege), -errno. */
+static int add_entropy(const uint8_t *data, uint32_t len)
+{
+	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct rand_pool_info *info = malloc(sizeof *info + len + 4);
+	if (!info) {
+		close(fd);
+		return -ENOMEM;
+	}
+	info->entropy_count = (int)(len * 8);
+	info->buf_size = (int)len;
+	memcpy(info->buf, data, len);
+	int rc = 1;
+	if (ioctl(fd, RNDADDENTROPY, info)) {
+		rc = -errno;
+		/* Unprivileged (host tests): mixing in without credit is allowed. */
+		if (rc == -EPERM && !g_opts.init)
+			rc = write(fd, data, len) == (ssize_t)len ? 0 : -errno;
+	}
+	free(info);
+	close(fd);
+	return rc;
+}
+
+void handle_hygiene(struct req *r)
+{
+	uint64_t ns = 0;
+	int has_time = req_u64(r, F_TIME_NS, &ns);
+	if (has_time < 0) {
+		send_error(r, EINVAL, "TIME_NS must be decimal nanoseconds");
+		return;
+	}
+	int clock_set = 0, credited = 0;
+	if (has_time && g_opts.init && !g_opts.listen && !g_opts.no_clock) {
+		struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+		if (clock_settime(CLOCK_REALTIME, &ts)) {
+			send_errno(r, errno, "clock_settime", NULL);
+			return;
+		}
+		clock_set = 1;
+	}
+	const struct field *ent = req_field(r, F_ENTROPY);
+	if (ent && ent->len) {
+		int rc = add_entropy(ent->val, ent->len);
+		if (rc < 0) {
+			send_errno(r, -rc, "add entropy", NULL);
+			return;
+		}
+		credited = rc;
+	}
+	if (req_field(r, F_VARY)) {
+		char *v = req_str(r, F_VARY);
+		pthread_mutex_lock(&vary_mu);
+		free(vary);
+		vary = v;
+		pthread_mutex_unlock(&vary_mu);
+	}
+	struct jbuf b = {0};
+	jb_fmt(&b, "{\"clock_set\":%s,\"entropy_credited\":%s}", clock_set ? "true" : "false",
+	       credited ? "true" : "false");
+	send_ok(r, &b, NULL, 0);
+	jb_free(&b);
+}

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs the Debian packages forkd needs on the host. Idempotent and silent
+# when everything is already installed. As root it runs apt-get itself
+# (apt-get update first only when a package is missing); otherwise it prints
+# the exact command to run and exits non-zero.
+set -eu
+
+PACKAGES="qemu-system-x86 qemu-utils debootstrap busybox-static zstd cpio xz-utils kmod e2fsprogs gcc libc6-dev make"
+
+missing=""
+for pkg in $PACKAGES; do
+	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+	case "$status" in
+	*" installed") ;;
+	*) missing="$missing $pkg" ;;
+	esac
+done
+missing=${missing# }
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "forkd needs these packages: $missing" >&2
+	echo "run: sudo apt-get update && sudo apt-get install -y --no-install-recommends $missing" >&2
+	exit 1
+fi
+
+echo "installing: $missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "done"

@@ -1,0 +1,34 @@
+// What every CLI command receives: the global options, resolved once.
+import { InvalidArgumentError as OptionError } from 'commander';
+import { Engine } from '../engine/index.js';
+import type { AcceleratorChoice } from '../vmm/accel.js';
+import { createPrinter, type Printer } from './output.js';
+
+export interface GlobalOptions {
+  dataDir?: string;
+  accel?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export interface CliContext {
+  engine: Engine;
+  out: Printer;
+}
+
+export function makeContext(opts: GlobalOptions): CliContext {
+  const out = createPrinter({ json: opts.json ?? false, quiet: opts.quiet ?? false });
+  const engine = new Engine({ dataDir: opts.dataDir, accel: (opts.accel ?? 'auto') as AcceleratorChoice });
+  return { engine, out };
+}
+
+/** Parse a positive integer option, with a one-line error naming the option. */
+export function intOption(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new OptionError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// forkd's command line. Each command lives in commands/<name>.ts; this file
+// wires them up and turns errors into one line on stderr and an exit code.
+import { Command, CommanderError } from 'commander';
+import { ForkdError, errorMessage } from '../errors.js';
+import { FORKD_VERSION } from '../engine/version.js';
+import { registerCleanup } from './commands/cleanup.js';
+import { registerDoctor } from './commands/doctor.js';
+import { registerFork } from './commands/fork.js';
+import { registerImages } from './commands/images.js';
+import { registerQuickstart } from './commands/quickstart.js';
+import { registerRun } from './commands/run.js';
+import { registerSnapshot } from './commands/snapshot.js';
+
+const program = new Command()
+  .name('forkd')
+  .description('Fork warmed QEMU microVMs copy-on-write, the way fork(2) forks processes.')
+  .version(FORKD_VERSION)
+  .option('--data-dir <dir>', 'state directory (env FORKD_DATA_DIR; default ~/.local/share/forkd)')
+  .option('--accel <accel>', 'accelerator: auto (probe KVM, fall back to TCG), kvm or tcg', 'auto')
+  .option('--json', 'print one JSON document on stdout')
+  .option('-q, --quiet', 'no progress lines on stderr')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerDoctor(program);
+registerImages(program);
+registerSnapshot(program);
+registerFork(program);
+registerRun(program);
+registerCleanup(program);
+registerQuickstart(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander already printed its message (or the help/version text).
+    process.exitCode = err.exitCode;
+  } else {
+    process.stderr.write(`forkd: error: ${errorMessage(err)}\n`);
+    if (process.env.FORKD_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = err instanceof ForkdError && err.code === 'invalid_argument' ? 2 : 1;
+  }
+}

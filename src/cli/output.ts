@@ -1,0 +1,61 @@
+// The CLI's one printer: human tables and progress on a TTY, one JSON
+// document with --json. Progress always goes to stderr so stdout stays
+// machine-readable.
+
+export interface Printer {
+  json: boolean;
+  /** A progress line on stderr (suppressed with --quiet). */
+  progress(message: string): void;
+  /** The command's result: JSON when --json, else the human rendering. */
+  result(value: unknown, human: () => string): void;
+  info(message: string): void;
+}
+
+export function createPrinter(opts: { json: boolean; quiet?: boolean }): Printer {
+  const started = Date.now();
+  return {
+    json: opts.json,
+    progress(message) {
+      if (opts.quiet) return;
+      const secs = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
+      process.stderr.write(`[${secs}s] ${message}\n`);
+    },
+    result(value, human) {
+      if (opts.json) process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+      else {
+        const text = human();
+        if (text) process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+      }
+    },
+    info(message) {
+      if (!opts.json) process.stdout.write(message + '\n');
+    },
+  };
+}
+
+/** A plain left-aligned text table. */
+export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index]!;
+}

@@ -1,0 +1,63 @@
+// `forkd cleanup`: remove what crashed or interrupted runs left behind: run
+// dirs of dead VMs, snapshots stuck in "writing" with no writer, empty forkd
+// cgroups. With `killRunning` it also stops held sandboxes.
+import { readdir, rm, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DataDir } from '../snapshot/data-dir.js';
+import type { SnapshotStore } from '../snapshot/store.js';
+import { detectCgroupMemory } from './memory-limit.js';
+import { isVmAlive, readVmRecord } from './run-dir.js';
+
+export interface CleanupReport {
+  killedVms: number[];
+  removedRunDirs: string[];
+  removedSnapshots: string[];
+  removedCgroups: string[];
+  runningVms: { dir: string; pid: number }[];
+}
+
+export async function cleanupDataDir(
+  dataDir: DataDir,
+  store: SnapshotStore,
+  opts: { killRunning?: boolean } = {},
+): Promise<CleanupReport> {
+  const report: CleanupReport = { killedVms: [], removedRunDirs: [], removedSnapshots: [], removedCgroups: [], runningVms: [] };
+  for (const name of await readdir(dataDir.runDir).catch(() => [] as string[])) {
+    const dir = join(dataDir.runDir, name);
+    const record = await readVmRecord(dir);
+    if (record && (await isVmAlive(dir, record.pid))) {
+      if (!opts.killRunning) {
+        report.runningVms.push({ dir, pid: record.pid });
+        continue;
+      }
+      try {
+        process.kill(record.pid, 'SIGKILL');
+        report.killedVms.push(record.pid);
+      } catch {
+        // exited meanwhile
+      }
+      await waitGone(dir, record.pid);
+    }
+    await rm(dir, { recursive: true, force: true });
+    report.removedRunDirs.push(dir);
+  }
+  for (const record of await store.abandoned()) {
+    await rm(record.dir, { recursive: true, force: true });
+    report.removedSnapshots.push(record.tag);
+  }
+  const cgroups = await detectCgroupMemory();
+  if (cgroups) {
+    const parent = join(cgroups.base, 'forkd');
+    for (const name of await readdir(parent, { withFileTypes: true }).catch(() => [])) {
+      if (!name.isDirectory()) continue;
+      // rmdir fails while processes remain: that is the check that it is unused.
+      const removed = await rmdir(join(parent, name.name)).then(() => true, () => false);
+      if (removed) report.removedCgroups.push(name.name);
+    }
+  }
+  return report;
+}
+
+async function waitGone(dir: string, pid: number): Promise<void> {
+  for (let i = 0; i < 200 && (await isVmAlive(dir, pid)); i++) await new Promise((r) => setTimeout(r, 10));
+}

@@ -1,0 +1,111 @@
+// Host checks for `forkd doctor`: everything forkd needs, each with a status
+// and, when not passing, a hint that says how to fix it.
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, mkdir, statfs } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { listKernelsForDoctor } from './doctor-kernel.js';
+import { detectCgroupMemory } from './memory-limit.js';
+import type { Engine } from './engine.js';
+import { errorMessage } from '../errors.js';
+
+const execFileAsync = promisify(execFile);
+
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+export interface DoctorCheck {
+  name: string;
+  status: CheckStatus;
+  detail: string;
+  hint?: string;
+}
+
+async function which(program: string): Promise<boolean> {
+  return execFileAsync('sh', ['-c', 'command -v "$1"', 'sh', program]).then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  const add = (c: DoctorCheck) => checks.push(c);
+  const apt = (pkg: string) => `apt-get install -y ${pkg} (or bash scripts/setup.sh)`;
+
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  add(
+    major > 20 || (major === 20 && minor >= 9)
+      ? { name: 'node', status: 'pass', detail: `Node ${process.versions.node}` }
+      : { name: 'node', status: 'fail', detail: `Node ${process.versions.node}`, hint: 'install Node 20.9 or newer' },
+  );
+
+  let qemuOk = false;
+  try {
+    const qemu = await engine.qemu();
+    qemuOk = true;
+    add({ name: 'qemu', status: 'pass', detail: qemu.versionLine });
+    const { stdout } = await execFileAsync(qemu.binary, ['-machine', 'help']);
+    add(
+      /\bmicrovm\b/.test(stdout)
+        ? { name: 'microvm machine', status: 'pass', detail: 'supported' }
+        : { name: 'microvm machine', status: 'fail', detail: 'this QEMU has no microvm machine', hint: apt('qemu-system-x86') },
+    );
+  } catch (err) {
+    add({ name: 'qemu', status: 'fail', detail: errorMessage(err), hint: apt('qemu-system-x86') });
+  }
+  for (const [program, pkg, level, why] of [
+    ['qemu-img', 'qemu-utils', 'fail', 'disk overlays'],
+    ['debootstrap', 'debootstrap', 'warn', 'building rootfs images (python-numpy)'],
+    ['mkfs.ext4', 'e2fsprogs', 'warn', 'building rootfs images'],
+    ['busybox', 'busybox-static', 'fail', 'building initramfs images'],
+    ['zstd', 'zstd', 'warn', 'snapshot packs'],
+    ['cpio', 'cpio', 'warn', 'initramfs tooling'],
+  ] as const) {
+    add(
+      (await which(program))
+        ? { name: program, status: 'pass', detail: `found (${why})` }
+        : { name: program, status: level, detail: `not found: needed for ${why}`, hint: apt(pkg) },
+    );
+  }
+
+  const kvmAccess = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(
+    () => true,
+    () => false,
+  );
+  add(
+    kvmAccess
+      ? { name: '/dev/kvm', status: 'pass', detail: 'present and accessible' }
+      : { name: '/dev/kvm', status: 'warn', detail: 'missing or not accessible: VMs run under TCG (slower)', hint: 'enable virtualisation, or add your user to the kvm group' },
+  );
+  const kernel = (await listKernelsForDoctor(engine.dataDir.root))[0];
+  if (!qemuOk) {
+    add({ name: 'accelerator', status: 'fail', detail: 'no QEMU to probe with' });
+  } else if (!kernel) {
+    add({ name: 'accelerator', status: 'warn', detail: 'not probed yet: no guest kernel downloaded', hint: 'run `forkd image build tiny`, then `forkd doctor` again' });
+  } else {
+    const probe = await engine.accelerator(kernel);
+    add({ name: 'accelerator', status: probe.accel === 'kvm' ? 'pass' : 'warn', detail: `${probe.accel}: ${probe.reason}`, hint: probe.accel === 'kvm' ? undefined : 'TCG works, just slower; --accel kvm forces KVM' });
+  }
+
+  const cgroup = await detectCgroupMemory();
+  add(
+    cgroup
+      ? { name: 'cgroup memory', status: 'pass', detail: `${cgroup.version} at ${cgroup.base}` }
+      : { name: 'cgroup memory', status: 'warn', detail: 'no memory controller: --memory-limit-mib unavailable', hint: 'mount the cgroup memory controller' },
+  );
+
+  try {
+    await mkdir(engine.dataDir.root, { recursive: true });
+    await access(engine.dataDir.root, constants.W_OK);
+    const fs = await statfs(engine.dataDir.root);
+    const freeGiB = (fs.bavail * fs.bsize) / 2 ** 30;
+    add(
+      freeGiB >= 5
+        ? { name: 'data dir', status: 'pass', detail: `${engine.dataDir.root} (${freeGiB.toFixed(0)} GiB free)` }
+        : { name: 'data dir', status: 'warn', detail: `${engine.dataDir.root} has only ${freeGiB.toFixed(1)} GiB free`, hint: 'free space or use --data-dir elsewhere' },
+    );
+  } catch (err) {
+    add({ name: 'data dir', status: 'fail', detail: `${engine.dataDir.root}: ${errorMessage(err)}`, hint: 'use --data-dir (or FORKD_DATA_DIR) to pick a writable directory' });
+  }
+  return checks;
+}

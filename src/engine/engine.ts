@@ -1,0 +1,96 @@
+// The engine facade: one object per data dir that the CLI (local mode) and
+// the daemon both drive. It owns host facts (QEMU, accelerator) and hands
+// out snapshots and sandboxes; it knows nothing about HTTP or terminals.
+import { availableParallelism } from 'node:os';
+import { buildImage, findImage, type GuestImage, type ProgressFn } from '../image/index.js';
+import { DataDir, defaultDataDir } from '../snapshot/data-dir.js';
+import type { SnapshotManifest } from '../snapshot/manifest.js';
+import { SnapshotStore } from '../snapshot/store.js';
+import { assertValidTag } from '../snapshot/tag.js';
+import { InvalidArgumentError } from '../errors.js';
+import { probeAccelerator, resolveAccelerator, type AcceleratorChoice, type AcceleratorProbe } from '../vmm/accel.js';
+import { findQemu, type QemuInstallation } from '../vmm/qemu-binary.js';
+import { cleanupDataDir, type CleanupReport } from './cleanup.js';
+import { restoreChildren, type RestoreOptions, type RestoreResult } from './fork.js';
+import { createSnapshot, type CreateSnapshotOptions } from './parent.js';
+import { join } from 'node:path';
+import { SNAPSHOT_FILES } from '../snapshot/manifest.js';
+
+export interface EngineOptions {
+  dataDir?: string;
+  qemuBinary?: string;
+  accel?: AcceleratorChoice;
+}
+
+export interface SnapshotRequest extends Omit<CreateSnapshotOptions, 'image'> {
+  recipe: string;
+  onImageProgress?: ProgressFn;
+}
+
+export class Engine {
+  readonly dataDir: DataDir;
+  readonly store: SnapshotStore;
+  private readonly accelChoice: AcceleratorChoice;
+  private readonly qemuBinary: string | undefined;
+
+  constructor(opts: EngineOptions = {}) {
+    this.dataDir = new DataDir(opts.dataDir ?? defaultDataDir());
+    this.store = new SnapshotStore(this.dataDir);
+    this.accelChoice = opts.accel ?? 'auto';
+    this.qemuBinary = opts.qemuBinary;
+    if (!['auto', 'kvm', 'tcg'].includes(this.accelChoice)) {
+      throw new InvalidArgumentError(`unknown accelerator ${JSON.stringify(this.accelChoice)}`, 'accel', { hint: 'use kvm, tcg or auto' });
+    }
+  }
+
+  qemu(): Promise<QemuInstallation> {
+    return findQemu(this.qemuBinary);
+  }
+
+  /** The accelerator to boot with; probes KVM once per QEMU + kernel (cached in the data dir). */
+  async accelerator(kernelPath: string): Promise<AcceleratorProbe> {
+    return resolveAccelerator(this.accelChoice, {
+      qemu: await this.qemu(),
+      kernelPath,
+      cacheFile: this.dataDir.accelCacheFile,
+    });
+  }
+
+  buildImage(recipe: string, opts: { force?: boolean; onProgress?: ProgressFn; signal?: AbortSignal } = {}): Promise<GuestImage> {
+    return buildImage(recipe, { dataDir: this.dataDir.root, ...opts });
+  }
+
+  async imageFor(recipe: string, onProgress?: ProgressFn, signal?: AbortSignal): Promise<GuestImage> {
+    return (await findImage(recipe, { dataDir: this.dataDir.root })) ?? this.buildImage(recipe, { onProgress, signal });
+  }
+
+  async createSnapshot(req: SnapshotRequest): Promise<SnapshotManifest> {
+    assertValidTag(req.tag);
+    if (!req.replace && (await this.store.exists(req.tag))) {
+      await this.store.begin(req.tag); // throws AlreadyExistsError before any image work
+    }
+    const image = await this.imageFor(req.recipe, req.onImageProgress, req.signal);
+    const qemu = await this.qemu();
+    const accel = await this.accelerator(image.kernelPath);
+    return createSnapshot({ dataDir: this.dataDir, store: this.store, qemu, accel }, { ...req, image });
+  }
+
+  async fork(opts: RestoreOptions): Promise<RestoreResult> {
+    assertValidTag(opts.tag);
+    const { dir, manifest } = await this.store.getReady(opts.tag);
+    const qemu = await this.qemu();
+    // Only a KVM snapshot needs to know whether KVM works here.
+    const kvmUsable =
+      manifest.machine.accel === 'kvm'
+        ? (await probeAccelerator({ qemu, kernelPath: join(dir, SNAPSHOT_FILES.kernel), cacheFile: this.dataDir.accelCacheFile })).kvmUsable
+        : false;
+    return restoreChildren(
+      { dataDir: this.dataDir, store: this.store, qemu, kvmUsable, cores: availableParallelism() },
+      opts,
+    );
+  }
+
+  cleanup(opts: { killRunning?: boolean } = {}): Promise<CleanupReport> {
+    return cleanupDataDir(this.dataDir, this.store, opts);
+  }
+}

@@ -1,0 +1,170 @@
+// Forking: restore N children from a ready snapshot in parallel. Each child
+// maps the snapshot's RAM file privately (copy-on-write per page), gets its
+// own disk overlay, user-mode network and agent channel, then fresh entropy
+// and the host's time. A child that fails is torn down and reported; the
+// others are unaffected.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { InvalidArgumentError } from '../errors.js';
+import { checkRestorable } from '../snapshot/compat.js';
+import type { DataDir } from '../snapshot/data-dir.js';
+import type { SnapshotManifest } from '../snapshot/manifest.js';
+import type { SnapshotStore } from '../snapshot/store.js';
+import { deadlineSignal, type CallOptions } from '../util/abort.js';
+import { createOverlay } from '../vmm/disk.js';
+import { loadDeviceState } from '../vmm/migration.js';
+import type { QemuInstallation } from '../vmm/qemu-binary.js';
+import { AgentClient } from './agent/client.js';
+import { machineFor } from './machine-for.js';
+import { limitMemory, type MemoryCgroup } from './memory-limit.js';
+import { createRunDir, randomId } from './run-dir.js';
+import { Sandbox } from './sandbox.js';
+import { launchVm, unlessExited, type LaunchedVm } from './vm.js';
+
+export const MAX_CHILDREN = 1000;
+
+export interface RestoreOptions extends CallOptions {
+  tag: string;
+  n: number;
+  /** Default-deny egress for the children's user-mode network. */
+  restrictEgress?: boolean;
+  memoryLimitMib?: number | null;
+  /** Children started at once (default: 4 per core). */
+  concurrency?: number;
+  /** A value handed to each child (index → value): the `vary` of a time-travel fork. */
+  vary?: (index: number) => string | undefined;
+  /** Keep children running after this process exits. */
+  detach?: boolean;
+  onChild?: (result: ChildResult) => void;
+}
+
+export interface ChildTimings {
+  launchMs: number;
+  loadMs: number;
+  agentMs: number;
+  totalMs: number;
+}
+
+export type ChildResult =
+  | { index: number; ok: true; sandbox: Sandbox; timings: ChildTimings }
+  | { index: number; ok: false; error: Error };
+
+export interface RestoreResult {
+  children: ChildResult[];
+  wallMs: number;
+}
+
+export interface ForkContext {
+  dataDir: DataDir;
+  store: SnapshotStore;
+  qemu: QemuInstallation;
+  kvmUsable: boolean;
+  cores: number;
+}
+
+export function checkChildCount(n: unknown): number {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CHILDREN) {
+    throw new InvalidArgumentError(`invalid child count ${String(n)}`, 'n', {
+      hint: `use an integer from 1 to ${MAX_CHILDREN}`,
+    });
+  }
+  return n;
+}
+
+export async function restoreChildren(ctx: ForkContext, opts: RestoreOptions): Promise<RestoreResult> {
+  const n = checkChildCount(opts.n);
+  const { dir, manifest } = await ctx.store.getReady(opts.tag);
+  checkRestorable(manifest, { qemuVersion: ctx.qemu.version, kvmUsable: ctx.kvmUsable });
+  const started = Date.now();
+  const children: ChildResult[] = new Array<ChildResult>(n);
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const index = next++;
+      const result = await restoreChild(ctx, dir, manifest, index, opts);
+      children[index] = result;
+      opts.onChild?.(result);
+    }
+  };
+  const concurrency = Math.max(1, Math.min(n, opts.concurrency ?? ctx.cores * 4));
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return { children, wallMs: Date.now() - started };
+}
+
+async function restoreChild(
+  ctx: ForkContext,
+  snapshotDir: string,
+  manifest: SnapshotManifest,
+  index: number,
+  opts: RestoreOptions,
+): Promise<ChildResult> {
+  const t0 = Date.now();
+  const id = randomId('sb');
+  const runDir = await createRunDir(ctx.dataDir, id);
+  let vm: LaunchedVm | undefined;
+  let cgroup: MemoryCgroup | null = null;
+  let agent: AgentClient | undefined;
+  try {
+    const signal = deadlineSignal({ signal: opts.signal, timeoutMs: opts.timeoutMs ?? 60_000 }, `restoring child ${index}`);
+    if (manifest.disk) {
+      await createOverlay(runDir.paths.diskOverlay, { path: join(snapshotDir, manifest.disk.layer), format: 'qcow2' }, { signal });
+    }
+    const restrictEgress = opts.restrictEgress ?? false;
+    vm = await launchVm(
+      machineFor({
+        qemuBinary: ctx.qemu.binary,
+        snapshotDir,
+        manifest,
+        runDir,
+        role: 'child',
+        network: { restrictEgress, hostForwards: [] },
+      }),
+      runDir,
+      { signal, killOnExit: !opts.detach },
+    );
+    const launched = vm;
+    const t1 = Date.now();
+    await unlessExited(launched.process, 'loading device state', loadDeviceState(launched.qmp, join(snapshotDir, manifest.vmstate.file), { signal }));
+    if (opts.memoryLimitMib) cgroup = await limitMemory(id, launched.process.pid, opts.memoryLimitMib);
+    await launched.qmp.execute('cont', undefined, { signal });
+    const t2 = Date.now();
+    agent = await unlessExited(
+      launched.process,
+      'connecting to the agent',
+      (async () => {
+        const client = await AgentClient.connect(launched.machine.paths.agentSocket, { signal });
+        await client.hygiene(
+          { timeUnixNs: BigInt(Date.now()) * 1_000_000n, entropy: randomBytes(64), vary: opts.vary?.(index) },
+          { signal },
+        );
+        return client;
+      })(),
+    );
+    const t3 = Date.now();
+    const sandbox = new Sandbox(
+      {
+        id,
+        snapshotTag: manifest.tag,
+        pid: launched.process.pid,
+        createdAtUnix: Math.floor(Date.now() / 1000),
+        runDir: runDir.dir,
+        memoryLimitMib: opts.memoryLimitMib ?? null,
+        restrictEgress,
+      },
+      launched,
+      agent,
+      cgroup,
+    );
+    if (opts.detach) sandbox.release();
+    return { index, ok: true, sandbox, timings: { launchMs: t1 - t0, loadMs: t2 - t1, agentMs: t3 - t2, totalMs: t3 - t0 } };
+  } catch (err) {
+    agent?.close();
+    if (vm) {
+      vm.qmp.close();
+      await vm.process.terminate();
+    }
+    await cgroup?.remove();
+    await runDir.remove();
+    return { index, ok: false, error: err instanceof Error ? err : new Error(String(err)) };
+  }
+}

@@ -1,0 +1,171 @@
+// Creating a snapshot: boot a parent from an image, wait until its agent (and
+// warm runtime) says ready, freeze it (stop + device state, RAM stays in the
+// shared memory file) and kill it: children read its RAM file, so it must
+// never run again. Any failure removes the half-written snapshot.
+import { TimeoutError, VmExitedError } from '../errors.js';
+import type { GuestImage } from '../image/index.js';
+import { SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
+import type { SnapshotStore } from '../snapshot/store.js';
+import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
+import { fileSizes, linkOrCopy, sha256File } from '../util/files.js';
+import type { AcceleratorProbe } from '../vmm/accel.js';
+import { CPU_MODEL } from '../vmm/accel.js';
+import { createOverlay } from '../vmm/disk.js';
+import type { MachineShape } from '../vmm/machine.js';
+import { saveDeviceState } from '../vmm/migration.js';
+import type { QemuInstallation } from '../vmm/qemu-binary.js';
+import { AgentClient } from './agent/client.js';
+import { machineFor } from './machine-for.js';
+import { createRunDir, randomId } from './run-dir.js';
+import { destroyVm, launchVm, unlessExited, type LaunchedVm } from './vm.js';
+import type { DataDir } from '../snapshot/data-dir.js';
+import { FORKD_VERSION } from './version.js';
+
+export interface CreateSnapshotOptions extends CallOptions {
+  tag: string;
+  image: GuestImage;
+  memoryMib?: number;
+  vcpus?: number;
+  /** How long the guest may take to boot and warm up (default 120 s). */
+  bootTimeoutMs?: number;
+  replace?: boolean;
+  onProgress?: (step: string) => void;
+}
+
+export interface SnapshotContext {
+  dataDir: DataDir;
+  store: SnapshotStore;
+  qemu: QemuInstallation;
+  accel: AcceleratorProbe;
+}
+
+export async function createSnapshot(ctx: SnapshotContext, opts: CreateSnapshotOptions): Promise<SnapshotManifest> {
+  const started = Date.now();
+  const { image } = opts;
+  const writer = await ctx.store.begin(opts.tag, { replace: opts.replace });
+  let vm: LaunchedVm | undefined;
+  try {
+    const shape: MachineShape = {
+      machineType: 'microvm',
+      accel: ctx.accel.accel,
+      cpuModel: CPU_MODEL[ctx.accel.accel],
+      vcpus: opts.vcpus ?? 1,
+      memoryMib: opts.memoryMib ?? image.memoryMib,
+      hasDisk: image.rootfsPath !== null,
+      hasNetwork: true,
+    };
+    opts.onProgress?.('linking kernel, initrd and disk into the snapshot');
+    await linkOrCopy(image.kernelPath, writer.path(SNAPSHOT_FILES.kernel));
+    await linkOrCopy(image.initrdPath, writer.path(SNAPSHOT_FILES.initrd));
+    let disk: SnapshotManifest['disk'] = null;
+    if (image.rootfsPath) {
+      await linkOrCopy(image.rootfsPath, writer.path(SNAPSHOT_FILES.rootfs));
+      // Relative backing path: the snapshot dir can move (packs, data-dir changes).
+      await createOverlay(writer.path(SNAPSHOT_FILES.disk), { path: SNAPSHOT_FILES.rootfs, format: 'raw' }, opts);
+      disk = { layer: SNAPSHOT_FILES.disk, base: SNAPSHOT_FILES.rootfs };
+    }
+    const draft = {
+      machine: shape,
+      kernel: { version: image.kernelVersion, sha256: '', cmdline: image.kernelCmdline },
+      disk,
+    };
+    const runDir = await createRunDir(ctx.dataDir, randomId('p'));
+    opts.onProgress?.(`booting parent (${shape.accel}, ${shape.memoryMib} MiB)`);
+    const bootStarted = Date.now();
+    vm = await launchVm(
+      machineFor({
+        qemuBinary: ctx.qemu.binary,
+        snapshotDir: writer.dir,
+        manifest: draft,
+        runDir,
+        role: 'parent',
+        network: { restrictEgress: false, hostForwards: [] },
+        diskOverlay: writer.path(SNAPSHOT_FILES.disk),
+      }),
+      runDir,
+      opts,
+    );
+    const bootTimeoutMs = opts.bootTimeoutMs ?? 120_000;
+    await waitUntilReady(vm, image.runtime !== null, { signal: opts.signal, timeoutMs: bootTimeoutMs }, opts.onProgress);
+    const bootToReadyMs = Date.now() - bootStarted;
+
+    opts.onProgress?.('freezing parent');
+    const freezeStarted = Date.now();
+    await vm.qmp.execute('stop');
+    await unlessExited(vm.process, 'saving device state', saveDeviceState(vm.qmp, writer.path(SNAPSHOT_FILES.vmstate), opts));
+    await destroyVm(vm);
+    vm = undefined;
+    const freezeMs = Date.now() - freezeStarted;
+
+    await linkOrCopy(runDir.paths.consoleLog, writer.path(SNAPSHOT_FILES.bootLog)).catch(() => undefined);
+    const vmstatePath = writer.path(SNAPSHOT_FILES.vmstate);
+    const manifest: SnapshotManifest = {
+      formatVersion: 1,
+      tag: opts.tag,
+      status: 'writing',
+      createdAt: new Date().toISOString(),
+      forkdVersion: FORKD_VERSION,
+      qemu: { version: ctx.qemu.version, versionLine: ctx.qemu.versionLine },
+      machine: shape,
+      accelReason: ctx.accel.reason,
+      kernel: { ...draft.kernel, sha256: await sha256File(writer.path(SNAPSHOT_FILES.kernel)) },
+      initrd: { sha256: await sha256File(writer.path(SNAPSHOT_FILES.initrd)) },
+      image: { recipe: image.recipe, contentHash: image.contentHash },
+      disk,
+      memory: { file: SNAPSHOT_FILES.memory, ...(await fileSizes(writer.path(SNAPSHOT_FILES.memory))) },
+      vmstate: {
+        file: SNAPSHOT_FILES.vmstate,
+        bytes: (await fileSizes(vmstatePath)).logicalBytes,
+        sha256: await sha256File(vmstatePath),
+      },
+      runtime: image.runtime ? { kind: image.runtime.kind, imports: [...image.runtime.imports] } : null,
+      timings: { bootToReadyMs, freezeMs, totalMs: Date.now() - started },
+    };
+    return await writer.commit(manifest);
+  } catch (err) {
+    if (vm) await destroyVm(vm);
+    await writer.abort();
+    throw err;
+  }
+}
+
+/** Poll the agent until it answers, and its warm runtime (if any) is ready. */
+async function waitUntilReady(
+  vm: LaunchedVm,
+  needsRuntime: boolean,
+  opts: CallOptions,
+  onProgress?: (step: string) => void,
+): Promise<void> {
+  const signal = deadlineSignal(opts, 'waiting for the parent to become ready');
+  const work = (async () => {
+    const agent = await AgentClient.connect(vm.machine.paths.agentSocket, { signal });
+    try {
+      let announced = false;
+      for (;;) {
+        const ping = await agent.ping({ signal, timeoutMs: 30_000 }).catch((err: unknown) => {
+          if (signal.aborted) throw err;
+          return null;
+        });
+        if (ping && (!needsRuntime || ping.runtime?.ready)) return;
+        if (ping?.runtime?.error) throw new VmExitedError(`the guest's warm runtime failed: ${ping.runtime.error}`, { code: null, signal: null }, '');
+        if (ping && !announced) {
+          announced = true;
+          onProgress?.('agent up, waiting for the warm runtime');
+        }
+        await sleep(20, signal);
+      }
+    } finally {
+      agent.close();
+    }
+  })();
+  try {
+    await unlessExited(vm.process, 'booting the parent', work);
+  } catch (err) {
+    if (err instanceof TimeoutError) {
+      const tail = await vm.process.logTail(5);
+      err.message = `the guest never became ready within ${err.timeoutMs} ms${tail ? `; console ends: ${tail.split('\n').pop()}` : ''}`;
+    }
+    throw err;
+  }
+}
+

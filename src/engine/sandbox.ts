@@ -1,0 +1,57 @@
+// A sandbox: one child VM restored from a snapshot, with its QEMU process,
+// QMP channel, agent channel, run dir and optional memory cgroup. Everything
+// the sandbox owns is released by kill(), on every path.
+import type { MemoryCgroup } from './memory-limit.js';
+import type { AgentClient } from './agent/client.js';
+import { destroyVm, type LaunchedVm } from './vm.js';
+
+export interface SandboxInfo {
+  id: string;
+  snapshotTag: string;
+  pid: number;
+  createdAtUnix: number;
+  runDir: string;
+  memoryLimitMib: number | null;
+  restrictEgress: boolean;
+}
+
+export class Sandbox {
+  private killed = false;
+
+  constructor(
+    readonly info: SandboxInfo,
+    private readonly vm: LaunchedVm,
+    readonly agent: AgentClient,
+    private readonly cgroup: MemoryCgroup | null,
+  ) {}
+
+  get id(): string {
+    return this.info.id;
+  }
+
+  get pid(): number {
+    return this.info.pid;
+  }
+
+  get isAlive(): boolean {
+    return !this.killed && !this.vm.process.hasExited;
+  }
+
+  /** Resolves when QEMU exits, for whatever reason. */
+  get exited(): Promise<unknown> {
+    return this.vm.process.exited;
+  }
+
+  /** Keep the VM running after this process exits (forkd fork --hold, the daemon). */
+  release(): void {
+    this.vm.process.release();
+  }
+
+  async kill(): Promise<void> {
+    if (this.killed) return;
+    this.killed = true;
+    this.agent.close();
+    await destroyVm(this.vm);
+    await this.cgroup?.remove();
+  }
+}

@@ -1,0 +1,75 @@
+// The built-in image recipes. A recipe is plain data: what goes into the
+// guest (packages, kernel modules, warm runtime) and how it boots. Its JSON is
+// part of the image's content hash, so editing a recipe makes a new image.
+import { InvalidArgumentError } from '../errors.js';
+import type { Recipe } from './types.js';
+
+/** What every guest loads: the virtio-mmio transport and the agent's devices. */
+const BASE_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_net'] as const;
+/** A virtio-blk root with ext4 (crc32c is a soft dependency modules.dep does not list). */
+const DISK_MODULES = ['virtio_blk', 'crc32c_generic', 'ext4'] as const;
+
+export const RECIPES: readonly Recipe[] = Object.freeze([
+  {
+    name: 'tiny',
+    description:
+      'busybox initramfs with the agent as PID 1; no disk, no language runtime (exec and files only)',
+    suite: 'bookworm',
+    packages: [],
+    modules: [...BASE_MODULES],
+    runtime: null,
+    memoryMib: 256,
+    kernelCmdlineExtra: [],
+  },
+  {
+    name: 'python-numpy',
+    description:
+      'Debian bookworm (minbase) with python3 and numpy, imported by a warm runtime before the snapshot',
+    suite: 'bookworm',
+    packages: ['python3-numpy'],
+    modules: [...BASE_MODULES, ...DISK_MODULES],
+    runtime: {
+      kind: 'python',
+      argv: ['python3', '/usr/lib/forkd/python_runtime.py'],
+      imports: ['numpy'],
+    },
+    memoryMib: 512,
+    kernelCmdlineExtra: ['root=/dev/vda', 'rootfstype=ext4', 'rootflags=noatime'],
+  },
+] satisfies Recipe[]);
+
+export function getRecipe(name: string): Recipe {
+  const recipe = RECIPES.find((r) => r.name === name);
+  if (!recipe) {
+    throw new InvalidArgumentError(
+      `unknown image recipe '${name}' (valid: ${RECIPES.map((r) => r.name).join(', ')})`,
+      'recipe',
+    );
+  }
+  return recipe;
+}
+
+/** Does this recipe have a root filesystem (a disk), or is the initramfs the whole guest? */
+export function recipeHasRootfs(recipe: Recipe): boolean {
+  return recipe.packages.length > 0;
+}
+
+/**
+ * The guest kernel command line for a recipe, except what the VMM layer adds.
+ * `quiet` keeps the slow emulated serial console out of the boot path;
+ * cryptomgr.notests skips the crypto self-tests (~0.2 s under TCG); pci=off
+ * because microvm has no PCI bus (saves the probe and its console error);
+ * init_on_free=1 zeroes freed pages so snapshots compress and sparsify.
+ */
+export function guestKernelCmdline(recipe: Recipe): string {
+  return [
+    'console=ttyS0',
+    'reboot=k',
+    'panic=-1',
+    'init_on_free=1',
+    'quiet',
+    'cryptomgr.notests',
+    'pci=off',
+    ...recipe.kernelCmdlineExtra,
+  ].join(' ');
+}

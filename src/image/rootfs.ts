@@ -1,0 +1,280 @@
+// Root filesystems for recipes with a disk: `debootstrap --variant=minbase`
+// with the recipe's packages, cached as a directory tree keyed by (suite,
+// packages) so that changing only the agent never re-runs debootstrap; then,
+// per image, a hard-linked copy of that tree gets forkd's guest files and is
+// turned into a sparse ext4 image with `mkfs.ext4 -d` (no loop mount, no root
+// needed beyond what debootstrap itself needs).
+import { createHash } from 'node:crypto';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  writeFile,
+  chmod,
+} from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { MissingDependencyError } from '../errors.js';
+import { throwIfAborted } from '../util/abort.js';
+import { exists, mountsUnder, removeTree, treeBytes } from './fsutil.js';
+import { run } from './run.js';
+import type { GuestSources } from './sources.js';
+import type { ProgressFn, RuntimeConfig } from './types.js';
+
+export const DEFAULT_MIRROR = 'http://deb.debian.org/debian';
+/** Bump when the debootstrap invocation or its clean-up changes. */
+const ROOTFS_TREE_FORMAT = 1;
+/** Free space left in the ext4 image (it is sparse, so this costs nothing until written). */
+const HEADROOM_BYTES = 1024 * 1024 * 1024;
+
+/** Paths removed from the bootstrapped tree: caches and docs a sandbox never needs. */
+const PRUNE = [
+  'var/cache/apt/archives',
+  'var/cache/apt/pkgcache.bin',
+  'var/cache/apt/srcpkgcache.bin',
+  'var/lib/apt/lists',
+  'usr/share/doc',
+  'usr/share/man',
+  'usr/share/info',
+  'usr/share/locale',
+  'var/log/bootstrap.log',
+];
+
+/**
+ * The Debian mirror the host's apt uses for the main archive, from
+ * sources.list (one-line form) and sources.list.d/*.sources (deb822 form).
+ */
+export function parseMirror(texts: readonly string[]): string | null {
+  for (const text of texts) {
+    for (const line of text.split('\n')) {
+      const m = /^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)/.exec(line);
+      if (m?.[1] && isMainArchive(m[1], m[2] ?? '')) return m[1].replace(/\/+$/, '');
+    }
+    for (const stanza of text.split(/\n\s*\n/)) {
+      const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'mi').exec(stanza)?.[1]?.trim() ?? '';
+      if (!/\bdeb\b/.test(field('Types'))) continue;
+      const suites = field('Suites').split(/\s+/);
+      for (const uri of field('URIs').split(/\s+/)) {
+        if (uri && suites.some((s) => isMainArchive(uri, s))) return uri.replace(/\/+$/, '');
+      }
+    }
+  }
+  return null;
+}
+
+function isMainArchive(uri: string, suite: string): boolean {
+  return (
+    /^https?:\/\//.test(uri) &&
+    !/security/.test(uri) &&
+    !/-(security|updates|backports)$/.test(suite) &&
+    /debian/.test(uri)
+  );
+}
+
+export async function hostMirror(): Promise<string> {
+  const texts: string[] = [];
+  texts.push(await readFile('/etc/apt/sources.list', 'utf8').catch(() => ''));
+  const dir = '/etc/apt/sources.list.d';
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (name.endsWith('.list') || name.endsWith('.sources')) {
+      texts.push(await readFile(join(dir, name), 'utf8').catch(() => ''));
+    }
+  }
+  return parseMirror(texts) ?? DEFAULT_MIRROR;
+}
+
+export function treeCacheKey(suite: string, packages: readonly string[]): string {
+  const canonical = JSON.stringify({
+    format: ROOTFS_TREE_FORMAT,
+    variant: 'minbase',
+    suite,
+    packages: [...packages].sort(),
+  });
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+}
+
+export interface TreeOptions {
+  dataDir: string;
+  suite: string;
+  packages: readonly string[];
+  mirror?: string | undefined;
+  onProgress?: ProgressFn | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/** debootstrap output lines -> a rough fraction of the whole run. */
+const PHASES: Array<[RegExp, number]> = [
+  [/^I: Retrieving Release/, 0.02],
+  [/^I: Retrieving Packages/, 0.04],
+  [/^I: Resolving dependencies/, 0.06],
+  [/^I: Retrieving /, 0.1],
+  [/^I: Validating /, 0.25],
+  [/^I: Extracting /, 0.35],
+  [/^I: Installing core packages/, 0.45],
+  [/^I: Unpacking /, 0.55],
+  [/^I: Configuring /, 0.75],
+  [/^I: Base system installed/, 1],
+];
+
+/** The bootstrapped tree for (suite, packages), from cache or by running debootstrap. */
+export async function ensureRootfsTree(opts: TreeOptions): Promise<string> {
+  const { dataDir, suite, packages, onProgress, signal } = opts;
+  const cacheDir = join(dataDir, 'cache');
+  const dest = join(cacheDir, `rootfs-${treeCacheKey(suite, packages)}`);
+  if (await exists(join(dest, 'etc', 'os-release'))) return dest;
+  if (process.getuid?.() !== 0) {
+    throw new MissingDependencyError(
+      'building a root filesystem runs debootstrap, which needs root',
+      'root',
+      {
+        hint: 'run the first build of this recipe as root (later builds reuse the cached tree)',
+      },
+    );
+  }
+  await mkdir(cacheDir, { recursive: true });
+  const tmp = await mkdtemp(join(cacheDir, '.tmp-rootfs-'));
+  try {
+    const mirror = opts.mirror ?? (await hostMirror());
+    const target = join(tmp, 'root');
+    onProgress?.({
+      step: 'rootfs',
+      detail: `debootstrap ${suite} (${packages.join(', ')}) from ${mirror}`,
+      fraction: 0,
+    });
+    let fraction = 0;
+    await run(
+      ['debootstrap', '--variant=minbase', `--include=${packages.join(',')}`, suite, target, mirror],
+      {
+        signal,
+        captureStdout: false,
+        onLine: (line) => {
+          for (const [re, f] of PHASES) {
+            if (re.test(line) && f >= fraction) {
+              fraction = f;
+              onProgress?.({
+                step: 'rootfs',
+                detail: line.replace(/^I: /, 'debootstrap: '),
+                fraction: f * 0.9,
+              });
+              break;
+            }
+          }
+        },
+      },
+    );
+    throwIfAborted(signal);
+    // debootstrap unmounts /proc and /sys itself; make sure before touching the tree.
+    await removeMountsOnly(target);
+    for (const p of PRUNE) await rm(join(target, p), { recursive: true, force: true });
+    await mkdir(join(target, 'var/cache/apt/archives/partial'), { recursive: true });
+    await mkdir(join(target, 'var/lib/apt/lists/partial'), { recursive: true });
+    try {
+      await rename(target, dest);
+    } catch (err) {
+      if (!(await exists(join(dest, 'etc', 'os-release')))) throw err;
+    }
+    await removeTree(tmp);
+    onProgress?.({ step: 'rootfs', detail: 'debootstrap done', fraction: 0.9 });
+    return dest;
+  } catch (err) {
+    await removeTree(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+async function removeMountsOnly(dir: string): Promise<void> {
+  for (const point of await mountsUnder(dir)) await run(['umount', '-l', point]).catch(() => {});
+}
+
+export interface RootfsInput {
+  tree: string;
+  sources: GuestSources;
+  runtime: RuntimeConfig | null;
+  /** Scratch directory on the same file system as `tree` (for hard links). */
+  workDir: string;
+  outPath: string;
+  signal?: AbortSignal | undefined;
+  onProgress?: ProgressFn | undefined;
+}
+
+/** Replace (never write through) the file at `rel` inside `root`. */
+async function put(root: string, rel: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const path = join(root, rel);
+  await mkdir(dirname(path), { recursive: true });
+  await rm(path, { force: true }); // breaks a hard link to the cached tree, or a symlink
+  await writeFile(path, data, { mode });
+  await chmod(path, mode);
+}
+
+/** Where /sbin really is inside the tree (merged-/usr makes it a link to usr/sbin). */
+async function sbinDir(root: string): Promise<string> {
+  const st = await lstat(join(root, 'sbin')).catch(() => null);
+  return st?.isSymbolicLink() ? 'usr/sbin' : 'sbin';
+}
+
+/** Copy the cached tree (hard links), add forkd's guest files, make the ext4 image. */
+export async function buildRootfs(input: RootfsInput): Promise<{ bytes: number; contentBytes: number }> {
+  const { sources, signal, onProgress } = input;
+  const tree = join(input.workDir, 'tree');
+  try {
+    onProgress?.({ step: 'rootfs', detail: 'adding forkd guest files', fraction: 0.9 });
+    // Hard links make the copy instant; fall back to a real copy across file systems.
+    await run(['cp', '-al', input.tree, tree], { signal }).catch(async () => {
+      await removeTree(tree);
+      await run(['cp', '-a', input.tree, tree], { signal });
+    });
+    await put(tree, 'usr/bin/forkd-agent', await readFile(sources.agentPath), 0o755);
+    await put(tree, 'usr/lib/forkd/busybox', await readFile(sources.busyboxPath), 0o755);
+    await put(tree, `${await sbinDir(tree)}/forkd-init`, await readFile(sources.forkdInitPath), 0o755);
+    if (input.runtime) {
+      await put(tree, 'usr/lib/forkd/python_runtime.py', await readFile(sources.pythonRuntimePath));
+      await put(tree, 'etc/forkd/runtime.json', JSON.stringify(input.runtime) + '\n');
+    }
+    await put(tree, 'etc/hostname', 'forkd\n');
+    await put(
+      tree,
+      'etc/hosts',
+      '127.0.0.1\tlocalhost\n127.0.1.1\tforkd\n::1\tlocalhost ip6-localhost ip6-loopback\n',
+    );
+    await put(tree, 'etc/resolv.conf', 'nameserver 10.0.2.3\n');
+    await put(tree, 'etc/fstab', '# the root file system is mounted by the forkd initramfs\n');
+
+    const contentBytes = await treeBytes(tree);
+    const size = Math.ceil((contentBytes * 1.1 + HEADROOM_BYTES) / (1 << 20)) * (1 << 20);
+    onProgress?.({
+      step: 'rootfs',
+      detail: `mkfs.ext4 (${Math.round(size / (1 << 20))} MiB, sparse)`,
+      fraction: 0.95,
+    });
+    const fh = await open(input.outPath, 'w');
+    await fh.truncate(size);
+    await fh.close();
+    await run(
+      [
+        'mkfs.ext4',
+        '-F',
+        '-q',
+        '-L',
+        'forkd-root',
+        '-m',
+        '0',
+        // Initialise inode tables and journal now, so the guest's ext4lazyinit
+        // never writes them into every parent's disk layer.
+        '-E',
+        'lazy_itable_init=0,lazy_journal_init=0',
+        '-d',
+        tree,
+        input.outPath,
+      ],
+      { signal },
+    );
+    onProgress?.({ step: 'rootfs', detail: 'root filesystem ready', fraction: 1 });
+    return { bytes: size, contentBytes };
+  } finally {
+    await removeTree(tree);
+  }
+}

@@ -1,0 +1,25 @@
+// Small filesystem helpers shared by the store, the engine and the image builder.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, link, stat } from 'node:fs/promises';
+
+/** Hard-link when possible (same filesystem: free), copy otherwise. */
+export async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch {
+    await copyFile(from, to);
+  }
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Logical size and bytes actually allocated (sparse files allocate less). */
+export async function fileSizes(path: string): Promise<{ logicalBytes: number; physicalBytes: number }> {
+  const s = await stat(path);
+  return { logicalBytes: s.size, physicalBytes: s.blocks * 512 };
+}

@@ -1,0 +1,156 @@
+// Real VMs: snapshot the tiny guest, fork children, and check isolation,
+// reseeding and that every path (success, failure, kill) leaves nothing.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFile, readdir, stat, truncate, writeFile, readFile } from 'node:fs/promises';
+import { linkOrCopy } from '../../src/util/files.js';
+import { join } from 'node:path';
+import { AgentError, CorruptError, IncompatibleError, InvalidArgumentError, NotFoundError, QmpError, TimeoutError, VmExitedError, type Engine } from '../../src/engine/index.js';
+import { MANIFEST_FILE } from '../../src/snapshot/manifest.js';
+import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
+
+let engine: Engine;
+const TAG = 'test-fork-tiny';
+
+before(async () => {
+  engine = testEngine();
+  await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 256 });
+});
+
+after(async () => {
+  await engine.store.remove(TAG).catch(() => undefined);
+});
+
+function assertNothingLeft(): void {
+  assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), [], 'no QEMU left running');
+  assert.deepEqual(runDirEntries(engine), [], 'no run dir left');
+}
+
+test('a snapshot records its machine, QEMU and accelerator', async () => {
+  const { manifest } = await engine.store.getReady(TAG);
+  assert.equal(manifest.status, 'ready');
+  assert.equal(manifest.machine.machineType, 'microvm');
+  assert.equal(manifest.machine.memoryMib, 256);
+  assert.match(manifest.qemu.version, /^\d+\.\d+\.\d+$/);
+  assert.ok(['kvm', 'tcg'].includes(manifest.machine.accel));
+  assert.ok(manifest.vmstate.bytes > 1000, 'device state written');
+  assert.ok(manifest.memory.physicalBytes < manifest.memory.logicalBytes, 'RAM file is sparse');
+});
+
+test('children resume warm, are distinct, and leave nothing behind', async () => {
+  const result = await engine.fork({ tag: TAG, n: 3 });
+  assert.equal(result.children.filter((c) => c.ok).length, 3);
+  const outputs = await Promise.all(
+    result.children.map(async (c) => {
+      assert.ok(c.ok);
+      const r = await c.sandbox.agent.exec({ shell: 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; cat /proc/uptime' });
+      assert.equal(r.exitCode, 0);
+      return r.stdout.toString().trim().split('\n');
+    }),
+  );
+  const randoms = outputs.map((o) => o[0]);
+  assert.equal(new Set(randoms).size, 3, 'each child was reseeded');
+  for (const c of result.children) if (c.ok) await c.sandbox.kill();
+  assertNothingLeft();
+});
+
+test('a file written in one child is invisible to its siblings', async () => {
+  const result = await engine.fork({ tag: TAG, n: 2 });
+  const [a, b] = result.children;
+  assert.ok(a?.ok && b?.ok);
+  await a.sandbox.agent.writeFile('/tmp/mine', Buffer.from('a'));
+  await assert.rejects(b.sandbox.agent.readFile('/tmp/mine'), AgentError);
+  await Promise.all([a.sandbox.kill(), b.sandbox.kill()]);
+  assertNothingLeft();
+});
+
+test('children get the host clock, not the parent’s', async () => {
+  const result = await engine.fork({ tag: TAG, n: 1 });
+  const child = result.children[0];
+  assert.ok(child?.ok);
+  const r = await child.sandbox.agent.exec({ args: ['date', '+%s'] });
+  const guest = Number(r.stdout.toString().trim());
+  assert.ok(Math.abs(guest - Date.now() / 1000) < 5, `guest clock ${guest} is near host clock`);
+  await child.sandbox.kill();
+});
+
+test('bad tags and child counts are refused before anything starts', async () => {
+  await assert.rejects(engine.fork({ tag: '../etc', n: 1 }), InvalidArgumentError);
+  await assert.rejects(engine.fork({ tag: TAG, n: 0 }), InvalidArgumentError);
+  await assert.rejects(engine.fork({ tag: TAG, n: 1001 }), InvalidArgumentError);
+  await assert.rejects(engine.fork({ tag: TAG, n: 1.5 }), InvalidArgumentError);
+  await assert.rejects(engine.fork({ tag: 'no-such-snapshot', n: 1 }), NotFoundError);
+  assertNothingLeft();
+});
+
+test('a snapshot from another QEMU is refused with both versions named', async () => {
+  const dir = engine.dataDir.snapshotDir(TAG);
+  const original = await readFile(join(dir, MANIFEST_FILE), 'utf8');
+  try {
+    const m = JSON.parse(original) as { qemu: { version: string } };
+    m.qemu.version = '1.0.0';
+    await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(m));
+    await assert.rejects(engine.fork({ tag: TAG, n: 1 }), (err: IncompatibleError) => {
+      assert.ok(err instanceof IncompatibleError);
+      assert.match(err.message, /QEMU 1\.0\.0.*QEMU \d+\.\d+\.\d+/);
+      return true;
+    });
+  } finally {
+    await writeFile(join(dir, MANIFEST_FILE), original);
+  }
+  assertNothingLeft();
+});
+
+test('a truncated device state fails the child cleanly', async () => {
+  const src = engine.dataDir.snapshotDir(TAG);
+  const tag = 'test-fork-truncated';
+  await engine.store.remove(tag).catch(() => undefined);
+  const writer = await engine.store.begin(tag);
+  try {
+    for (const name of await readdir(src)) {
+      if (name === 'vmstate' || name === MANIFEST_FILE) continue;
+      await linkOrCopy(join(src, name), writer.path(name));
+    }
+    await copyFile(join(src, 'vmstate'), writer.path('vmstate'));
+    await truncate(writer.path('vmstate'), Math.floor((await stat(join(src, 'vmstate'))).size / 2));
+    const m = JSON.parse(await readFile(join(src, MANIFEST_FILE), 'utf8')) as { tag: string };
+    m.tag = tag;
+    await writer.commit(m as never);
+    const result = await engine.fork({ tag, n: 2 });
+    for (const c of result.children) {
+      assert.equal(c.ok, false);
+      if (!c.ok) assert.ok(c.error instanceof QmpError || c.error instanceof VmExitedError || c.error instanceof CorruptError, String(c.error));
+    }
+    assertNothingLeft();
+  } finally {
+    await writer.abort();
+    await engine.store.remove(tag).catch(() => undefined);
+  }
+});
+
+test('a child killed mid-exec fails the exec with an agent error and cleans up', async () => {
+  const result = await engine.fork({ tag: TAG, n: 1 });
+  const child = result.children[0];
+  assert.ok(child?.ok);
+  const running = child.sandbox.agent.exec({ args: ['sleep', '30'] });
+  await new Promise((r) => setTimeout(r, 300));
+  process.kill(child.sandbox.pid, 'SIGKILL');
+  await assert.rejects(running, AgentError);
+  await child.sandbox.kill();
+  assertNothingLeft();
+});
+
+test('a guest that never becomes ready times out and leaves no snapshot', async () => {
+  const tag = 'test-never-ready';
+  await assert.rejects(
+    engine.createSnapshot({ tag, recipe: 'tiny', bootTimeoutMs: 50 }),
+    (err: Error) => err instanceof TimeoutError && /never became ready/.test(err.message),
+  );
+  assert.equal(await engine.store.exists(tag), false);
+  assertNothingLeft();
+});
+
+test('an existing tag is refused before any work', async () => {
+  await assert.rejects(engine.createSnapshot({ tag: TAG, recipe: 'tiny' }), (err: Error) => err.name === 'AlreadyExistsError');
+  await assert.rejects(engine.createSnapshot({ tag: 'bad/tag', recipe: 'tiny' }), InvalidArgumentError);
+});
