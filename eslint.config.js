@@ -3,7 +3,15 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const engineOnly = ['**/engine/**', '**/vmm/**', '**/image/**', '**/snapshot/**', '**/hub/**', '**/daemon/**', '**/cli/**'];
+const engineOnly = [
+  '**/engine/**',
+  '**/vmm/**',
+  '**/image/**',
+  '**/snapshot/**',
+  '**/hub/**',
+  '**/daemon/**',
+  '**/cli/**',
+];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'guest/**', 'bench/results/**'] },
@@ -12,7 +20,14 @@ export default tseslint.config(
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
-      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['test', 'describe', 'it', 'before', 'after'] },
+          ],
+        },
+      ],
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
@@ -24,11 +39,21 @@ export default tseslint.config(
   },
   {
     files: ['src/engine/**', 'src/vmm/**', 'src/image/**', 'src/snapshot/**', 'src/hub/**'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ['**/daemon/**', '**/cli/**', '**/sdk/**', '**/mcp/**'] }] },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['**/daemon/**', '**/cli/**', '**/sdk/**', '**/mcp/**'] },
+      ],
+    },
   },
   {
     files: ['src/vmm/**', 'src/image/**', 'src/snapshot/**'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ['**/engine/**', '**/daemon/**', '**/cli/**', '**/sdk/**', '**/mcp/**'] }] },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['**/engine/**', '**/daemon/**', '**/cli/**', '**/sdk/**', '**/mcp/**'] },
+      ],
+    },
   },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
 );

@@ -21,7 +21,11 @@ export async function benchFork(engine: Engine, log: (s: string) => void): Promi
   log('cold boot baseline');
   const coldTag = 'bench-cold-boot';
   await engine.store.remove(coldTag).catch(() => undefined);
-  const cold = await engine.createSnapshot({ tag: coldTag, recipe: manifest.image.recipe, memoryMib: manifest.machine.memoryMib });
+  const cold = await engine.createSnapshot({
+    tag: coldTag,
+    recipe: manifest.image.recipe,
+    memoryMib: manifest.machine.memoryMib,
+  });
   await engine.store.remove(coldTag);
   const coldMs = cold.timings.bootToReadyMs;
   rows.push({ metric: 'cold boot to agent + numpy ready', value: coldMs, unit: 'ms' });
@@ -35,13 +39,21 @@ export async function benchFork(engine: Engine, log: (s: string) => void): Promi
       value: result.wallMs,
       unit: 'ms',
       note: `${ok.length}/${n} ok, ${round(coldMs / result.wallMs, 1)}x vs cold boot`,
-      ...(n === 100 ? { target: '≤ 1000 ms and ≥ 50x cold', met: result.wallMs <= 1000 && coldMs / result.wallMs >= 50 } : {}),
+      ...(n === 100
+        ? { target: '≤ 1000 ms and ≥ 50x cold', met: result.wallMs <= 1000 && coldMs / result.wallMs >= 50 }
+        : {}),
     });
     if (n === 100) {
       await new Promise((r) => setTimeout(r, 1000)); // let the children go idle
       const pss = await Promise.all(ok.map((c) => pssBytes(c.sandbox.pid)));
       const perChild = pss.reduce((a, b) => a + b, 0) / ok.length / 2 ** 20;
-      rows.push({ metric: 'host memory per idle child (PSS)', value: round(perChild, 1), unit: 'MiB', target: '≤ 8 MiB', met: perChild <= 8 });
+      rows.push({
+        metric: 'host memory per idle child (PSS)',
+        value: round(perChild, 1),
+        unit: 'MiB',
+        target: '≤ 8 MiB',
+        met: perChild <= 8,
+      });
       await latency(ok[0]!.sandbox, rows, log);
     }
     await Promise.all(ok.map((c) => c.sandbox.kill()));

@@ -36,17 +36,28 @@ export function round(n: number, digits = 2): number {
   return Math.round(n * f) / f;
 }
 
-export async function writeResults(name: string, machine: string, rows: BenchRow[], extra: Record<string, unknown> = {}): Promise<string> {
+export async function writeResults(
+  name: string,
+  machine: string,
+  rows: BenchRow[],
+  extra: Record<string, unknown> = {},
+): Promise<string> {
   const dir = join('bench', 'results');
   await mkdir(dir, { recursive: true });
   const when = new Date().toISOString();
-  await writeFile(join(dir, `${name}.json`), JSON.stringify({ name, when, machine, rows, ...extra }, null, 2) + '\n');
+  await writeFile(
+    join(dir, `${name}.json`),
+    JSON.stringify({ name, when, machine, rows, ...extra }, null, 2) + '\n',
+  );
   const table = [
     `Bench \`${name}\`, ${when.slice(0, 10)}, on ${machine}.`,
     '',
     '| metric | value | target | met |',
     '| --- | --- | --- | --- |',
-    ...rows.map((r) => `| ${r.metric}${r.note ? ` (${r.note})` : ''} | ${r.value} ${r.unit} | ${r.target ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : 'no'} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.metric}${r.note ? ` (${r.note})` : ''} | ${r.value} ${r.unit} | ${r.target ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : 'no'} |`,
+    ),
   ].join('\n');
   await writeFile(join(dir, `${name}.md`), table + '\n');
   return table;

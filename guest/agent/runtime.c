@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -31,6 +32,7 @@ static struct {
 	char *config_path;
 	int to_fd, from_fd;
 	struct child *c;
+	int was_ready; /* only a runtime that once worked is worth restarting */
 } rt = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.eval_mu = PTHREAD_MUTEX_INITIALIZER,
@@ -204,6 +206,7 @@ static void rt_start(void)
 	char *msg = read_msg(&len);
 	if (msg && strcmp(msg, "ready") == 0) {
 		free(msg);
+		rt.was_ready = 1;
 		set_state(RT_READY, NULL);
 		return;
 	}
@@ -313,13 +316,22 @@ void handle_eval(struct req *r)
 	char err[1024];
 	pthread_mutex_lock(&rt.eval_mu);
 	enum rt_state st = get_state(err, sizeof err);
+	/* The start thread may not have taken eval_mu yet. */
+	while (st == RT_STARTING) {
+		pthread_mutex_unlock(&rt.eval_mu);
+		struct timespec ts = {0, 10 * 1000000L};
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&rt.eval_mu);
+		st = get_state(err, sizeof err);
+	}
 	if (st == RT_NONE) {
 		send_error(r, ENOSYS, "this image has no eval runtime (build a recipe with a runtime, e.g. python-numpy)");
 		goto out;
 	}
-	if (st == RT_FAILED && rt.argv) {
+	if (st == RT_FAILED && rt.was_ready) {
 		/* One restart per EVAL: a runtime that dies every time costs each
-		 * caller one start, never a loop. */
+		 * caller one start, never a loop. One that never got ready (a
+		 * failed import) would only fail the same way again. */
 		rt_stop(NULL, 0);
 		rt_start();
 		st = get_state(err, sizeof err);

@@ -21,7 +21,13 @@ export async function cleanupDataDir(
   store: SnapshotStore,
   opts: { killRunning?: boolean } = {},
 ): Promise<CleanupReport> {
-  const report: CleanupReport = { killedVms: [], removedRunDirs: [], removedSnapshots: [], removedCgroups: [], runningVms: [] };
+  const report: CleanupReport = {
+    killedVms: [],
+    removedRunDirs: [],
+    removedSnapshots: [],
+    removedCgroups: [],
+    runningVms: [],
+  };
   for (const name of await readdir(dataDir.runDir).catch(() => [] as string[])) {
     const dir = join(dataDir.runDir, name);
     const record = await readVmRecord(dir);
@@ -51,7 +57,10 @@ export async function cleanupDataDir(
     for (const name of await readdir(parent, { withFileTypes: true }).catch(() => [])) {
       if (!name.isDirectory()) continue;
       // rmdir fails while processes remain: that is the check that it is unused.
-      const removed = await rmdir(join(parent, name.name)).then(() => true, () => false);
+      const removed = await rmdir(join(parent, name.name)).then(
+        () => true,
+        () => false,
+      );
       if (removed) report.removedCgroups.push(name.name);
     }
   }

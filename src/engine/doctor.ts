@@ -36,7 +36,12 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
   add(
     major > 20 || (major === 20 && minor >= 9)
       ? { name: 'node', status: 'pass', detail: `Node ${process.versions.node}` }
-      : { name: 'node', status: 'fail', detail: `Node ${process.versions.node}`, hint: 'install Node 20.9 or newer' },
+      : {
+          name: 'node',
+          status: 'fail',
+          detail: `Node ${process.versions.node}`,
+          hint: 'install Node 20.9 or newer',
+        },
   );
 
   let qemuOk = false;
@@ -48,7 +53,12 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
     add(
       /\bmicrovm\b/.test(stdout)
         ? { name: 'microvm machine', status: 'pass', detail: 'supported' }
-        : { name: 'microvm machine', status: 'fail', detail: 'this QEMU has no microvm machine', hint: apt('qemu-system-x86') },
+        : {
+            name: 'microvm machine',
+            status: 'fail',
+            detail: 'this QEMU has no microvm machine',
+            hint: apt('qemu-system-x86'),
+          },
     );
   } catch (err) {
     add({ name: 'qemu', status: 'fail', detail: errorMessage(err), hint: apt('qemu-system-x86') });
@@ -75,23 +85,43 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
   add(
     kvmAccess
       ? { name: '/dev/kvm', status: 'pass', detail: 'present and accessible' }
-      : { name: '/dev/kvm', status: 'warn', detail: 'missing or not accessible: VMs run under TCG (slower)', hint: 'enable virtualisation, or add your user to the kvm group' },
+      : {
+          name: '/dev/kvm',
+          status: 'warn',
+          detail: 'missing or not accessible: VMs run under TCG (slower)',
+          hint: 'enable virtualisation, or add your user to the kvm group',
+        },
   );
   const kernel = (await listKernelsForDoctor(engine.dataDir.root))[0];
   if (!qemuOk) {
     add({ name: 'accelerator', status: 'fail', detail: 'no QEMU to probe with' });
   } else if (!kernel) {
-    add({ name: 'accelerator', status: 'warn', detail: 'not probed yet: no guest kernel downloaded', hint: 'run `forkd image build tiny`, then `forkd doctor` again' });
+    add({
+      name: 'accelerator',
+      status: 'warn',
+      detail: 'not probed yet: no guest kernel downloaded',
+      hint: 'run `forkd image build tiny`, then `forkd doctor` again',
+    });
   } else {
     const probe = await engine.accelerator(kernel);
-    add({ name: 'accelerator', status: probe.accel === 'kvm' ? 'pass' : 'warn', detail: `${probe.accel}: ${probe.reason}`, hint: probe.accel === 'kvm' ? undefined : 'TCG works, just slower; --accel kvm forces KVM' });
+    add({
+      name: 'accelerator',
+      status: probe.accel === 'kvm' ? 'pass' : 'warn',
+      detail: `${probe.accel}: ${probe.reason}`,
+      hint: probe.accel === 'kvm' ? undefined : 'TCG works, just slower; --accel kvm forces KVM',
+    });
   }
 
   const cgroup = await detectCgroupMemory();
   add(
     cgroup
       ? { name: 'cgroup memory', status: 'pass', detail: `${cgroup.version} at ${cgroup.base}` }
-      : { name: 'cgroup memory', status: 'warn', detail: 'no memory controller: --memory-limit-mib unavailable', hint: 'mount the cgroup memory controller' },
+      : {
+          name: 'cgroup memory',
+          status: 'warn',
+          detail: 'no memory controller: --memory-limit-mib unavailable',
+          hint: 'mount the cgroup memory controller',
+        },
   );
 
   try {
@@ -101,11 +131,25 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
     const freeGiB = (fs.bavail * fs.bsize) / 2 ** 30;
     add(
       freeGiB >= 5
-        ? { name: 'data dir', status: 'pass', detail: `${engine.dataDir.root} (${freeGiB.toFixed(0)} GiB free)` }
-        : { name: 'data dir', status: 'warn', detail: `${engine.dataDir.root} has only ${freeGiB.toFixed(1)} GiB free`, hint: 'free space or use --data-dir elsewhere' },
+        ? {
+            name: 'data dir',
+            status: 'pass',
+            detail: `${engine.dataDir.root} (${freeGiB.toFixed(0)} GiB free)`,
+          }
+        : {
+            name: 'data dir',
+            status: 'warn',
+            detail: `${engine.dataDir.root} has only ${freeGiB.toFixed(1)} GiB free`,
+            hint: 'free space or use --data-dir elsewhere',
+          },
     );
   } catch (err) {
-    add({ name: 'data dir', status: 'fail', detail: `${engine.dataDir.root}: ${errorMessage(err)}`, hint: 'use --data-dir (or FORKD_DATA_DIR) to pick a writable directory' });
+    add({
+      name: 'data dir',
+      status: 'fail',
+      detail: `${engine.dataDir.root}: ${errorMessage(err)}`,
+      hint: 'use --data-dir (or FORKD_DATA_DIR) to pick a writable directory',
+    });
   }
   return checks;
 }

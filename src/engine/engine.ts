@@ -8,7 +8,12 @@ import type { SnapshotManifest } from '../snapshot/manifest.js';
 import { SnapshotStore } from '../snapshot/store.js';
 import { assertValidTag } from '../snapshot/tag.js';
 import { InvalidArgumentError } from '../errors.js';
-import { probeAccelerator, resolveAccelerator, type AcceleratorChoice, type AcceleratorProbe } from '../vmm/accel.js';
+import {
+  probeAccelerator,
+  resolveAccelerator,
+  type AcceleratorChoice,
+  type AcceleratorProbe,
+} from '../vmm/accel.js';
 import { findQemu, type QemuInstallation } from '../vmm/qemu-binary.js';
 import { cleanupDataDir, type CleanupReport } from './cleanup.js';
 import { restoreChildren, type RestoreOptions, type RestoreResult } from './fork.js';
@@ -39,7 +44,9 @@ export class Engine {
     this.accelChoice = opts.accel ?? 'auto';
     this.qemuBinary = opts.qemuBinary;
     if (!['auto', 'kvm', 'tcg'].includes(this.accelChoice)) {
-      throw new InvalidArgumentError(`unknown accelerator ${JSON.stringify(this.accelChoice)}`, 'accel', { hint: 'use kvm, tcg or auto' });
+      throw new InvalidArgumentError(`unknown accelerator ${JSON.stringify(this.accelChoice)}`, 'accel', {
+        hint: 'use kvm, tcg or auto',
+      });
     }
   }
 
@@ -56,12 +63,18 @@ export class Engine {
     });
   }
 
-  buildImage(recipe: string, opts: { force?: boolean; onProgress?: ProgressFn; signal?: AbortSignal } = {}): Promise<GuestImage> {
+  buildImage(
+    recipe: string,
+    opts: { force?: boolean; onProgress?: ProgressFn; signal?: AbortSignal } = {},
+  ): Promise<GuestImage> {
     return buildImage(recipe, { dataDir: this.dataDir.root, ...opts });
   }
 
   async imageFor(recipe: string, onProgress?: ProgressFn, signal?: AbortSignal): Promise<GuestImage> {
-    return (await findImage(recipe, { dataDir: this.dataDir.root })) ?? this.buildImage(recipe, { onProgress, signal });
+    return (
+      (await findImage(recipe, { dataDir: this.dataDir.root })) ??
+      this.buildImage(recipe, { onProgress, signal })
+    );
   }
 
   async createSnapshot(req: SnapshotRequest): Promise<SnapshotManifest> {
@@ -82,7 +95,13 @@ export class Engine {
     // Only a KVM snapshot needs to know whether KVM works here.
     const kvmUsable =
       manifest.machine.accel === 'kvm'
-        ? (await probeAccelerator({ qemu, kernelPath: join(dir, SNAPSHOT_FILES.kernel), cacheFile: this.dataDir.accelCacheFile })).kvmUsable
+        ? (
+            await probeAccelerator({
+              qemu,
+              kernelPath: join(dir, SNAPSHOT_FILES.kernel),
+              cacheFile: this.dataDir.accelCacheFile,
+            })
+          ).kvmUsable
         : false;
     return restoreChildren(
       { dataDir: this.dataDir, store: this.store, qemu, kvmUsable, cores: availableParallelism() },

@@ -105,9 +105,16 @@ async function restoreChild(
   let cgroup: MemoryCgroup | null = null;
   let agent: AgentClient | undefined;
   try {
-    const signal = deadlineSignal({ signal: opts.signal, timeoutMs: opts.timeoutMs ?? 60_000 }, `restoring child ${index}`);
+    const signal = deadlineSignal(
+      { signal: opts.signal, timeoutMs: opts.timeoutMs ?? 60_000 },
+      `restoring child ${index}`,
+    );
     if (manifest.disk) {
-      await createOverlay(runDir.paths.diskOverlay, { path: join(snapshotDir, manifest.disk.layer), format: 'qcow2' }, { signal });
+      await createOverlay(
+        runDir.paths.diskOverlay,
+        { path: join(snapshotDir, manifest.disk.layer), format: 'qcow2' },
+        { signal },
+      );
     }
     const restrictEgress = opts.restrictEgress ?? false;
     vm = await launchVm(
@@ -124,7 +131,11 @@ async function restoreChild(
     );
     const launched = vm;
     const t1 = Date.now();
-    await unlessExited(launched.process, 'loading device state', loadDeviceState(launched.qmp, join(snapshotDir, manifest.vmstate.file), { signal }));
+    await unlessExited(
+      launched.process,
+      'loading device state',
+      loadDeviceState(launched.qmp, join(snapshotDir, manifest.vmstate.file), { signal }),
+    );
     if (opts.memoryLimitMib) cgroup = await limitMemory(id, launched.process.pid, opts.memoryLimitMib);
     await launched.qmp.execute('cont', undefined, { signal });
     const t2 = Date.now();
@@ -156,9 +167,14 @@ async function restoreChild(
       cgroup,
     );
     if (opts.detach) sandbox.release();
-    return { index, ok: true, sandbox, timings: { launchMs: t1 - t0, loadMs: t2 - t1, agentMs: t3 - t2, totalMs: t3 - t0 } };
+    return {
+      index,
+      ok: true,
+      sandbox,
+      timings: { launchMs: t1 - t0, loadMs: t2 - t1, agentMs: t3 - t2, totalMs: t3 - t0 },
+    };
   } catch (err) {
-    agent?.close();
+    await agent?.close();
     if (vm) {
       vm.qmp.close();
       await vm.process.terminate();

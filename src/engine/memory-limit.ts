@@ -14,7 +14,9 @@ export interface MemoryCgroup {
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
-export async function detectCgroupMemory(root = CGROUP_ROOT): Promise<{ version: CgroupVersion; base: string } | null> {
+export async function detectCgroupMemory(
+  root = CGROUP_ROOT,
+): Promise<{ version: CgroupVersion; base: string } | null> {
   if (await exists(join(root, 'cgroup.controllers'))) {
     return { version: 'v2', base: root };
   }

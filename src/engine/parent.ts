@@ -11,6 +11,7 @@ import { fileSizes, linkOrCopy, sha256File } from '../util/files.js';
 import type { AcceleratorProbe } from '../vmm/accel.js';
 import { CPU_MODEL } from '../vmm/accel.js';
 import { createOverlay } from '../vmm/disk.js';
+import { run } from '../image/run.js';
 import type { MachineShape } from '../vmm/machine.js';
 import { saveDeviceState } from '../vmm/migration.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
@@ -39,7 +40,10 @@ export interface SnapshotContext {
   accel: AcceleratorProbe;
 }
 
-export async function createSnapshot(ctx: SnapshotContext, opts: CreateSnapshotOptions): Promise<SnapshotManifest> {
+export async function createSnapshot(
+  ctx: SnapshotContext,
+  opts: CreateSnapshotOptions,
+): Promise<SnapshotManifest> {
   const started = Date.now();
   const { image } = opts;
   const writer = await ctx.store.begin(opts.tag, { replace: opts.replace });
@@ -61,7 +65,11 @@ export async function createSnapshot(ctx: SnapshotContext, opts: CreateSnapshotO
     if (image.rootfsPath) {
       await linkOrCopy(image.rootfsPath, writer.path(SNAPSHOT_FILES.rootfs));
       // Relative backing path: the snapshot dir can move (packs, data-dir changes).
-      await createOverlay(writer.path(SNAPSHOT_FILES.disk), { path: SNAPSHOT_FILES.rootfs, format: 'raw' }, opts);
+      await createOverlay(
+        writer.path(SNAPSHOT_FILES.disk),
+        { path: SNAPSHOT_FILES.rootfs, format: 'raw' },
+        opts,
+      );
       disk = { layer: SNAPSHOT_FILES.disk, base: SNAPSHOT_FILES.rootfs };
     }
     const draft = {
@@ -86,16 +94,29 @@ export async function createSnapshot(ctx: SnapshotContext, opts: CreateSnapshotO
       opts,
     );
     const bootTimeoutMs = opts.bootTimeoutMs ?? 120_000;
-    await waitUntilReady(vm, image.runtime !== null, { signal: opts.signal, timeoutMs: bootTimeoutMs }, opts.onProgress);
+    await waitUntilReady(
+      vm,
+      image.runtime !== null,
+      { signal: opts.signal, timeoutMs: bootTimeoutMs },
+      opts.onProgress,
+    );
     const bootToReadyMs = Date.now() - bootStarted;
 
     opts.onProgress?.('freezing parent');
     const freezeStarted = Date.now();
     await vm.qmp.execute('stop');
-    await unlessExited(vm.process, 'saving device state', saveDeviceState(vm.qmp, writer.path(SNAPSHOT_FILES.vmstate), opts));
+    await unlessExited(
+      vm.process,
+      'saving device state',
+      saveDeviceState(vm.qmp, writer.path(SNAPSHOT_FILES.vmstate), opts),
+    );
     await destroyVm(vm);
     vm = undefined;
     const freezeMs = Date.now() - freezeStarted;
+    // The guest zeroes freed pages (init_on_free=1), so its RAM file is mostly
+    // zeros: punch them out. Children read holes as zeros, packs shrink.
+    opts.onProgress?.('sparsifying the RAM file');
+    await run(['fallocate', '--dig-holes', writer.path(SNAPSHOT_FILES.memory)], opts);
 
     await linkOrCopy(runDir.paths.consoleLog, writer.path(SNAPSHOT_FILES.bootLog)).catch(() => undefined);
     const vmstatePath = writer.path(SNAPSHOT_FILES.vmstate);
@@ -147,7 +168,12 @@ async function waitUntilReady(
           return null;
         });
         if (ping && (!needsRuntime || ping.runtime?.ready)) return;
-        if (ping?.runtime?.error) throw new VmExitedError(`the guest's warm runtime failed: ${ping.runtime.error}`, { code: null, signal: null }, '');
+        if (ping?.runtime?.error)
+          throw new VmExitedError(
+            `the guest's warm runtime failed: ${ping.runtime.error}`,
+            { code: null, signal: null },
+            '',
+          );
         if (ping && !announced) {
           announced = true;
           onProgress?.('agent up, waiting for the warm runtime');
@@ -155,7 +181,7 @@ async function waitUntilReady(
         await sleep(20, signal);
       }
     } finally {
-      agent.close();
+      await agent.close();
     }
   })();
   try {
@@ -168,4 +194,3 @@ async function waitUntilReady(
     throw err;
   }
 }
-

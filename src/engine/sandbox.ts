@@ -50,8 +50,7 @@ export class Sandbox {
   async kill(): Promise<void> {
     if (this.killed) return;
     this.killed = true;
-    this.agent.close();
-    await destroyVm(this.vm);
+    await Promise.all([this.agent.close(), destroyVm(this.vm)]);
     await this.cgroup?.remove();
   }
 }

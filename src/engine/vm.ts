@@ -29,11 +29,21 @@ export async function launchVm(
   runDir: RunDir,
   opts: CallOptions & { killOnExit?: boolean } = {},
 ): Promise<LaunchedVm> {
-  const proc = QemuProcess.launch(machine, { logPath: runDir.paths.qemuLog, killOnExit: opts.killOnExit ?? true });
+  const proc = QemuProcess.launch(machine, {
+    logPath: runDir.paths.qemuLog,
+    killOnExit: opts.killOnExit ?? true,
+  });
   try {
     await writeVmRecord(runDir, { pid: proc.pid, role: machine.role, startedAt: new Date().toISOString() });
-    const signal = deadlineSignal({ signal: opts.signal, timeoutMs: opts.timeoutMs ?? 15_000 }, 'starting QEMU');
-    const qmp = await unlessExited(proc, 'starting QEMU', QmpClient.connect(machine.paths.qmpSocket, { signal }));
+    const signal = deadlineSignal(
+      { signal: opts.signal, timeoutMs: opts.timeoutMs ?? 15_000 },
+      'starting QEMU',
+    );
+    const qmp = await unlessExited(
+      proc,
+      'starting QEMU',
+      QmpClient.connect(machine.paths.qmpSocket, { signal }),
+    );
     return { machine, process: proc, qmp, runDir };
   } catch (err) {
     await proc.terminate();
@@ -42,7 +52,11 @@ export async function launchVm(
 }
 
 /** Kill QEMU, close its channels and remove its run dir. Never throws. */
-export async function destroyVm(vm: { process: QemuProcess; qmp?: QmpClient | undefined; runDir: RunDir }): Promise<void> {
+export async function destroyVm(vm: {
+  process: QemuProcess;
+  qmp?: QmpClient | undefined;
+  runDir: RunDir;
+}): Promise<void> {
   vm.qmp?.close();
   await vm.process.terminate();
   await vm.runDir.remove().catch(() => undefined);

@@ -17,10 +17,12 @@ export function checkRestorable(manifest: SnapshotManifest, host: HostFacts): vo
       { hint: 'recreate the snapshot on this host, or restore it where that QEMU is installed' },
     );
   }
-  if (manifest.machine.machineType !== 'microvm') {
+  // A manifest from disk may name a machine type this forkd does not know.
+  const machineType: string = manifest.machine.machineType;
+  if (machineType !== 'microvm') {
     throw new IncompatibleError(
-      `snapshot ${JSON.stringify(manifest.tag)} uses machine type ${manifest.machine.machineType}; this forkd restores microvm`,
-      manifest.machine.machineType,
+      `snapshot ${JSON.stringify(manifest.tag)} uses machine type ${machineType}; this forkd restores microvm`,
+      machineType,
       'microvm',
     );
   }

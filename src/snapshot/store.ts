@@ -86,9 +86,13 @@ export class SnapshotStore {
   async get(tag: string): Promise<SnapshotRecord> {
     assertValidTag(tag);
     if (!(await this.exists(tag))) {
-      throw new NotFoundError(`snapshot ${JSON.stringify(tag)} not found`, { kind: 'snapshot', name: tag }, {
-        hint: 'list snapshots with `forkd images`, create one with `forkd snapshot --tag T --image tiny`',
-      });
+      throw new NotFoundError(
+        `snapshot ${JSON.stringify(tag)} not found`,
+        { kind: 'snapshot', name: tag },
+        {
+          hint: 'list snapshots with `forkd images`, create one with `forkd snapshot --tag T --image tiny`',
+        },
+      );
     }
     return this.record(tag);
   }
@@ -97,13 +101,20 @@ export class SnapshotStore {
   async getReady(tag: string): Promise<{ dir: string; manifest: SnapshotManifest }> {
     const record = await this.get(tag);
     if (!record.manifest) {
-      throw new CorruptError(`snapshot ${JSON.stringify(tag)} is damaged: ${record.problem ?? 'unreadable'}`, record.dir, {
-        hint: `remove it with \`forkd rmi ${tag}\``,
-      });
+      throw new CorruptError(
+        `snapshot ${JSON.stringify(tag)} is damaged: ${record.problem ?? 'unreadable'}`,
+        record.dir,
+        {
+          hint: `remove it with \`forkd rmi ${tag}\``,
+        },
+      );
     }
     if (record.manifest.status !== 'ready') {
       throw new ConflictError(`snapshot ${JSON.stringify(tag)} is ${record.manifest.status}, not ready`, {
-        hint: record.manifest.status === 'writing' ? 'wait for it to finish' : `remove it with \`forkd rmi ${tag}\``,
+        hint:
+          record.manifest.status === 'writing'
+            ? 'wait for it to finish'
+            : `remove it with \`forkd rmi ${tag}\``,
       });
     }
     return { dir: record.dir, manifest: record.manifest };
@@ -118,9 +129,13 @@ export class SnapshotStore {
       const dir = this.dataDir.snapshotDir(tag);
       if (await this.exists(tag)) {
         if (!opts.replace) {
-          throw new AlreadyExistsError(`snapshot ${JSON.stringify(tag)} already exists`, { kind: 'snapshot', name: tag }, {
-            hint: `pick another tag or remove it with \`forkd rmi ${tag}\``,
-          });
+          throw new AlreadyExistsError(
+            `snapshot ${JSON.stringify(tag)} already exists`,
+            { kind: 'snapshot', name: tag },
+            {
+              hint: `pick another tag or remove it with \`forkd rmi ${tag}\``,
+            },
+          );
         }
         await rm(dir, { recursive: true, force: true });
       }

@@ -10,7 +10,8 @@ export function isValidTag(tag: unknown): tag is string {
 
 export function assertValidTag(tag: unknown, argument = 'tag'): string {
   if (!isValidTag(tag)) {
-    const shown = typeof tag === 'string' ? JSON.stringify(tag.length > 80 ? `${tag.slice(0, 80)}…` : tag) : String(tag);
+    const shown =
+      typeof tag === 'string' ? JSON.stringify(tag.length > 80 ? `${tag.slice(0, 80)}…` : tag) : String(tag);
     throw new InvalidArgumentError(`invalid ${argument} ${shown}`, argument, {
       hint: 'use 1-64 characters from A-Z a-z 0-9 _ -',
     });

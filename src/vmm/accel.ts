@@ -32,9 +32,17 @@ export interface ProbeOptions {
 
 export const CPU_MODEL: Record<Accelerator, string> = { kvm: 'host', tcg: 'max' };
 
-export async function resolveAccelerator(choice: AcceleratorChoice, opts: ProbeOptions): Promise<AcceleratorProbe> {
+export async function resolveAccelerator(
+  choice: AcceleratorChoice,
+  opts: ProbeOptions,
+): Promise<AcceleratorProbe> {
   if (choice !== 'auto') {
-    return { accel: choice, reason: `forced with --accel ${choice}`, kvmUsable: choice === 'kvm', probedAt: new Date().toISOString() };
+    return {
+      accel: choice,
+      reason: `forced with --accel ${choice}`,
+      kvmUsable: choice === 'kvm',
+      probedAt: new Date().toISOString(),
+    };
   }
   return probeAccelerator(opts);
 }
@@ -57,7 +65,12 @@ async function runProbe(opts: ProbeOptions): Promise<AcceleratorProbe> {
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {
-    return { accel: 'tcg', reason: '/dev/kvm is missing or not accessible; using TCG', kvmUsable: false, probedAt };
+    return {
+      accel: 'tcg',
+      reason: '/dev/kvm is missing or not accessible; using TCG',
+      kvmUsable: false,
+      probedAt,
+    };
   }
   const timeoutMs = opts.timeoutMs ?? 5000;
   const dir = await mkdtemp(join(tmpdir(), 'forkd-kvm-probe-'));
@@ -67,23 +80,51 @@ async function runProbe(opts: ProbeOptions): Promise<AcceleratorProbe> {
     const exit = await bootUntilExit(
       opts.qemu.binary,
       [
-        '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-        '-accel', 'kvm', '-machine', 'microvm', '-cpu', 'host', '-m', '128M',
-        '-kernel', opts.kernelPath,
-        '-append', 'console=ttyS0 panic=-1 reboot=k quiet loglevel=1',
-        '-serial', `file:${console}`,
+        '-nodefaults',
+        '-no-user-config',
+        '-nographic',
+        '-no-reboot',
+        '-accel',
+        'kvm',
+        '-machine',
+        'microvm',
+        '-cpu',
+        'host',
+        '-m',
+        '128M',
+        '-kernel',
+        opts.kernelPath,
+        '-append',
+        'console=ttyS0 panic=-1 reboot=k quiet loglevel=1',
+        '-serial',
+        `file:${console}`,
       ],
       timeoutMs,
     );
     const elapsed = Date.now() - started;
     const text = await readFile(console, 'utf8').catch(() => '');
     if (exit === 'timeout') {
-      return { accel: 'tcg', reason: `a KVM test boot did not finish in ${timeoutMs} ms (nested or broken KVM); using TCG`, kvmUsable: false, probedAt };
+      return {
+        accel: 'tcg',
+        reason: `a KVM test boot did not finish in ${timeoutMs} ms (nested or broken KVM); using TCG`,
+        kvmUsable: false,
+        probedAt,
+      };
     }
     if (/Kernel panic|Unable to mount root|No working init/.test(text)) {
-      return { accel: 'kvm', reason: `a KVM test boot reached the kernel's end in ${elapsed} ms`, kvmUsable: true, probedAt };
+      return {
+        accel: 'kvm',
+        reason: `a KVM test boot reached the kernel's end in ${elapsed} ms`,
+        kvmUsable: true,
+        probedAt,
+      };
     }
-    return { accel: 'tcg', reason: `a KVM test boot failed (${exit}); using TCG`, kvmUsable: false, probedAt };
+    return {
+      accel: 'tcg',
+      reason: `a KVM test boot failed (${exit}); using TCG`,
+      kvmUsable: false,
+      probedAt,
+    };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -8,5 +8,8 @@ export async function createOverlay(
   backing: { path: string; format: 'qcow2' | 'raw' },
   opts: { signal?: AbortSignal } = {},
 ): Promise<void> {
-  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', backing.path, '-F', backing.format, path], opts);
+  await run(
+    ['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', backing.path, '-F', backing.format, path],
+    opts,
+  );
 }

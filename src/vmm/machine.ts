@@ -63,8 +63,15 @@ export interface MachineDescription {
 
 /** Restore-relevant facts the snapshot manifest records and a restore checks. */
 export function machineShapeKey(shape: MachineShape): string {
-  return [shape.machineType, shape.accel, shape.cpuModel, `${shape.vcpus}cpu`, `${shape.memoryMib}M`,
-    shape.hasDisk ? 'disk' : 'nodisk', shape.hasNetwork ? 'net' : 'nonet'].join('/');
+  return [
+    shape.machineType,
+    shape.accel,
+    shape.cpuModel,
+    `${shape.vcpus}cpu`,
+    `${shape.memoryMib}M`,
+    shape.hasDisk ? 'disk' : 'nodisk',
+    shape.hasNetwork ? 'net' : 'nonet',
+  ].join('/');
 }
 
 /** QEMU's option syntax doubles commas inside a value. */

@@ -15,7 +15,11 @@ export interface MigrationCapabilities {
   ignoreShared: boolean;
 }
 
-export async function setMigrationCapabilities(qmp: QmpClient, caps: MigrationCapabilities, opts: CallOptions = {}): Promise<void> {
+export async function setMigrationCapabilities(
+  qmp: QmpClient,
+  caps: MigrationCapabilities,
+  opts: CallOptions = {},
+): Promise<void> {
   await qmp.execute(
     'migrate-set-capabilities',
     {
@@ -40,8 +44,13 @@ function waitMigrationEnd(qmp: QmpClient, what: string, opts: CallOptions): Prom
 async function expectCompleted(qmp: QmpClient, end: QmpEvent, command: string, what: string): Promise<void> {
   const status = String(end.data?.status);
   if (status === 'completed') return;
-  const info = await qmp.execute<{ 'error-desc'?: string }>('query-migrate').catch(() => ({}) as { 'error-desc'?: string });
-  throw new QmpError(`${what} ${status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`, command, undefined);
+  type MigrateInfo = { 'error-desc'?: string };
+  const info = await qmp.execute<MigrateInfo>('query-migrate').catch((): MigrateInfo => ({}));
+  throw new QmpError(
+    `${what} ${status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`,
+    command,
+    undefined,
+  );
 }
 
 /**
@@ -55,9 +64,16 @@ export async function saveDeviceState(qmp: QmpClient, path: string, opts: CallOp
   const end = waitMigrationEnd(qmp, 'saving device state', opts);
   end.catch(() => undefined);
   const temp = `${path}.partial`;
-  await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(temp)} && mv ${shellQuote(temp)} ${shellQuote(path)}` }, opts);
+  await qmp.execute(
+    'migrate',
+    { uri: `exec:cat > ${shellQuote(temp)} && mv ${shellQuote(temp)} ${shellQuote(path)}` },
+    opts,
+  );
   await expectCompleted(qmp, await end, 'migrate', 'saving device state');
-  const signal = deadlineSignal({ timeoutMs: opts.timeoutMs ?? 30_000, signal: opts.signal }, 'writing device state');
+  const signal = deadlineSignal(
+    { timeoutMs: opts.timeoutMs ?? 30_000, signal: opts.signal },
+    'writing device state',
+  );
   while (!(await exists(path))) await sleep(1, signal);
 }
 

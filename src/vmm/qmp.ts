@@ -40,7 +40,10 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
 
   /** Connect, read the greeting and negotiate capabilities. */
   static async connect(path: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
-    const signal = deadlineSignal({ timeoutMs: opts.timeoutMs ?? 10_000, signal: opts.signal }, 'QMP connect');
+    const signal = deadlineSignal(
+      { timeoutMs: opts.timeoutMs ?? 10_000, signal: opts.signal },
+      'QMP connect',
+    );
     for (;;) {
       try {
         const socket = await connectUnix(path, signal);
@@ -86,7 +89,10 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
       return Promise.reject(callerError);
     }
     const id = this.nextId++;
-    const signal = deadlineSignal({ timeoutMs: opts.timeoutMs ?? 30_000, signal: opts.signal }, `QMP ${command}`);
+    const signal = deadlineSignal(
+      { timeoutMs: opts.timeoutMs ?? 30_000, signal: opts.signal },
+      `QMP ${command}`,
+    );
     return new Promise<T>((resolve, reject) => {
       const onAbort = () => {
         this.pending.delete(id);
@@ -112,7 +118,11 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
   }
 
   /** Resolve with the first event named `name` that satisfies `accept`. */
-  waitForEvent(name: string, accept: (e: QmpEvent) => boolean = () => true, opts: CallOptions = {}): Promise<QmpEvent> {
+  waitForEvent(
+    name: string,
+    accept: (e: QmpEvent) => boolean = () => true,
+    opts: CallOptions = {},
+  ): Promise<QmpEvent> {
     const signal = deadlineSignal(opts, `waiting for QMP event ${name}`);
     return new Promise((resolve, reject) => {
       const cleanup = () => {
@@ -225,4 +235,3 @@ export function connectUnix(path: string, signal: AbortSignal): Promise<net.Sock
     });
   });
 }
-

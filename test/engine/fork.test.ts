@@ -5,7 +5,17 @@ import assert from 'node:assert/strict';
 import { copyFile, readdir, stat, truncate, writeFile, readFile } from 'node:fs/promises';
 import { linkOrCopy } from '../../src/util/files.js';
 import { join } from 'node:path';
-import { AgentError, CorruptError, IncompatibleError, InvalidArgumentError, NotFoundError, QmpError, TimeoutError, VmExitedError, type Engine } from '../../src/engine/index.js';
+import {
+  AgentError,
+  CorruptError,
+  IncompatibleError,
+  InvalidArgumentError,
+  NotFoundError,
+  QmpError,
+  TimeoutError,
+  VmExitedError,
+  type Engine,
+} from '../../src/engine/index.js';
 import { MANIFEST_FILE } from '../../src/snapshot/manifest.js';
 import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
 
@@ -43,7 +53,9 @@ test('children resume warm, are distinct, and leave nothing behind', async () =>
   const outputs = await Promise.all(
     result.children.map(async (c) => {
       assert.ok(c.ok);
-      const r = await c.sandbox.agent.exec({ shell: 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; cat /proc/uptime' });
+      const r = await c.sandbox.agent.exec({
+        shell: 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; cat /proc/uptime',
+      });
       assert.equal(r.exitCode, 0);
       return r.stdout.toString().trim().split('\n');
     }),
@@ -119,7 +131,11 @@ test('a truncated device state fails the child cleanly', async () => {
     const result = await engine.fork({ tag, n: 2 });
     for (const c of result.children) {
       assert.equal(c.ok, false);
-      if (!c.ok) assert.ok(c.error instanceof QmpError || c.error instanceof VmExitedError || c.error instanceof CorruptError, String(c.error));
+      if (!c.ok)
+        assert.ok(
+          c.error instanceof QmpError || c.error instanceof VmExitedError || c.error instanceof CorruptError,
+          String(c.error),
+        );
     }
     assertNothingLeft();
   } finally {
@@ -151,6 +167,9 @@ test('a guest that never becomes ready times out and leaves no snapshot', async 
 });
 
 test('an existing tag is refused before any work', async () => {
-  await assert.rejects(engine.createSnapshot({ tag: TAG, recipe: 'tiny' }), (err: Error) => err.name === 'AlreadyExistsError');
+  await assert.rejects(
+    engine.createSnapshot({ tag: TAG, recipe: 'tiny' }),
+    (err: Error) => err.name === 'AlreadyExistsError',
+  );
   await assert.rejects(engine.createSnapshot({ tag: 'bad/tag', recipe: 'tiny' }), InvalidArgumentError);
 });

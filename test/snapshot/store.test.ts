@@ -16,7 +16,15 @@ function manifest(tag: string): SnapshotManifest {
     createdAt: new Date().toISOString(),
     forkdVersion: '0.0.0',
     qemu: { version: '7.2.22', versionLine: 'QEMU emulator version 7.2.22' },
-    machine: { machineType: 'microvm', accel: 'tcg', cpuModel: 'max', vcpus: 1, memoryMib: 256, hasDisk: false, hasNetwork: true },
+    machine: {
+      machineType: 'microvm',
+      accel: 'tcg',
+      cpuModel: 'max',
+      vcpus: 1,
+      memoryMib: 256,
+      hasDisk: false,
+      hasNetwork: true,
+    },
     accelReason: 'test',
     kernel: { version: 'k', sha256: 'x', cmdline: '' },
     initrd: { sha256: 'y' },
@@ -44,7 +52,10 @@ test('a committed snapshot is ready and listed', () =>
     await writer.commit(manifest('one'));
     const ready = await store.getReady('one');
     assert.equal(ready.manifest.status, 'ready');
-    assert.deepEqual((await store.list()).map((r) => r.tag), ['one']);
+    assert.deepEqual(
+      (await store.list()).map((r) => r.tag),
+      ['one'],
+    );
   }));
 
 test('an aborted snapshot leaves nothing behind and frees the tag', () =>
@@ -62,7 +73,9 @@ test('a tag being written cannot be written twice at once, and is not restorable
     const writer = await store.begin('busy');
     await writeFile(join(writer.dir, MANIFEST_FILE), JSON.stringify(manifest('busy')));
     await assert.rejects(store.begin('busy'), ConflictError);
-    await assert.rejects(store.getReady('busy'), (err: ConflictError) => /writing, not ready/.test(err.message));
+    await assert.rejects(store.getReady('busy'), (err: ConflictError) =>
+      /writing, not ready/.test(err.message),
+    );
     await writer.abort();
   }));
 
@@ -80,7 +93,10 @@ test('missing and damaged snapshots give typed errors naming the fix', () =>
     const writer = await store.begin('broken');
     await writer.commit(manifest('broken'));
     await writeFile(join(writer.dir, MANIFEST_FILE), '{"tag": ');
-    await assert.rejects(store.getReady('broken'), (err: CorruptError) => /damaged/.test(err.message) && /rmi/.test(err.oneLine()));
+    await assert.rejects(
+      store.getReady('broken'),
+      (err: CorruptError) => /damaged/.test(err.message) && /rmi/.test(err.oneLine()),
+    );
   }));
 
 test('a snapshot left writing by a dead process is abandoned; a stale lock is taken over', () =>
@@ -89,8 +105,11 @@ test('a snapshot left writing by a dead process is abandoned; a stale lock is ta
     await writeFile(join(writer.dir, MANIFEST_FILE), JSON.stringify(manifest('crashed')));
     // Simulate the writer dying: its lock names a pid that no longer exists.
     await writeFile(join(root, 'snapshots', '.locks', 'crashed.lock'), '999999999');
-    assert.deepEqual((await store.abandoned()).map((r) => r.tag), ['crashed']);
+    assert.deepEqual(
+      (await store.abandoned()).map((r) => r.tag),
+      ['crashed'],
+    );
     await store.remove('crashed');
     assert.equal(await store.exists('crashed'), false);
-    assert.equal((await readFile(join(root, 'snapshots', '.locks', 'crashed.lock')).catch(() => null)), null);
+    assert.equal(await readFile(join(root, 'snapshots', '.locks', 'crashed.lock')).catch(() => null), null);
   }));

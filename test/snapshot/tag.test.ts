@@ -18,9 +18,12 @@ test('traversal, separators, empty and overlong tags are rejected before any pat
 });
 
 test('the error names the rule so the user can fix it', () => {
-  assert.throws(() => assertValidTag('../x'), (err: InvalidArgumentError) => {
-    assert.equal(err.code, 'invalid_argument');
-    assert.match(err.oneLine(), /1-64 characters/);
-    return true;
-  });
+  assert.throws(
+    () => assertValidTag('../x'),
+    (err: InvalidArgumentError) => {
+      assert.equal(err.code, 'invalid_argument');
+      assert.match(err.oneLine(), /1-64 characters/);
+      return true;
+    },
+  );
 });

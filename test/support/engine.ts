@@ -10,7 +10,10 @@ export const TEST_DATA_DIR = resolve(process.env.FORKD_TEST_DATA_DIR ?? '.forkd-
 export function testEngine(): Engine {
   mkdirSync(TEST_DATA_DIR, { recursive: true });
   // Tests must pass on hosts with and without KVM; the default probe decides.
-  return new Engine({ dataDir: TEST_DATA_DIR, accel: (process.env.FORKD_TEST_ACCEL as 'tcg' | 'kvm' | undefined) ?? 'auto' });
+  return new Engine({
+    dataDir: TEST_DATA_DIR,
+    accel: (process.env.FORKD_TEST_ACCEL as 'tcg' | 'kvm' | undefined) ?? 'auto',
+  });
 }
 
 /** QEMU processes whose command line mentions `marker` (a run dir or data dir). */

@@ -15,8 +15,12 @@ export function registerCleanup(program: Command): void {
         [
           `stopped ${report.killedVms.length} running VMs`,
           `removed ${report.removedRunDirs.length} run dirs, ${report.removedSnapshots.length} abandoned snapshots, ${report.removedCgroups.length} cgroups`,
-          report.runningVms.length ? `${report.runningVms.length} VMs still running (use --all to stop them)` : '',
-        ].filter(Boolean).join('\n'),
+          report.runningVms.length
+            ? `${report.runningVms.length} VMs still running (use --all to stop them)`
+            : '',
+        ]
+          .filter(Boolean)
+          .join('\n'),
       );
     });
 }

@@ -16,7 +16,10 @@ export function registerDoctor(program: Command): void {
       const failed = checks.filter((c) => c.status === 'fail').length;
       out.result({ ok: failed === 0, checks }, () =>
         checks
-          .map((c) => `${MARK[c.status]}  ${c.name.padEnd(16)} ${c.detail}${c.hint && c.status !== 'pass' ? `\n      → ${c.hint}` : ''}`)
+          .map(
+            (c) =>
+              `${MARK[c.status]}  ${c.name.padEnd(16)} ${c.detail}${c.hint && c.status !== 'pass' ? `\n      → ${c.hint}` : ''}`,
+          )
           .join('\n'),
       );
       if (failed) process.exitCode = 1;

@@ -37,12 +37,25 @@ export function registerFork(program: Command): void {
     .option('--eval <code>', 'code to evaluate in every child’s warm runtime')
     .option('--hold', 'leave the children running (stop them with `forkd cleanup --all`)')
     .option('--no-egress', 'deny the children outbound network access')
-    .option('--memory-limit-mib <mib>', 'per-child memory limit (cgroup)', intOption('--memory-limit-mib', 16, 1 << 20))
-    .option('--timeout-secs <s>', 'per-child limit for --exec/--eval', intOption('--timeout-secs', 1, 3600), 60)
-    .addHelpText('after', '\nExamples:\n  forkd fork -t python-numpy -n 10 --eval "numpy.zeros(5).tolist()"\n  forkd fork -t tiny -n 100 --exec "cat /proc/uptime" --json')
+    .option(
+      '--memory-limit-mib <mib>',
+      'per-child memory limit (cgroup)',
+      intOption('--memory-limit-mib', 16, 1 << 20),
+    )
+    .option(
+      '--timeout-secs <s>',
+      'per-child limit for --exec/--eval',
+      intOption('--timeout-secs', 1, 3600),
+      60,
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  forkd fork -t python-numpy -n 10 --eval "numpy.zeros(5).tolist()"\n  forkd fork -t tiny -n 100 --exec "cat /proc/uptime" --json',
+    )
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ForkOptions>();
-      if (opts.exec !== undefined && opts.eval !== undefined) throw new Error('use either --exec or --eval, not both');
+      if (opts.exec !== undefined && opts.eval !== undefined)
+        throw new Error('use either --exec or --eval, not both');
       process.exitCode = await runFork(opts);
     });
 }
@@ -71,7 +84,16 @@ async function runFork(opts: ForkOptions): Promise<number> {
   const ok = reports.filter((r) => r.ok).length;
   const totals = sandboxes.map((c) => c.timings.totalMs);
   out.result(
-    { n: opts.n, ok, wall_ms: restore.wallMs + workMs, restore_ms: restore.wallMs, work_ms: workMs, teardown_ms: teardownMs, held: opts.hold ?? false, children: reports },
+    {
+      n: opts.n,
+      ok,
+      wall_ms: restore.wallMs + workMs,
+      restore_ms: restore.wallMs,
+      work_ms: workMs,
+      teardown_ms: teardownMs,
+      held: opts.hold ?? false,
+      children: reports,
+    },
     () => {
       const rows = reports.map((r, i) => [String(i), r.id ?? '-', r.ok ? 'ok' : 'FAIL', summarise(r)]);
       const phases = [
@@ -99,8 +121,16 @@ async function runInChild(child: ChildResult, opts: ForkOptions): Promise<ChildR
   const timeoutMs = opts.timeoutSecs * 1000;
   try {
     if (opts.exec !== undefined) {
-      const r = await sandbox.agent.exec({ shell: opts.exec, timeoutMs }, undefined, { timeoutMs: timeoutMs + 5000 });
-      const report: ChildReport = { id: sandbox.id, ok: r.exitCode === 0, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), exit_code: r.exitCode };
+      const r = await sandbox.agent.exec({ shell: opts.exec, timeoutMs }, undefined, {
+        timeoutMs: timeoutMs + 5000,
+      });
+      const report: ChildReport = {
+        id: sandbox.id,
+        ok: r.exitCode === 0,
+        stdout: r.stdout.toString('utf8'),
+        stderr: r.stderr.toString('utf8'),
+        exit_code: r.exitCode,
+      };
       if (r.timedOut) report.error = `timed out after ${opts.timeoutSecs} s`;
       else if (r.exitCode !== 0) report.error = `exit code ${r.exitCode}`;
       return report;

@@ -45,11 +45,21 @@ export function registerImages(program: Command): void {
           s.memory_physical_bytes !== null ? formatBytes(s.memory_physical_bytes) : '-',
           s.created_at ?? s.problem ?? '-',
         ]);
-        const imageRows = images.map((i) => [i.recipe, i.content_hash.slice(0, 16), i.kernel_version, i.has_rootfs ? 'yes' : 'no', i.created_at]);
+        const imageRows = images.map((i) => [
+          i.recipe,
+          i.content_hash.slice(0, 16),
+          i.kernel_version,
+          i.has_rootfs ? 'yes' : 'no',
+          i.created_at,
+        ]);
         return [
-          snapshots.length ? table(['SNAPSHOT', 'STATUS', 'RECIPE', 'ACCEL', 'MEMORY', 'RESIDENT', 'CREATED'], snapRows) : 'no snapshots (create one with `forkd snapshot --tag T --image tiny`)',
+          snapshots.length
+            ? table(['SNAPSHOT', 'STATUS', 'RECIPE', 'ACCEL', 'MEMORY', 'RESIDENT', 'CREATED'], snapRows)
+            : 'no snapshots (create one with `forkd snapshot --tag T --image tiny`)',
           '',
-          images.length ? table(['IMAGE', 'HASH', 'KERNEL', 'ROOTFS', 'BUILT'], imageRows) : 'no images built (`forkd image build tiny`)',
+          images.length
+            ? table(['IMAGE', 'HASH', 'KERNEL', 'ROOTFS', 'BUILT'], imageRows)
+            : 'no images built (`forkd image build tiny`)',
         ].join('\n');
       });
     });
@@ -77,9 +87,16 @@ export function registerImages(program: Command): void {
       const started = Date.now();
       const built = await engine.buildImage(recipe, {
         force: opts.force,
-        onProgress: (e) => out.progress(`${e.step}${e.detail ? `: ${e.detail}` : ''}${e.fraction !== undefined ? ` (${Math.round(e.fraction * 100)}%)` : ''}`),
+        onProgress: (e) =>
+          out.progress(
+            `${e.step}${e.detail ? `: ${e.detail}` : ''}${e.fraction !== undefined ? ` (${Math.round(e.fraction * 100)}%)` : ''}`,
+          ),
       });
-      out.result({ ...built, build_ms: Date.now() - started }, () => `image ${built.recipe} ${built.contentHash.slice(0, 16)} ready in ${Date.now() - started} ms (${built.dir})`);
+      out.result(
+        { ...built, build_ms: Date.now() - started },
+        () =>
+          `image ${built.recipe} ${built.contentHash.slice(0, 16)} ready in ${Date.now() - started} ms (${built.dir})`,
+      );
     });
   image
     .command('rm')

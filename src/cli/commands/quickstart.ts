@@ -12,7 +12,9 @@ const CODE = 'import os; (numpy.arange(5) * 2).tolist(), os.getpid(), int.from_b
 export function registerQuickstart(program: Command): void {
   program
     .command('quickstart')
-    .description('build python-numpy (if missing), snapshot a warm parent, fork 10 children and eval numpy in each')
+    .description(
+      'build python-numpy (if missing), snapshot a warm parent, fork 10 children and eval numpy in each',
+    )
     .option('-n, --n <count>', 'children to fork', (v) => Number(v), 10)
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<GlobalOptions & { n: number }>();
@@ -22,14 +24,18 @@ export function registerQuickstart(program: Command): void {
         out.progress(`snapshot ${TAG} exists; reusing it (remove it with \`forkd rmi ${TAG}\` to rebuild)`);
       } else {
         if (existing) await engine.store.remove(TAG);
-        out.progress(`creating snapshot ${TAG} (first run builds the image: debootstrap + numpy, a few minutes)`);
+        out.progress(
+          `creating snapshot ${TAG} (first run builds the image: debootstrap + numpy, a few minutes)`,
+        );
         const manifest = await engine.createSnapshot({
           tag: TAG,
           recipe: 'python-numpy',
           onProgress: (step) => out.progress(step),
           onImageProgress: (e) => out.progress(`image: ${e.step}${e.detail ? `: ${e.detail}` : ''}`),
         });
-        out.progress(`parent warm after ${manifest.timings.bootToReadyMs} ms, frozen in ${manifest.timings.freezeMs} ms`);
+        out.progress(
+          `parent warm after ${manifest.timings.bootToReadyMs} ms, frozen in ${manifest.timings.freezeMs} ms`,
+        );
       }
       out.progress(`forking ${opts.n} children`);
       const restore = await engine.fork({ tag: TAG, n: opts.n });
@@ -48,9 +54,23 @@ export function registerQuickstart(program: Command): void {
             const ms = Date.now() - t;
             evalMs.push(ms);
             if (r.error === null) ok++;
-            rows[child.index] = [String(child.index), child.sandbox.id, `${child.timings.totalMs} ms`, `${ms} ms`, r.error === null ? JSON.stringify(r.result ?? r.repr) : r.error.trim().split('\n').pop() ?? ''];
+            rows[child.index] = [
+              String(child.index),
+              child.sandbox.id,
+              `${child.timings.totalMs} ms`,
+              `${ms} ms`,
+              r.error === null
+                ? JSON.stringify(r.result ?? r.repr)
+                : (r.error.trim().split('\n').pop() ?? ''),
+            ];
           } catch (err) {
-            rows[child.index] = [String(child.index), child.sandbox.id, `${child.timings.totalMs} ms`, '-', errorMessage(err)];
+            rows[child.index] = [
+              String(child.index),
+              child.sandbox.id,
+              `${child.timings.totalMs} ms`,
+              '-',
+              errorMessage(err),
+            ];
           } finally {
             await child.sandbox.kill();
           }

@@ -16,9 +16,17 @@ export function registerRun(program: Command): void {
     .description('fork one child, run a command in it, print its output and exit with its exit code')
     .requiredOption('-t, --tag <tag>', 'snapshot to fork from')
     .option('--no-egress', 'deny the child outbound network access')
-    .option('--timeout-secs <s>', 'kill the command after this long', intOption('--timeout-secs', 1, 86400), 300)
+    .option(
+      '--timeout-secs <s>',
+      'kill the command after this long',
+      intOption('--timeout-secs', 1, 86400),
+      300,
+    )
     .argument('<command...>', 'the command and its arguments (put them after --)')
-    .addHelpText('after', '\nExample:\n  forkd run -t python-numpy -- python3 -c "import numpy; print(numpy.__version__)"')
+    .addHelpText(
+      'after',
+      '\nExample:\n  forkd run -t python-numpy -- python3 -c "import numpy; print(numpy.__version__)"',
+    )
     .action(async (command: string[], _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<RunOptions>();
       const { engine, out } = makeContext({ ...opts, quiet: opts.quiet ?? !process.stderr.isTTY });

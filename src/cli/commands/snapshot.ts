@@ -17,10 +17,18 @@ export function registerSnapshot(program: Command): void {
     .command('snapshot')
     .description('boot a parent VM from an image, wait until it is warm, and freeze it as a snapshot')
     .requiredOption('-t, --tag <tag>', 'name of the new snapshot ([A-Za-z0-9_-], 1-64 chars)')
-    .requiredOption('-i, --image <recipe>', 'image recipe to boot (tiny, python-numpy); built first if missing')
+    .requiredOption(
+      '-i, --image <recipe>',
+      'image recipe to boot (tiny, python-numpy); built first if missing',
+    )
     .option('--mem-mib <mib>', 'guest memory (default: the recipe’s)', intOption('--mem-mib', 64, 65536))
     .option('--vcpus <n>', 'guest vCPUs', intOption('--vcpus', 1, 64), 1)
-    .option('--boot-timeout-secs <s>', 'how long the guest may take to become ready', intOption('--boot-timeout-secs', 1, 3600), 120)
+    .option(
+      '--boot-timeout-secs <s>',
+      'how long the guest may take to become ready',
+      intOption('--boot-timeout-secs', 1, 3600),
+      120,
+    )
     .option('--replace', 'replace an existing snapshot with this tag')
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<SnapshotOptions>();
