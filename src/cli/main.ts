@@ -20,7 +20,10 @@ const program = new Command()
   .option('--accel <accel>', 'accelerator: auto (probe KVM, fall back to TCG), kvm or tcg', 'auto')
   .option('--json', 'print one JSON document on stdout')
   .option('-q, --quiet', 'no progress lines on stderr')
-  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({
+    // Usage errors: one line, with the way to more help in it.
+    outputError: (message, write) => write(`forkd: ${message.trim()} (see --help)\n`),
+  })
   .exitOverride();
 
 registerDoctor(program);
@@ -35,8 +38,8 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    // Commander already printed its message (or the help/version text).
-    process.exitCode = err.exitCode;
+    // Commander already printed its message (or the help/version text); usage errors exit 2.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
   } else {
     process.stderr.write(`forkd: error: ${errorMessage(err)}\n`);
     if (process.env.FORKD_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);

@@ -9,6 +9,7 @@ import { exists, removeTree } from './fsutil.js';
 import { contentHash, hashSources } from './hash.js';
 import { buildInitramfs } from './initramfs.js';
 import { ensureKernel } from './kernel.js';
+import { hostTscKhz } from './host.js';
 import { getRecipe, guestKernelCmdline, recipeHasRootfs } from './recipes.js';
 import { buildRootfs, ensureRootfsTree } from './rootfs.js';
 import { locateSources, type SourceOverrides } from './sources.js';
@@ -23,6 +24,8 @@ export interface BuildImageOptions extends SourceOverrides {
   signal?: AbortSignal | undefined;
   /** Debian mirror for debootstrap (default: the host's apt mirror). */
   mirror?: string | undefined;
+  /** Host TSC rate for tsc_early_khz= (default: read from /proc/cpuinfo; null: omit). */
+  tscKhz?: number | null | undefined;
 }
 
 /** Leftover build directories older than this are from crashed builds. */
@@ -44,9 +47,14 @@ export async function buildImage(recipeName: string, opts: BuildImageOptions): P
 
   const sources = await locateSources(opts, recipe.runtime !== null);
   const kernel = await ensureKernel({ dataDir, refresh: opts.force, onProgress, signal });
+  // The host TSC rate is part of the command line, hence of the hash: an image
+  // built on another host (another TSC rate) is rebuilt here.
+  const kernelCmdline = guestKernelCmdline(recipe, {
+    tscKhz: opts.tscKhz === undefined ? hostTscKhz() : opts.tscKhz,
+  });
   const hash = contentHash({
     recipe,
-    kernelCmdline: guestKernelCmdline(recipe),
+    kernelCmdline,
     kernelVersion: kernel.version,
     kernelPackageVersion: kernel.packageVersion,
     files: await hashSources(sources, recipe),
@@ -123,7 +131,7 @@ export async function buildImage(recipeName: string, opts: BuildImageOptions): P
       kernelPackageVersion: kernel.packageVersion,
       initrd: 'initrd.img',
       rootfs: tree ? 'rootfs.ext4' : null,
-      kernelCmdline: guestKernelCmdline(recipe),
+      kernelCmdline,
       runtime: recipe.runtime,
       memoryMib: recipe.memoryMib,
       createdAt: new Date().toISOString(),

@@ -57,11 +57,12 @@ export function recipeHasRootfs(recipe: Recipe): boolean {
 /**
  * The guest kernel command line for a recipe, except what the VMM layer adds.
  * `quiet` keeps the slow emulated serial console out of the boot path;
- * cryptomgr.notests skips the crypto self-tests (~0.2 s under TCG); pci=off
- * because microvm has no PCI bus (saves the probe and its console error);
+ * cryptomgr.notests skips the crypto self-tests (~0.2 s under TCG);
  * init_on_free=1 zeroes freed pages so snapshots compress and sparsify.
+ * `tscKhz` (the host's TSC rate, see host.ts) becomes tsc_early_khz=: without
+ * it a TCG guest on a busy host usually hangs in timer calibration.
  */
-export function guestKernelCmdline(recipe: Recipe): string {
+export function guestKernelCmdline(recipe: Recipe, opts: { tscKhz?: number | null } = {}): string {
   return [
     'console=ttyS0',
     'reboot=k',
@@ -69,7 +70,7 @@ export function guestKernelCmdline(recipe: Recipe): string {
     'init_on_free=1',
     'quiet',
     'cryptomgr.notests',
-    'pci=off',
+    ...(opts.tscKhz ? [`tsc_early_khz=${opts.tscKhz}`] : []),
     ...recipe.kernelCmdlineExtra,
   ].join(' ');
 }

@@ -18,6 +18,7 @@ import {
 import { getRecipe, guestKernelCmdline, RECIPES } from '../../src/image/recipes.js';
 import { parseMirror } from '../../src/image/rootfs.js';
 import { findXzOffsets } from '../../src/image/vmlinux.js';
+import { parseTscKhz } from '../../src/image/host.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 
 const FAKE_DEP = `kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
@@ -207,4 +208,19 @@ void test('recipes are valid and getRecipe lists valid names on error', () => {
     () => getRecipe('nope'),
     (err: unknown) => err instanceof InvalidArgumentError && /tiny, python-numpy/.test(err.message),
   );
+});
+
+void test('the host TSC rate is read only where it is stable', () => {
+  const vm =
+    'model name\t: AMD EPYC\ncpu MHz\t\t: 2596.120\nflags\t\t: fpu tsc constant_tsc nonstop_tsc tsc_known_freq\n\nprocessor : 1\n';
+  assert.equal(parseTscKhz(vm), 2596120);
+  const intel =
+    'model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\ncpu MHz\t\t: 1234.5\nflags\t\t: tsc constant_tsc\n';
+  assert.equal(parseTscKhz(intel), 2200000);
+  assert.equal(
+    parseTscKhz('model name\t: AMD Ryzen\ncpu MHz\t\t: 3400.000\nflags\t\t: tsc constant_tsc\n'),
+    null,
+  );
+  assert.equal(parseTscKhz('cpu MHz\t\t: 2596.120\nflags\t\t: tsc tsc_known_freq\n'), null);
+  assert.match(guestKernelCmdline(getRecipe('tiny'), { tscKhz: 2596120 }), /tsc_early_khz=2596120/);
 });

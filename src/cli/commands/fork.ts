@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import type { ChildResult, Sandbox } from '../../engine/index.js';
 import { errorMessage } from '../../errors.js';
+import { assertValidTag } from '../../snapshot/tag.js';
 import { intOption, makeContext, type GlobalOptions } from '../context.js';
 import { percentile, table } from '../output.js';
 
@@ -62,6 +63,7 @@ export function registerFork(program: Command): void {
 
 async function runFork(opts: ForkOptions): Promise<number> {
   const { engine, out } = makeContext(opts);
+  assertValidTag(opts.tag);
   out.progress(`forking ${opts.n} ${opts.n === 1 ? 'child' : 'children'} from ${opts.tag}`);
   const restore = await engine.fork({
     tag: opts.tag,

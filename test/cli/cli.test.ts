@@ -1,0 +1,83 @@
+// The CLI as a user meets it: exit codes, one-line errors, --json shapes.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { qemuProcessesUsing, runDirEntries, testEngine, TEST_DATA_DIR } from '../support/engine.js';
+import type { Engine } from '../../src/engine/index.js';
+
+const TAG = 'test-cli-tiny';
+let engine: Engine;
+
+function forkd(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['dist/src/cli/main.js', '--data-dir', TEST_DATA_DIR, ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+before(async () => {
+  engine = testEngine();
+  await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 256 });
+});
+
+after(async () => {
+  await engine.store.remove(TAG).catch(() => undefined);
+});
+
+test('--help lists the commands', () => {
+  const r = forkd('--help');
+  assert.equal(r.status, 0);
+  for (const cmd of ['doctor', 'snapshot', 'fork', 'run', 'images', 'rmi', 'cleanup', 'quickstart']) assert.match(r.stdout, new RegExp(`\\b${cmd}\\b`));
+});
+
+test('fork --json prints the documented object', () => {
+  const r = forkd('fork', '--tag', TAG, '-n', '3', '--exec', 'echo hi', '--json', '-q');
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { n: number; ok: number; wall_ms: number; children: { id: string; ok: boolean; stdout: string }[] };
+  assert.equal(out.n, 3);
+  assert.equal(out.ok, 3);
+  assert.ok(out.wall_ms > 0);
+  assert.equal(out.children.length, 3);
+  for (const c of out.children) {
+    assert.match(c.id, /^sb-[a-z0-9]+$/);
+    assert.equal(c.stdout, 'hi\n');
+  }
+  assert.deepEqual(runDirEntries(engine), []);
+});
+
+test('run streams output and exits with the command’s exit code', () => {
+  const r = forkd('run', '--tag', TAG, '--', 'sh', '-c', 'echo out; echo err >&2; exit 7');
+  assert.equal(r.status, 7);
+  assert.equal(r.stdout, 'out\n');
+  assert.match(r.stderr, /err/);
+  assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
+});
+
+test('bad input gets one line naming the problem and the fix, and writes nothing', async () => {
+  const cases: [string[], RegExp, number][] = [
+    [['fork', '--tag', '../x'], /invalid tag "\.\.\/x" \(use 1-64 characters/, 2],
+    [['fork', '--tag', 'nope'], /snapshot "nope" not found/, 1],
+    [['fork', '--tag', TAG, '-n', '0'], /-n must be an integer from 1 to 1000/, 2],
+    [['fork', '--tag', TAG, '-n', '5000'], /-n must be an integer from 1 to 1000/, 2],
+    [['fork', '-n', '2'], /required option '-t, --tag <tag>' not specified/, 2],
+    [['snapshot', '--tag', 'x', '--image', 'nonexistent'], /unknown recipe/i, 2],
+  ];
+  for (const [args, message, status] of cases) {
+    const r = forkd(...args);
+    assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    const lines = r.stderr.trim().split('\n').filter((l) => !/^\[\s*\d+\.\ds\]/.test(l)); // progress lines
+    assert.equal(lines.length, 1, r.stderr);
+  }
+  assert.equal(await engine.store.exists('x'), false);
+});
+
+test('doctor --json reports checks with statuses', () => {
+  const r = forkd('doctor', '--json');
+  const out = JSON.parse(r.stdout) as { ok: boolean; checks: { name: string; status: string }[] };
+  const qemu = out.checks.find((c) => c.name === 'qemu');
+  assert.equal(qemu?.status, 'pass');
+  assert.ok(out.checks.some((c) => c.name === 'accelerator'));
+  assert.equal(r.status, out.ok ? 0 : 1);
+});
