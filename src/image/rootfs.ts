@@ -153,7 +153,7 @@ export async function ensureRootfsTree(opts: TreeOptions): Promise<string> {
         captureStdout: false,
         onLine: (line) => {
           for (const [re, f] of PHASES) {
-            if (re.test(line) && f >= fraction) {
+            if (re.test(line) && f > fraction) {
               fraction = f;
               onProgress?.({
                 step: 'rootfs',

@@ -61,7 +61,7 @@ test('bad input gets one line naming the problem and the fix, and writes nothing
     [['fork', '--tag', TAG, '-n', '0'], /-n must be an integer from 1 to 1000/, 2],
     [['fork', '--tag', TAG, '-n', '5000'], /-n must be an integer from 1 to 1000/, 2],
     [['fork', '-n', '2'], /required option '-t, --tag <tag>' not specified/, 2],
-    [['snapshot', '--tag', 'x', '--image', 'nonexistent'], /unknown recipe/i, 2],
+    [['snapshot', '--tag', 'x', '--image', 'nonexistent'], /unknown image recipe 'nonexistent' \(valid: tiny, python-numpy\)/, 2],
   ];
   for (const [args, message, status] of cases) {
     const r = forkd(...args);
