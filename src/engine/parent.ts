@@ -11,7 +11,7 @@ import { fileSizes, linkOrCopy, sha256File } from '../util/files.js';
 import type { AcceleratorProbe } from '../vmm/accel.js';
 import { CPU_MODEL } from '../vmm/accel.js';
 import { createOverlay } from '../vmm/disk.js';
-import { run } from '../image/run.js';
+import { run } from '../util/run.js';
 import type { MachineShape } from '../vmm/machine.js';
 import { saveDeviceState } from '../vmm/migration.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';

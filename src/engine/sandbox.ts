@@ -47,6 +47,17 @@ export class Sandbox {
     this.vm.process.release();
   }
 
+  /**
+   * Leave the VM running and let go of it entirely: close the agent and QMP
+   * channels so this process can exit. A later process re-attaches through
+   * the sockets in the run dir.
+   */
+  async detach(): Promise<void> {
+    this.release();
+    this.vm.qmp.close();
+    await this.agent.close();
+  }
+
   async kill(): Promise<void> {
     if (this.killed) return;
     this.killed = true;

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
-import { run } from './run.js';
+import { run } from '../util/run.js';
 
 /** Mount points at or below `dir`, deepest first. */
 export async function mountsUnder(dir: string): Promise<string[]> {

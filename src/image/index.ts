@@ -4,6 +4,6 @@ export { buildImage, type BuildImageOptions } from './build.js';
 export { findImage, listImages, removeImage } from './store.js';
 export { RECIPES, getRecipe, guestKernelCmdline, recipeHasRootfs } from './recipes.js';
 export { ensureKernel, listKernels, type KernelInfo } from './kernel.js';
-export { HostCommandError } from './run.js';
+export { HostCommandError } from '../util/run.js';
 export { hostTscKhz } from './host.js';
 export type { GuestImage, ProgressEvent, ProgressFn, Recipe, RuntimeConfig } from './types.js';

@@ -6,7 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpioNewc, type CpioEntry } from './cpio.js';
 import { readModule, resolveKernelModules } from './modules.js';
-import { run } from './run.js';
+import { run } from '../util/run.js';
 
 export interface InitramfsInput {
   modulesDir: string;

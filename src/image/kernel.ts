@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:f
 import { join } from 'node:path';
 import { CorruptError, MissingDependencyError } from '../errors.js';
 import { throwIfAborted } from '../util/abort.js';
-import { HostCommandError, run } from './run.js';
+import { HostCommandError, run } from '../util/run.js';
 import type { ProgressFn } from './types.js';
 import { extractVmlinux } from './vmlinux.js';
 import { exists, removeTree } from './fsutil.js';

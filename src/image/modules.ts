@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { InvalidArgumentError } from '../errors.js';
-import { run } from './run.js';
+import { run } from '../util/run.js';
 
 /** Module names are equal modulo '-' vs '_' (virtio-rng.ko is module virtio_rng). */
 export function moduleName(pathOrName: string): string {

@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
 import { throwIfAborted } from '../util/abort.js';
 import { exists, mountsUnder, removeTree, treeBytes } from './fsutil.js';
-import { run } from './run.js';
+import { run } from '../util/run.js';
 import type { GuestSources } from './sources.js';
 import type { ProgressFn, RuntimeConfig } from './types.js';
 

@@ -8,7 +8,7 @@ import { open, readFile, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { CorruptError } from '../errors.js';
 import { abortReason, throwIfAborted } from '../util/abort.js';
-import { missingProgram } from './run.js';
+import { missingProgram } from '../util/run.js';
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 /** XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry point. */

@@ -1,6 +1,6 @@
 // qcow2 disk layers. Every VM writes only to its own overlay; the layers
 // below it are frozen, so no two VMs ever write one image.
-import { run } from '../image/run.js';
+import { run } from '../util/run.js';
 
 /** A new qcow2 overlay at `path` over `backing` (a relative backing path resolves from the overlay's dir). */
 export async function createOverlay(

@@ -28,13 +28,19 @@ after(async () => {
 test('--help lists the commands', () => {
   const r = forkd('--help');
   assert.equal(r.status, 0);
-  for (const cmd of ['doctor', 'snapshot', 'fork', 'run', 'images', 'rmi', 'cleanup', 'quickstart']) assert.match(r.stdout, new RegExp(`\\b${cmd}\\b`));
+  for (const cmd of ['doctor', 'snapshot', 'fork', 'run', 'images', 'rmi', 'cleanup', 'quickstart'])
+    assert.match(r.stdout, new RegExp(`\\b${cmd}\\b`));
 });
 
 test('fork --json prints the documented object', () => {
   const r = forkd('fork', '--tag', TAG, '-n', '3', '--exec', 'echo hi', '--json', '-q');
   assert.equal(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { n: number; ok: number; wall_ms: number; children: { id: string; ok: boolean; stdout: string }[] };
+  const out = JSON.parse(r.stdout) as {
+    n: number;
+    ok: number;
+    wall_ms: number;
+    children: { id: string; ok: boolean; stdout: string }[];
+  };
   assert.equal(out.n, 3);
   assert.equal(out.ok, 3);
   assert.ok(out.wall_ms > 0);
@@ -61,13 +67,20 @@ test('bad input gets one line naming the problem and the fix, and writes nothing
     [['fork', '--tag', TAG, '-n', '0'], /-n must be an integer from 1 to 1000/, 2],
     [['fork', '--tag', TAG, '-n', '5000'], /-n must be an integer from 1 to 1000/, 2],
     [['fork', '-n', '2'], /required option '-t, --tag <tag>' not specified/, 2],
-    [['snapshot', '--tag', 'x', '--image', 'nonexistent'], /unknown image recipe 'nonexistent' \(valid: tiny, python-numpy\)/, 2],
+    [
+      ['snapshot', '--tag', 'x', '--image', 'nonexistent'],
+      /unknown image recipe 'nonexistent' \(valid: tiny, python-numpy\)/,
+      2,
+    ],
   ];
   for (const [args, message, status] of cases) {
     const r = forkd(...args);
     assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message);
-    const lines = r.stderr.trim().split('\n').filter((l) => !/^\[\s*\d+\.\ds\]/.test(l)); // progress lines
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !/^\[\s*\d+\.\ds\]/.test(l)); // progress lines
     assert.equal(lines.length, 1, r.stderr);
   }
   assert.equal(await engine.store.exists('x'), false);
@@ -80,4 +93,15 @@ test('doctor --json reports checks with statuses', () => {
   assert.equal(qemu?.status, 'pass');
   assert.ok(out.checks.some((c) => c.name === 'accelerator'));
   assert.equal(r.status, out.ok ? 0 : 1);
+});
+
+test('fork --hold exits leaving children running; cleanup --all stops them and removes their files', () => {
+  const held = forkd('fork', '--tag', TAG, '-n', '2', '--hold', '--json', '-q');
+  assert.equal(held.status, 0, held.stderr);
+  assert.equal(qemuProcessesUsing(engine.dataDir.runDir).length, 2);
+  const cleaned = forkd('cleanup', '--all', '--json');
+  const report = JSON.parse(cleaned.stdout) as { killedVms: number[] };
+  assert.equal(report.killedVms.length, 2);
+  assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
+  assert.deepEqual(runDirEntries(engine), []);
 });

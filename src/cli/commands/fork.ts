@@ -80,7 +80,7 @@ async function runFork(opts: ForkOptions): Promise<number> {
   const workMs = Date.now() - workStarted;
 
   const teardownStarted = Date.now();
-  if (!opts.hold) await Promise.all(sandboxes.map((c) => c.sandbox.kill()));
+  await Promise.all(sandboxes.map((c) => (opts.hold ? c.sandbox.detach() : c.sandbox.kill())));
   const teardownMs = Date.now() - teardownStarted;
 
   const ok = reports.filter((r) => r.ok).length;

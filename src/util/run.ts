@@ -4,7 +4,7 @@
 // a HostCommandError carrying the stderr tail.
 import { spawn } from 'node:child_process';
 import { ForkdError, MissingDependencyError, type ForkdErrorOptions } from '../errors.js';
-import { abortReason, throwIfAborted } from '../util/abort.js';
+import { abortReason, throwIfAborted } from './abort.js';
 
 /** Debian package that provides each host program forkd's image builder runs. */
 export const PROGRAM_PACKAGES: Readonly<Record<string, string>> = {
