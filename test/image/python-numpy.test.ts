@@ -1,39 +1,33 @@
 // The one slow image test: builds python-numpy (debootstrap minbase +
-// python3-numpy, ~40 s+) into a temp data dir, checks the ext4 image holds
+// python3-numpy, ~40 s+) into the shared test data dir, checks the ext4 image holds
 // python3, numpy, the agent and runtime.json, checks a rebuild with a changed
 // agent reuses the cached debootstrap tree, and boots it to the agent.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildImage, type GuestImage } from '../../src/image/index.js';
+import { buildImage, removeImage, type GuestImage } from '../../src/image/index.js';
+import { TEST_DATA_DIR } from '../support/engine.js';
 import { bootUntil, guestAgent } from './boot-helper.js';
 
 const { guestDir, agentPath } = guestAgent();
-const skip =
-  agentPath === null
-    ? 'guest agent not built'
-    : !existsSync(join(guestDir, 'runtime', 'python_runtime.py'))
-      ? 'guest/runtime/python_runtime.py missing'
-      : process.getuid?.() !== 0
-        ? 'debootstrap needs root'
-        : false;
-let dataDir = '';
+// The shared test data dir: the engine tests restore from this same image.
+const dataDir = TEST_DATA_DIR;
 let image: GuestImage;
 let coldMs = 0;
 
 before(async () => {
-  if (skip) return;
-  dataDir = mkdtempSync(join(tmpdir(), 'forkd-image-py-'));
+  assert.ok(agentPath, 'guest agent not built: run make -C guest');
+  assert.ok(
+    existsSync(join(guestDir, 'runtime', 'python_runtime.py')),
+    'guest/runtime/python_runtime.py missing',
+  );
+  assert.equal(process.getuid?.(), 0, 'debootstrap needs root');
+  mkdirSync(dataDir, { recursive: true });
   const t = Date.now();
   image = await buildImage('python-numpy', { dataDir, guestDir });
   coldMs = Date.now() - t;
-});
-
-after(() => {
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
 function debugfs(request: string): string {
@@ -42,7 +36,7 @@ function debugfs(request: string): string {
   return r.stdout;
 }
 
-void test('python-numpy rootfs holds python3, numpy, the agent, the runtime and init', { skip }, (t) => {
+void test('python-numpy rootfs holds python3, numpy, the agent, the runtime and init', (t) => {
   t.diagnostic(`cold build (kernel + debootstrap + mkfs): ${coldMs} ms`);
   assert.ok(image.rootfsPath);
   assert.deepEqual(image.runtime?.imports, ['numpy']);
@@ -74,7 +68,7 @@ void test('python-numpy rootfs holds python3, numpy, the agent, the runtime and 
   );
 });
 
-void test('a changed agent rebuilds without re-running debootstrap', { skip }, async (t) => {
+void test('a changed agent rebuilds without re-running debootstrap', async (t) => {
   const alt = join(dataDir, 'forkd-agent-alt');
   copyFileSync(agentPath!, alt);
   appendFileSync(alt, Buffer.from('\0changed'));
@@ -83,13 +77,15 @@ void test('a changed agent rebuilds without re-running debootstrap', { skip }, a
   const ms = Date.now() - start;
   t.diagnostic(`rebuild with a new agent (cached debootstrap tree): ${ms} ms`);
   assert.notEqual(other.contentHash, image.contentHash);
+  await removeImage(other.dir, { dataDir });
+  rmSync(alt);
   assert.ok(ms < 30000, `rebuild took ${ms} ms`);
   const cached = Date.now();
   await buildImage('python-numpy', { dataDir, guestDir });
   t.diagnostic(`cached build: ${Date.now() - cached} ms`);
 });
 
-void test('python-numpy boots from its ext4 root to the agent', { skip }, async (t) => {
+void test('python-numpy boots from its ext4 root to the agent', async (t) => {
   let result;
   try {
     result = await bootUntil(image, { sockDir: dataDir, timeoutMs: 60000 });

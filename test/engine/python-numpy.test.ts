@@ -1,0 +1,66 @@
+// Real VMs from the debootstrap image: a parent warmed with numpy imported,
+// children that eval on it at once, keep their own interpreter state and
+// their own disk.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildResult, Engine } from '../../src/engine/index.js';
+import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
+
+const TAG = 'test-python-numpy';
+let engine: Engine;
+let children: Extract<ChildResult, { ok: true }>[] = [];
+
+before(async () => {
+  engine = testEngine();
+  await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy', replace: true });
+  const result = await engine.fork({ tag: TAG, n: 3 });
+  children = result.children.filter((c): c is Extract<ChildResult, { ok: true }> => c.ok);
+  assert.equal(children.length, 3, 'all three children restored');
+});
+
+after(async () => {
+  await Promise.all(children.map((c) => c.sandbox.kill()));
+  assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
+  assert.deepEqual(runDirEntries(engine), []);
+  await engine.store.remove(TAG);
+});
+
+test('the snapshot waited for numpy to be imported', async () => {
+  const { manifest } = await engine.store.getReady(TAG);
+  assert.deepEqual(manifest.runtime, { kind: 'python', imports: ['numpy'] });
+  assert.ok(manifest.disk, 'has a frozen disk layer');
+});
+
+test('every child evals numpy at once, warm', async () => {
+  const results = await Promise.all(children.map((c) => c.sandbox.agent.eval('numpy.zeros(5).tolist()')));
+  for (const r of results) {
+    assert.equal(r.error, null);
+    assert.deepEqual(r.result, [0, 0, 0, 0, 0]);
+  }
+});
+
+test('interpreter state persists within a child and is private to it', async () => {
+  const [a, b] = children;
+  assert.ok(a && b);
+  await a.sandbox.agent.eval('x = 41');
+  assert.equal((await a.sandbox.agent.eval('x + 1')).result, 42);
+  const other = await b.sandbox.agent.eval('x');
+  assert.equal(other.exitCode, 1);
+  assert.match(other.error ?? '', /NameError/);
+});
+
+test('children read distinct randomness', async () => {
+  const values = await Promise.all(
+    children.map((c) => c.sandbox.agent.eval('import os; os.urandom(16).hex()')),
+  );
+  assert.equal(new Set(values.map((v) => v.result)).size, 3);
+});
+
+test('each child writes its own disk overlay', async () => {
+  const [a, b] = children;
+  assert.ok(a && b);
+  const w = await a.sandbox.agent.exec({ shell: 'echo mine > /root/note && sync && cat /root/note' });
+  assert.equal(w.stdout.toString(), 'mine\n');
+  const r = await b.sandbox.agent.exec({ args: ['cat', '/root/note'] });
+  assert.notEqual(r.exitCode, 0);
+});
