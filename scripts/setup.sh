@@ -17,7 +17,24 @@ for pkg in $PACKAGES; do
 done
 missing=${missing# }
 
-[ -z "$missing" ] && exit 0
+# The guest kernel is fetched with `apt-get download`, which needs package lists.
+need_lists=""
+if ! apt-cache policy linux-image-amd64 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+	need_lists=1
+fi
+
+if [ -z "$missing" ] && [ -z "$need_lists" ]; then
+	exit 0
+fi
+
+if [ -z "$missing" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "forkd needs apt package lists to fetch the guest kernel: run sudo apt-get update" >&2
+		exit 1
+	fi
+	apt-get update -qq
+	exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "forkd needs these packages: $missing" >&2

@@ -57,6 +57,15 @@ static int add_entropy(const uint8_t *data, uint32_t len)
 		/* Unprivileged (host tests): mixing in without credit is allowed. */
 		if (rc == -EPERM && !g_opts.init)
 			rc = write(fd, data, len) == (ssize_t)len ? 0 : -errno;
+	} else if (g_opts.init && !g_opts.listen) {
+		/*
+		 * Every child restores the parent's CRNG state, and the kernel only
+		 * reseeds it from the input pool on its own schedule (up to a minute
+		 * later): until then siblings read identical "random" bytes. Force
+		 * the reseed now so the entropy just added takes effect at once.
+		 */
+		if (ioctl(fd, RNDRESEEDCRNG, NULL))
+			rc = -errno;
 	}
 	free(info);
 	close(fd);

@@ -2,7 +2,7 @@
 // the daemon both drive. It owns host facts (QEMU, accelerator) and hands
 // out snapshots and sandboxes; it knows nothing about HTTP or terminals.
 import { availableParallelism } from 'node:os';
-import { buildImage, findImage, type GuestImage, type ProgressFn } from '../image/index.js';
+import { buildImage, type GuestImage, type ProgressFn } from '../image/index.js';
 import { DataDir, defaultDataDir } from '../snapshot/data-dir.js';
 import type { SnapshotManifest } from '../snapshot/manifest.js';
 import { SnapshotStore } from '../snapshot/store.js';
@@ -70,11 +70,13 @@ export class Engine {
     return buildImage(recipe, { dataDir: this.dataDir.root, ...opts });
   }
 
-  async imageFor(recipe: string, onProgress?: ProgressFn, signal?: AbortSignal): Promise<GuestImage> {
-    return (
-      (await findImage(recipe, { dataDir: this.dataDir.root })) ??
-      this.buildImage(recipe, { onProgress, signal })
-    );
+  /**
+   * The current image of a recipe. Always goes through the build: a cached
+   * build costs only hashing its inputs (milliseconds), and an image built
+   * from an older agent or init must not be booted by mistake.
+   */
+  imageFor(recipe: string, onProgress?: ProgressFn, signal?: AbortSignal): Promise<GuestImage> {
+    return this.buildImage(recipe, { onProgress, signal });
   }
 
   async createSnapshot(req: SnapshotRequest): Promise<SnapshotManifest> {

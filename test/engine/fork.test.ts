@@ -48,8 +48,8 @@ test('a snapshot records its machine, QEMU and accelerator', async () => {
 });
 
 test('children resume warm, are distinct, and leave nothing behind', async () => {
-  const result = await engine.fork({ tag: TAG, n: 3 });
-  assert.equal(result.children.filter((c) => c.ok).length, 3);
+  const result = await engine.fork({ tag: TAG, n: 8 });
+  assert.equal(result.children.filter((c) => c.ok).length, 8);
   const outputs = await Promise.all(
     result.children.map(async (c) => {
       assert.ok(c.ok);
@@ -61,7 +61,7 @@ test('children resume warm, are distinct, and leave nothing behind', async () =>
     }),
   );
   const randoms = outputs.map((o) => o[0]);
-  assert.equal(new Set(randoms).size, 3, 'each child was reseeded');
+  assert.equal(new Set(randoms).size, 8, 'each child was reseeded');
   for (const c of result.children) if (c.ok) await c.sandbox.kill();
   assertNothingLeft();
 });
