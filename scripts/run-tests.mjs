@@ -27,7 +27,8 @@ if (files.length === 0) {
 // slow each other down (and turn timing-sensitive waits flaky).
 const result = spawnSync(
   process.execPath,
-  ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
+  // A hung VM must fail its test, not stall the whole run until CI's limit.
+  ['--test', '--test-concurrency=1', '--test-timeout=300000', '--test-reporter=spec', ...files],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

@@ -154,8 +154,16 @@ static void wait_host(void)
 		if (p.revents & POLLIN)
 			return;
 		if (p.revents & (POLLHUP | POLLERR)) {
-			if (ch.host_present)
-				disconnect();
+			/*
+			 * Not disconnect(): a virtio port's open/close events travel on
+			 * the control queue, unordered with data. After a restore the
+			 * parent's stale "host closed" can be processed after the new
+			 * host's first request was read, and bumping the generation then
+			 * would silently drop that request's reply. A port is never
+			 * really reconnected mid-stream, so its generation only changes
+			 * on resync (garbage on the stream).
+			 */
+			ch.host_present = 0;
 			sleep_ms(5);
 		} else {
 			ch.host_present = 1;

@@ -5,7 +5,7 @@
 // others are unaffected.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, TimeoutError } from '../errors.js';
 import { checkRestorable } from '../snapshot/compat.js';
 import type { DataDir } from '../snapshot/data-dir.js';
 import type { SnapshotManifest } from '../snapshot/manifest.js';
@@ -104,6 +104,8 @@ async function restoreChild(
   let vm: LaunchedVm | undefined;
   let cgroup: MemoryCgroup | null = null;
   let agent: AgentClient | undefined;
+  // Named so a timeout says where the child got stuck.
+  let phase = 'creating its disk overlay';
   try {
     const signal = deadlineSignal(
       { signal: opts.signal, timeoutMs: opts.timeoutMs ?? 60_000 },
@@ -117,6 +119,7 @@ async function restoreChild(
       );
     }
     const restrictEgress = opts.restrictEgress ?? false;
+    phase = 'starting QEMU';
     vm = await launchVm(
       machineFor({
         qemuBinary: ctx.qemu.binary,
@@ -131,14 +134,17 @@ async function restoreChild(
     );
     const launched = vm;
     const t1 = Date.now();
+    phase = 'loading device state';
     await unlessExited(
       launched.process,
       'loading device state',
       loadDeviceState(launched.qmp, join(snapshotDir, manifest.vmstate.file), { signal }),
     );
     if (opts.memoryLimitMib) cgroup = await limitMemory(id, launched.process.pid, opts.memoryLimitMib);
+    phase = 'resuming';
     await launched.qmp.execute('cont', undefined, { signal });
     const t2 = Date.now();
+    phase = 'waiting for the agent';
     agent = await unlessExited(
       launched.process,
       'connecting to the agent',
@@ -174,6 +180,7 @@ async function restoreChild(
       timings: { launchMs: t1 - t0, loadMs: t2 - t1, agentMs: t3 - t2, totalMs: t3 - t0 },
     };
   } catch (err) {
+    if (err instanceof TimeoutError) err.message = `${err.message} while ${phase}`;
     await agent?.close();
     if (vm) {
       vm.qmp.close();

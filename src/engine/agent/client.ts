@@ -3,6 +3,7 @@
 // id: a pending map routes each response frame to its call, an aborted call
 // is forgotten (late frames for it are ignored), and when the socket closes
 // every pending call rejects with AgentError('agent channel closed').
+import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import { AgentError } from '../../errors.js';
 import { abortReason, deadlineSignal, sleep, type CallOptions } from '../../util/abort.js';
@@ -86,7 +87,12 @@ export class AgentClient implements AgentTransport {
   private readonly pending = new Map<number, FrameSink>();
   private readonly decoder = new FrameDecoder();
   private readonly closeListeners = new Set<CloseListener>();
-  private nextId = 1;
+  /**
+   * Ids start at a random point: a virtio port outlives host connections, so
+   * a reply to a request of a previous connection (a restarted daemon) can
+   * still arrive and must not match one of ours.
+   */
+  private nextId = randomInt(1, 2 ** 31);
   private closeError: Error | undefined;
   private isClosed = false;
   private readonly closedPromise: Promise<void>;
