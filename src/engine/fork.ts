@@ -141,21 +141,22 @@ async function restoreChild(
       loadDeviceState(launched.qmp, join(snapshotDir, manifest.vmstate.file), { signal }),
     );
     if (opts.memoryLimitMib) cgroup = await limitMemory(id, launched.process.pid, opts.memoryLimitMib);
+    // Connect before the guest runs: QEMU then never reports the host as
+    // gone to the restored guest (it was frozen with a host attached).
+    phase = 'connecting to the agent';
+    agent = await unlessExited(launched.process, phase, AgentClient.connect(launched.machine.paths.agentSocket, { signal }));
+    const connected = agent;
     phase = 'resuming';
     await launched.qmp.execute('cont', undefined, { signal });
     const t2 = Date.now();
     phase = 'waiting for the agent';
-    agent = await unlessExited(
+    await unlessExited(
       launched.process,
-      'connecting to the agent',
-      (async () => {
-        const client = await AgentClient.connect(launched.machine.paths.agentSocket, { signal });
-        await client.hygiene(
-          { timeUnixNs: BigInt(Date.now()) * 1_000_000n, entropy: randomBytes(64), vary: opts.vary?.(index) },
-          { signal },
-        );
-        return client;
-      })(),
+      phase,
+      connected.hygiene(
+        { timeUnixNs: BigInt(Date.now()) * 1_000_000n, entropy: randomBytes(64), vary: opts.vary?.(index) },
+        { signal },
+      ),
     );
     const t3 = Date.now();
     const sandbox = new Sandbox(

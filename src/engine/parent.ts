@@ -94,7 +94,10 @@ export async function createSnapshot(
       opts,
     );
     const bootTimeoutMs = opts.bootTimeoutMs ?? 120_000;
-    await waitUntilReady(
+    // The agent stays connected through the freeze: the guest then never sees
+    // the host leave, and a child's first connection (made before it runs)
+    // matches the state it was frozen in. See docs/agent-protocol.md.
+    const agent = await waitUntilReady(
       vm,
       image.runtime !== null,
       { signal: opts.signal, timeoutMs: bootTimeoutMs },
@@ -111,6 +114,7 @@ export async function createSnapshot(
       saveDeviceState(vm.qmp, writer.path(SNAPSHOT_FILES.vmstate), opts),
     );
     await destroyVm(vm);
+    await agent.close();
     vm = undefined;
     const freezeMs = Date.now() - freezeStarted;
     // The guest zeroes freed pages (init_on_free=1), so its RAM file is mostly
@@ -156,7 +160,7 @@ async function waitUntilReady(
   needsRuntime: boolean,
   opts: CallOptions,
   onProgress?: (step: string) => void,
-): Promise<void> {
+): Promise<AgentClient> {
   const signal = deadlineSignal(opts, 'waiting for the parent to become ready');
   const work = (async () => {
     const agent = await AgentClient.connect(vm.machine.paths.agentSocket, { signal });
@@ -167,7 +171,7 @@ async function waitUntilReady(
           if (signal.aborted) throw err;
           return null;
         });
-        if (ping && (!needsRuntime || ping.runtime?.ready)) return;
+        if (ping && (!needsRuntime || ping.runtime?.ready)) return agent;
         if (ping?.runtime?.error)
           throw new VmExitedError(
             `the guest's warm runtime failed: ${ping.runtime.error}`,
@@ -180,12 +184,13 @@ async function waitUntilReady(
         }
         await sleep(20, signal);
       }
-    } finally {
+    } catch (err) {
       await agent.close();
+      throw err;
     }
   })();
   try {
-    await unlessExited(vm.process, 'booting the parent', work);
+    return await unlessExited(vm.process, 'booting the parent', work);
   } catch (err) {
     if (err instanceof TimeoutError) {
       const tail = await vm.process.logTail(5);
