@@ -70,6 +70,12 @@ export function guestKernelCmdline(recipe: Recipe, opts: { tscKhz?: number | nul
     'init_on_free=1',
     'quiet',
     'cryptomgr.notests',
+    // Under TCG the guest's TSC and its timer interrupts drift apart on a
+    // busy host, the clocksource watchdog then marks the TSC unstable, and
+    // the kernel falls back to jiffies with a periodic 250 Hz tick: ~3% of a
+    // host core per *idle* child. The TSC of a VM is what it is; trust it.
+    'tsc=reliable',
+    'no_timer_check',
     ...(opts.tscKhz ? [`tsc_early_khz=${opts.tscKhz}`] : []),
     ...recipe.kernelCmdlineExtra,
   ].join(' ');
