@@ -16,7 +16,8 @@ import {
 } from '../vmm/accel.js';
 import { findQemu, type QemuInstallation } from '../vmm/qemu-binary.js';
 import { cleanupDataDir, type CleanupReport } from './cleanup.js';
-import { restoreChildren, type RestoreOptions, type RestoreResult } from './fork.js';
+import { checkChildCount, restoreChildren, type ForkContext, type RestoreOptions, type RestoreResult } from './fork.js';
+import { WarmPool, type PoolOptions } from './pool.js';
 import { createSnapshot, type CreateSnapshotOptions } from './parent.js';
 import { join } from 'node:path';
 import { SNAPSHOT_FILES } from '../snapshot/manifest.js';
@@ -37,6 +38,7 @@ export class Engine {
   readonly store: SnapshotStore;
   private readonly accelChoice: AcceleratorChoice;
   private readonly qemuBinary: string | undefined;
+  private readonly pools = new Map<string, WarmPool>();
 
   constructor(opts: EngineOptions = {}) {
     this.dataDir = new DataDir(opts.dataDir ?? defaultDataDir());
@@ -90,9 +92,9 @@ export class Engine {
     return createSnapshot({ dataDir: this.dataDir, store: this.store, qemu, accel }, { ...req, image });
   }
 
-  async fork(opts: RestoreOptions): Promise<RestoreResult> {
-    assertValidTag(opts.tag);
-    const { dir, manifest } = await this.store.getReady(opts.tag);
+  private async forkContext(tag: string): Promise<ForkContext> {
+    assertValidTag(tag);
+    const { dir, manifest } = await this.store.getReady(tag);
     const qemu = await this.qemu();
     // Only a KVM snapshot needs to know whether KVM works here.
     const kvmUsable =
@@ -105,10 +107,45 @@ export class Engine {
             })
           ).kvmUsable
         : false;
-    return restoreChildren(
-      { dataDir: this.dataDir, store: this.store, qemu, kvmUsable, cores: availableParallelism() },
-      opts,
-    );
+    return { dataDir: this.dataDir, store: this.store, qemu, kvmUsable, cores: availableParallelism() };
+  }
+
+  /**
+   * Restore N children. With `prewarm`, children come first from this
+   * engine's warm pool for the tag (see prewarm()), the rest are restored.
+   */
+  async fork(opts: RestoreOptions): Promise<RestoreResult> {
+    const n = checkChildCount(opts.n);
+    const ctx = await this.forkContext(opts.tag);
+    const pool = opts.prewarm ? this.pools.get(opts.tag) : undefined;
+    if (!pool || pool.available === 0) return restoreChildren(ctx, opts);
+    const started = Date.now();
+    const pooled = await pool.take(n, { signal: opts.signal, timeoutMs: opts.timeoutMs, vary: opts.vary });
+    pooled.forEach((c) => opts.onChild?.(c));
+    const rest = n - pooled.length;
+    const restored = rest > 0 ? (await restoreChildren(ctx, { ...opts, n: rest }, { firstIndex: pooled.length })).children : [];
+    return { children: [...pooled, ...restored], wallMs: Date.now() - started };
+  }
+
+  /**
+   * Keep `size` children of a snapshot restored and idle, so that
+   * fork({ prewarm: true }) hands them out without restoring on the spot.
+   * Resolves once the pool is full.
+   */
+  async prewarm(tag: string, size: number, opts: PoolOptions['restore'] = {}): Promise<WarmPool> {
+    checkChildCount(size);
+    const ctx = await this.forkContext(tag);
+    await this.pools.get(tag)?.close();
+    const pool = new WarmPool(ctx, { tag, size, restore: opts });
+    this.pools.set(tag, pool);
+    await pool.fill();
+    return pool;
+  }
+
+  /** Stop every warm pool (their children are killed). */
+  async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
+    this.pools.clear();
   }
 
   cleanup(opts: { killRunning?: boolean } = {}): Promise<CleanupReport> {

@@ -35,6 +35,8 @@ export interface RestoreOptions extends CallOptions {
   vary?: (index: number) => string | undefined;
   /** Keep children running after this process exits. */
   detach?: boolean;
+  /** Take children from the engine's warm pool for this tag first (Engine.prewarm). */
+  prewarm?: boolean;
   onChild?: (result: ChildResult) => void;
 }
 
@@ -71,18 +73,23 @@ export function checkChildCount(n: unknown): number {
   return n;
 }
 
-export async function restoreChildren(ctx: ForkContext, opts: RestoreOptions): Promise<RestoreResult> {
+export async function restoreChildren(
+  ctx: ForkContext,
+  opts: RestoreOptions,
+  mode: { warmOnly?: boolean; firstIndex?: number } = {},
+): Promise<RestoreResult> {
   const n = checkChildCount(opts.n);
   const { dir, manifest } = await ctx.store.getReady(opts.tag);
   checkRestorable(manifest, { qemuVersion: ctx.qemu.version, kvmUsable: ctx.kvmUsable });
   const started = Date.now();
   const children: ChildResult[] = new Array<ChildResult>(n);
+  const firstIndex = mode.firstIndex ?? 0;
   let next = 0;
   const worker = async () => {
     while (next < n) {
-      const index = next++;
-      const result = await restoreChild(ctx, dir, manifest, index, opts);
-      children[index] = result;
+      const slot = next++;
+      const result = await restoreChild(ctx, dir, manifest, firstIndex + slot, opts, mode.warmOnly ?? false);
+      children[slot] = result;
       opts.onChild?.(result);
     }
   };
@@ -97,6 +104,7 @@ async function restoreChild(
   manifest: SnapshotManifest,
   index: number,
   opts: RestoreOptions,
+  warmOnly: boolean,
 ): Promise<ChildResult> {
   const t0 = Date.now();
   const id = randomId('sb');
@@ -153,10 +161,9 @@ async function restoreChild(
     await unlessExited(
       launched.process,
       phase,
-      connected.hygiene(
-        { timeUnixNs: BigInt(Date.now()) * 1_000_000n, entropy: randomBytes(64), vary: opts.vary?.(index) },
-        { signal },
-      ),
+      // A pooled child only proves it runs (and warms TCG's code cache); it
+      // gets its entropy and clock when it is handed out.
+      warmOnly ? connected.ping({ signal }).then(() => undefined) : handOver(connected, opts.vary?.(index), { signal }),
     );
     const t3 = Date.now();
     const sandbox = new Sandbox(
@@ -191,4 +198,13 @@ async function restoreChild(
     await runDir.remove();
     return { index, ok: false, error: err instanceof Error ? err : new Error(String(err)) };
   }
+}
+
+/**
+ * What makes a restored child its own: fresh entropy (credited, CRNG
+ * reseeded), the host's clock, and its `vary` value. Done right before a
+ * child is handed to a caller, whether just restored or taken from a pool.
+ */
+export async function handOver(agent: AgentClient, vary: string | undefined, opts: CallOptions = {}): Promise<void> {
+  await agent.hygiene({ timeUnixNs: BigInt(Date.now()) * 1_000_000n, entropy: randomBytes(64), vary }, opts);
 }

@@ -9,4 +9,5 @@ export {
   type RestoreResult,
 } from './fork.js';
 export type { CleanupReport } from './cleanup.js';
+export { WarmPool, type PoolOptions } from './pool.js';
 export * from '../errors.js';

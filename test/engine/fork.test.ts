@@ -173,3 +173,23 @@ test('an existing tag is refused before any work', async () => {
   );
   await assert.rejects(engine.createSnapshot({ tag: 'bad/tag', recipe: 'tiny' }), InvalidArgumentError);
 });
+
+test('a warm pool hands out restored children, reseeded, and refills; close leaves nothing', async () => {
+  const pool = await engine.prewarm(TAG, 3);
+  assert.equal(pool.available, 3);
+  const result = await engine.fork({ tag: TAG, n: 5, prewarm: true });
+  const ok = result.children.filter((c) => c.ok);
+  assert.equal(ok.length, 5);
+  assert.deepEqual(result.children.map((c) => c.index), [0, 1, 2, 3, 4]);
+  const fromPool = ok.filter((c) => c.ok && c.timings.launchMs === 0);
+  assert.equal(fromPool.length, 3, 'three came from the pool');
+  const randoms = await Promise.all(
+    ok.map(async (c) => (c.ok ? (await c.sandbox.agent.readFile('/proc/sys/kernel/random/uuid')).toString() : '')),
+  );
+  assert.equal(new Set(randoms).size, 5, 'pooled children are reseeded when handed out');
+  for (const c of ok) if (c.ok) await c.sandbox.kill();
+  await pool.fill();
+  assert.equal(pool.available, 3, 'the pool refilled');
+  await engine.close();
+  assertNothingLeft();
+});
