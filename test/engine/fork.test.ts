@@ -4,6 +4,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, readdir, stat, truncate, writeFile, readFile } from 'node:fs/promises';
 import { linkOrCopy } from '../../src/util/files.js';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import {
   AgentError,
@@ -191,5 +193,44 @@ test('a warm pool hands out restored children, reseeded, and refills; close leav
   await pool.fill();
   assert.equal(pool.available, 3, 'the pool refilled');
   await engine.close();
+  assertNothingLeft();
+});
+
+test('a memory limit puts each child in its own cgroup, removed with the child', async () => {
+  const result = await engine.fork({ tag: TAG, n: 1, memoryLimitMib: 300 });
+  const child = result.children[0];
+  assert.ok(child?.ok, child && !child.ok ? String(child.error) : '');
+  const cgroup = (await readFile(`/proc/${child.sandbox.pid}/cgroup`, 'utf8'))
+    .split('\n')
+    .find((l) => /memory/.test(l) || l.startsWith('0::'));
+  assert.match(cgroup ?? '', new RegExp(`/forkd/${child.sandbox.id}$`));
+  const v1 = `/sys/fs/cgroup/memory/forkd/${child.sandbox.id}/memory.limit_in_bytes`;
+  const v2 = `/sys/fs/cgroup/forkd/${child.sandbox.id}/memory.max`;
+  const limit = await readFile(v1, 'utf8').catch(() => readFile(v2, 'utf8'));
+  assert.equal(Number(limit), 300 * 1024 * 1024);
+  await child.sandbox.kill();
+  await assert.rejects(stat(v1.replace('/memory.limit_in_bytes', '')));
+  await assert.rejects(stat(v2.replace('/memory.max', '')));
+  assertNothingLeft();
+});
+
+test('--no-egress (restrictEgress) cuts the child off from the host network; the default does not', async () => {
+  const server = createServer((socket) => socket.end('hello from the host\n'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    const probe = `echo | nc -w 3 10.0.2.2 ${port}`;
+    const open = await engine.fork({ tag: TAG, n: 1 });
+    const closed = await engine.fork({ tag: TAG, n: 1, restrictEgress: true });
+    const [a, b] = [open.children[0], closed.children[0]];
+    assert.ok(a?.ok && b?.ok);
+    const reached = await a.sandbox.agent.exec({ shell: probe, timeoutMs: 10_000 });
+    assert.match(reached.stdout.toString(), /hello from the host/);
+    const blocked = await b.sandbox.agent.exec({ shell: probe, timeoutMs: 10_000 });
+    assert.doesNotMatch(blocked.stdout.toString(), /hello/);
+    await Promise.all([a.sandbox.kill(), b.sandbox.kill()]);
+  } finally {
+    server.close();
+  }
   assertNothingLeft();
 });
