@@ -47,7 +47,11 @@ export async function benchFork(engine: Engine, log: (s: string) => void): Promi
   log('prewarm a pool of 100');
   let t = Date.now();
   await engine.prewarm(TAG, 100);
-  rows.push({ metric: 'pool of 100 restored ahead (refill cost, off the request path)', value: Date.now() - t, unit: 'ms' });
+  rows.push({
+    metric: 'pool of 100 restored ahead (refill cost, off the request path)',
+    value: Date.now() - t,
+    unit: 'ms',
+  });
   await new Promise((r) => setTimeout(r, 1000)); // let the pool go idle
   t = Date.now();
   const pooled = await engine.fork({ tag: TAG, n: 100, prewarm: true });

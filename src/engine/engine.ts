@@ -16,7 +16,13 @@ import {
 } from '../vmm/accel.js';
 import { findQemu, type QemuInstallation } from '../vmm/qemu-binary.js';
 import { cleanupDataDir, type CleanupReport } from './cleanup.js';
-import { checkChildCount, restoreChildren, type ForkContext, type RestoreOptions, type RestoreResult } from './fork.js';
+import {
+  checkChildCount,
+  restoreChildren,
+  type ForkContext,
+  type RestoreOptions,
+  type RestoreResult,
+} from './fork.js';
 import { WarmPool, type PoolOptions } from './pool.js';
 import { createSnapshot, type CreateSnapshotOptions } from './parent.js';
 import { join } from 'node:path';
@@ -123,7 +129,10 @@ export class Engine {
     const pooled = await pool.take(n, { signal: opts.signal, timeoutMs: opts.timeoutMs, vary: opts.vary });
     pooled.forEach((c) => opts.onChild?.(c));
     const rest = n - pooled.length;
-    const restored = rest > 0 ? (await restoreChildren(ctx, { ...opts, n: rest }, { firstIndex: pooled.length })).children : [];
+    const restored =
+      rest > 0
+        ? (await restoreChildren(ctx, { ...opts, n: rest }, { firstIndex: pooled.length })).children
+        : [];
     return { children: [...pooled, ...restored], wallMs: Date.now() - started };
   }
 

@@ -152,7 +152,11 @@ async function restoreChild(
     // Connect before the guest runs: QEMU then never reports the host as
     // gone to the restored guest (it was frozen with a host attached).
     phase = 'connecting to the agent';
-    agent = await unlessExited(launched.process, phase, AgentClient.connect(launched.machine.paths.agentSocket, { signal }));
+    agent = await unlessExited(
+      launched.process,
+      phase,
+      AgentClient.connect(launched.machine.paths.agentSocket, { signal }),
+    );
     const connected = agent;
     phase = 'resuming';
     await launched.qmp.execute('cont', undefined, { signal });
@@ -163,7 +167,9 @@ async function restoreChild(
       phase,
       // A pooled child only proves it runs (and warms TCG's code cache); it
       // gets its entropy and clock when it is handed out.
-      warmOnly ? connected.ping({ signal }).then(() => undefined) : handOver(connected, opts.vary?.(index), { signal }),
+      warmOnly
+        ? connected.ping({ signal }).then(() => undefined)
+        : handOver(connected, opts.vary?.(index), { signal }),
     );
     const t3 = Date.now();
     const sandbox = new Sandbox(
@@ -205,6 +211,10 @@ async function restoreChild(
  * reseeded), the host's clock, and its `vary` value. Done right before a
  * child is handed to a caller, whether just restored or taken from a pool.
  */
-export async function handOver(agent: AgentClient, vary: string | undefined, opts: CallOptions = {}): Promise<void> {
+export async function handOver(
+  agent: AgentClient,
+  vary: string | undefined,
+  opts: CallOptions = {},
+): Promise<void> {
   await agent.hygiene({ timeUnixNs: BigInt(Date.now()) * 1_000_000n, entropy: randomBytes(64), vary }, opts);
 }

@@ -5,7 +5,13 @@
 // refills itself in the background.
 import { errorMessage } from '../errors.js';
 import type { CallOptions } from '../util/abort.js';
-import { handOver, restoreChildren, type ChildResult, type ForkContext, type RestoreOptions } from './fork.js';
+import {
+  handOver,
+  restoreChildren,
+  type ChildResult,
+  type ForkContext,
+  type RestoreOptions,
+} from './fork.js';
 import type { Sandbox } from './sandbox.js';
 
 export interface PoolOptions {
@@ -46,7 +52,11 @@ export class WarmPool {
   private async refill(): Promise<void> {
     while (!this.closed && this.ready.length < this.options.size) {
       const missing = this.options.size - this.ready.length;
-      const result = await restoreChildren(this.ctx, { ...this.options.restore, tag: this.options.tag, n: missing }, { warmOnly: true });
+      const result = await restoreChildren(
+        this.ctx,
+        { ...this.options.restore, tag: this.options.tag, n: missing },
+        { warmOnly: true },
+      );
       const failed = result.children.filter((c) => !c.ok);
       for (const child of result.children) {
         if (!child.ok) continue;
@@ -55,7 +65,9 @@ export class WarmPool {
       }
       if (failed.length) {
         // Do not spin on a snapshot that cannot be restored.
-        this.options.onError?.(`warm pool for ${this.tag}: ${failed.length} children failed: ${errorMessage(failed[0]!.ok ? '' : failed[0]!.error)}`);
+        this.options.onError?.(
+          `warm pool for ${this.tag}: ${failed.length} children failed: ${errorMessage(failed[0]!.ok ? '' : failed[0]!.error)}`,
+        );
         return;
       }
     }
@@ -65,7 +77,10 @@ export class WarmPool {
    * Hand out up to `n` pooled children (fewer if the pool has fewer). Starts
    * a background refill. Indices run from `firstIndex`.
    */
-  async take(n: number, opts: CallOptions & { vary?: (index: number) => string | undefined; firstIndex?: number } = {}): Promise<ChildResult[]> {
+  async take(
+    n: number,
+    opts: CallOptions & { vary?: (index: number) => string | undefined; firstIndex?: number } = {},
+  ): Promise<ChildResult[]> {
     const taken = this.ready.splice(0, n);
     const firstIndex = opts.firstIndex ?? 0;
     const results = await Promise.all(

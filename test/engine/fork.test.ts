@@ -182,11 +182,16 @@ test('a warm pool hands out restored children, reseeded, and refills; close leav
   const result = await engine.fork({ tag: TAG, n: 5, prewarm: true });
   const ok = result.children.filter((c) => c.ok);
   assert.equal(ok.length, 5);
-  assert.deepEqual(result.children.map((c) => c.index), [0, 1, 2, 3, 4]);
+  assert.deepEqual(
+    result.children.map((c) => c.index),
+    [0, 1, 2, 3, 4],
+  );
   const fromPool = ok.filter((c) => c.ok && c.timings.launchMs === 0);
   assert.equal(fromPool.length, 3, 'three came from the pool');
   const randoms = await Promise.all(
-    ok.map(async (c) => (c.ok ? (await c.sandbox.agent.readFile('/proc/sys/kernel/random/uuid')).toString() : '')),
+    ok.map(async (c) =>
+      c.ok ? (await c.sandbox.agent.readFile('/proc/sys/kernel/random/uuid')).toString() : '',
+    ),
   );
   assert.equal(new Set(randoms).size, 5, 'pooled children are reseeded when handed out');
   for (const c of ok) if (c.ok) await c.sandbox.kill();
