@@ -91,6 +91,10 @@ struct req *chan_read_frame(void);
 void chan_send(uint32_t id, uint64_t gen, uint8_t type, const char *head, size_t head_len,
 	       const void *body, size_t body_len);
 void send_ok(const struct req *r, const struct jbuf *head, const void *body, size_t body_len);
+/* OK with an empty head ({}). */
+void send_ok_empty(const struct req *r);
+/* In a forked child before execve: default signal dispositions, nothing blocked. */
+void reset_signals(void);
 void send_error(const struct req *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void send_errno(const struct req *r, int err, const char *what, const char *path);
 

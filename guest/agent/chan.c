@@ -356,6 +356,12 @@ out:
 	pthread_mutex_unlock(&ch.wmu);
 }
 
+void send_ok_empty(const struct req *r)
+{
+	struct jbuf empty = {0};
+	send_ok(r, &empty, NULL, 0);
+}
+
 void send_ok(const struct req *r, const struct jbuf *head, const void *body, size_t body_len)
 {
 	if (head->oom) {

@@ -209,12 +209,7 @@ child_exec(const int fds[4], const char *cwd, const char *path, char **argv, cha
 		goto fail;
 	if (cwd && chdir(cwd))
 		goto fail;
-	struct sigaction sa = {.sa_handler = SIG_DFL};
-	for (int s = 1; s < NSIG; s++)
-		sigaction(s, &sa, NULL);
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	reset_signals();
 	execve(path, argv, envp);
 fail:;
 	int err = errno;
@@ -571,4 +566,14 @@ out:
 	free(arena);
 	exec_free(e);
 	return NULL;
+}
+
+void reset_signals(void)
+{
+	struct sigaction sa = {.sa_handler = SIG_DFL};
+	for (int s = 1; s < NSIG; s++)
+		sigaction(s, &sa, NULL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 }

@@ -326,12 +326,8 @@ void handle_file_remove(struct req *r)
 		err = errno;
 	if (err)
 		send_errno(r, err, "remove", path);
-	else {
-		struct jbuf b = {0};
-		jb_puts(&b, "{}");
-		send_ok(r, &b, NULL, 0);
-		jb_free(&b);
-	}
+	else
+		send_ok_empty(r);
 	free(path);
 }
 
@@ -356,11 +352,7 @@ void handle_mkdir(struct req *r)
 		err = errno;
 	if (err)
 		send_errno(r, err, "mkdir", path);
-	else {
-		struct jbuf b = {0};
-		jb_puts(&b, "{}");
-		send_ok(r, &b, NULL, 0);
-		jb_free(&b);
-	}
+	else
+		send_ok_empty(r);
 	free(path);
 }

@@ -144,12 +144,7 @@ static void __attribute__((noreturn)) rt_child(int in_fd, int out_fd, const char
 	int a = fcntl(in_fd, F_DUPFD, 10), b = fcntl(out_fd, F_DUPFD, 10);
 	if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0)
 		_exit(126);
-	struct sigaction sa = {.sa_handler = SIG_DFL};
-	for (int s = 1; s < NSIG; s++)
-		sigaction(s, &sa, NULL);
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	reset_signals();
 	execve(path, rt.argv, envp);
 	_exit(127);
 }
