@@ -2,7 +2,9 @@
 // the VM and removed with it on every path; ids are short and random so
 // socket paths stay under the unix limit and cannot be guessed.
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { onProcessExit } from '../util/cleanup.js';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import type { DataDir } from '../snapshot/data-dir.js';
@@ -25,6 +27,8 @@ export interface RunDir {
   dir: string;
   paths: Omit<MachinePaths, 'ramFile' | 'diskOverlay'> & { diskOverlay: string; qemuLog: string };
   remove(): Promise<void>;
+  /** Keep the dir when this process exits (its VM is handed to a later process). */
+  keepOnExit(): void;
 }
 
 export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir> {
@@ -42,7 +46,19 @@ export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir
     });
   }
   await mkdir(dir, { recursive: true });
-  return { id, dir, paths, remove: () => rm(dir, { recursive: true, force: true }) };
+  // Interrupted (SIGINT, SIGTERM, crash): the VM is killed by its own exit
+  // hook; this one removes its sockets, logs and overlay.
+  const forget = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
+  return {
+    id,
+    dir,
+    paths,
+    remove: async () => {
+      forget();
+      await rm(dir, { recursive: true, force: true });
+    },
+    keepOnExit: forget,
+  };
 }
 
 /** What a run dir says about its VM, so a later process (cleanup, a restarted daemon) can find it. */

@@ -45,6 +45,7 @@ export class Sandbox {
   /** Keep the VM running after this process exits (forkd fork --hold, the daemon). */
   release(): void {
     this.vm.process.release();
+    this.vm.runDir.keepOnExit();
   }
 
   /**

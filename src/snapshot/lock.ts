@@ -1,12 +1,15 @@
 // A lock per tag, across processes: an O_EXCL lock file holding the owner's
 // pid. A lock whose owner is dead is stale and taken over, so a crash never
 // wedges a tag. Held while a snapshot is written or removed.
+import { rmSync } from 'node:fs';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ConflictError } from '../errors.js';
 
 export interface TagLock {
   release(): Promise<void>;
+  /** For exit hooks, where nothing asynchronous runs any more. */
+  releaseSync(): void;
 }
 
 function isAlive(pid: number): boolean {
@@ -31,6 +34,11 @@ export async function lockFile(path: string, what: string): Promise<TagLock> {
           if (released) return;
           released = true;
           await rm(path, { force: true });
+        },
+        releaseSync: () => {
+          if (released) return;
+          released = true;
+          rmSync(path, { force: true });
         },
       };
     } catch (err) {

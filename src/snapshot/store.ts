@@ -2,7 +2,9 @@
 // snapshot is created under its tag lock with status "writing" and either
 // committed ("ready") or removed whole, so a failure never leaves half a
 // snapshot that could be restored.
+import { rmSync } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { onProcessExit } from '../util/cleanup.js';
 import { join } from 'node:path';
 import { AlreadyExistsError, ConflictError, CorruptError, NotFoundError } from '../errors.js';
 import { DataDir } from './data-dir.js';
@@ -20,12 +22,19 @@ export interface SnapshotRecord {
 
 export class SnapshotWriter {
   private finished = false;
+  /** An interrupted write leaves nothing: the dir and the lock go on exit. */
+  private readonly forget: () => void;
 
   constructor(
     readonly tag: string,
     readonly dir: string,
     private readonly lock: TagLock,
-  ) {}
+  ) {
+    this.forget = onProcessExit(() => {
+      rmSync(dir, { recursive: true, force: true });
+      lock.releaseSync();
+    });
+  }
 
   path(file: string): string {
     return join(this.dir, file);
@@ -36,6 +45,7 @@ export class SnapshotWriter {
     const ready = { ...manifest, status: 'ready' as const };
     await writeManifest(this.dir, ready);
     this.finished = true;
+    this.forget();
     await this.lock.release();
     return ready;
   }
@@ -44,6 +54,7 @@ export class SnapshotWriter {
   async abort(): Promise<void> {
     if (this.finished) return;
     this.finished = true;
+    this.forget();
     await rm(this.dir, { recursive: true, force: true });
     await this.lock.release();
   }

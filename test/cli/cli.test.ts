@@ -1,7 +1,7 @@
 // The CLI as a user meets it: exit codes, one-line errors, --json shapes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { qemuProcessesUsing, runDirEntries, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 import type { Engine } from '../../src/engine/index.js';
 
@@ -104,4 +104,43 @@ test('fork --hold exits leaving children running; cleanup --all stops them and r
   assert.equal(report.killedVms.length, 2);
   assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
   assert.deepEqual(runDirEntries(engine), []);
+});
+
+/** Start forkd, wait until `ready()` holds, send SIGINT, wait for it to exit. */
+async function interrupt(args: string[], ready: () => boolean): Promise<number | null> {
+  const child = spawn(process.execPath, ['dist/src/cli/main.js', '--data-dir', TEST_DATA_DIR, ...args], {
+    stdio: 'ignore',
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code, signal) => resolve(signal ? 128 : code)),
+  );
+  for (let i = 0; i < 600 && !ready(); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(ready(), 'the command got far enough to be interrupted');
+  child.kill('SIGINT');
+  return exited;
+}
+
+test('SIGINT during a fork leaves no QEMU and no run dir', async () => {
+  await interrupt(
+    ['fork', '--tag', TAG, '-n', '2', '--exec', 'sleep 30'],
+    () => qemuProcessesUsing(engine.dataDir.runDir).length === 2,
+  );
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
+  assert.deepEqual(runDirEntries(engine), []);
+});
+
+test('SIGINT while a snapshot is written leaves no half-written snapshot', async () => {
+  const tag = 'test-cli-interrupted';
+  await interrupt(
+    ['snapshot', '--tag', tag, '--image', 'tiny'],
+    () => qemuProcessesUsing(engine.dataDir.runDir).length === 1,
+  );
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await engine.store.exists(tag), false);
+  assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
+  assert.deepEqual(runDirEntries(engine), []);
+  // The tag is free again: no stale lock.
+  const writer = await engine.store.begin(tag);
+  await writer.abort();
 });
