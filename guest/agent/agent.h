@@ -60,6 +60,8 @@ struct options {
 };
 extern struct options g_opts;
 extern uint64_t g_start_ms;
+/* Set by HYGIENE: the next EVAL asks the runtime to reseed its generators. */
+extern int g_runtime_reseed;
 
 /* jbuf.c: growable JSON text. Allocation failure is sticky and checked once. */
 struct jbuf {

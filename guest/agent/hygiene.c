@@ -97,6 +97,7 @@ void handle_hygiene(struct req *r)
 			return;
 		}
 		credited = rc;
+		__atomic_store_n(&g_runtime_reseed, 1, __ATOMIC_RELEASE);
 	}
 	if (req_field(r, F_VARY)) {
 		char *v = req_str(r, F_VARY);

@@ -22,6 +22,8 @@
 
 enum rt_state { RT_NONE, RT_STARTING, RT_READY, RT_FAILED };
 
+int g_runtime_reseed;
+
 static struct {
 	pthread_mutex_t mu; /* state, error, child */
 	pthread_mutex_t eval_mu;
@@ -337,10 +339,16 @@ void handle_eval(struct req *r)
 	}
 	const struct field *code = req_field(r, F_CODE);
 	uint32_t n = code ? code->len : 0;
-	uint8_t h[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
 	size_t len = 0;
 	char *reply = NULL;
-	if (write_full(rt.to_fd, h, 4) == 0 && write_full(rt.to_fd, code ? code->val : h, n) == 0)
+	/* First eval after a hand-over: tell the runtime to reseed its own
+	 * generators (random, numpy), which it seeded in the parent. */
+	static const char reseed[] = "\0reseed\n";
+	int prefix = __atomic_exchange_n(&g_runtime_reseed, 0, __ATOMIC_ACQ_REL) ? (int)sizeof reseed - 1 : 0;
+	uint32_t total = n + (uint32_t)prefix;
+	uint8_t h[4] = {(uint8_t)total, (uint8_t)(total >> 8), (uint8_t)(total >> 16), (uint8_t)(total >> 24)};
+	if (write_full(rt.to_fd, h, 4) == 0 && (prefix == 0 || write_full(rt.to_fd, reseed, (size_t)prefix) == 0) &&
+	    write_full(rt.to_fd, code ? code->val : h, n) == 0)
 		reply = read_msg(&len);
 	if (!reply || reply[0] != '{') {
 		char status[64] = "no status", why[128];

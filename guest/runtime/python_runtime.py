@@ -148,6 +148,20 @@ def json_value(value):
     return json.loads(text)
 
 
+# The agent prefixes the first eval after a hand-over with this: the process
+# was seeded in the parent, so every child would draw the same numbers.
+RESEED = b"\0reseed\n"
+
+
+def reseed_generators():
+    import random
+
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
 def main():
     in_fd, out_fd = (int(x) for x in os.environ.get("FORKD_RUNTIME_FDS", "3,4").split(","))
     # Children of eval'd code (os.system) must not hold the channel open.
@@ -169,6 +183,9 @@ def main():
         code = recv(in_fd)
         if code is None:
             return 0
+        if code.startswith(RESEED):
+            code = code[len(RESEED):]
+            reseed_generators()
         head = evaluator.run(code.decode("utf-8", "replace"))
         try:
             data = json.dumps(head, allow_nan=False)

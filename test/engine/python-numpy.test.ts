@@ -64,3 +64,13 @@ test('each child writes its own disk overlay', async () => {
   const r = await b.sandbox.agent.exec({ args: ['cat', '/root/note'] });
   assert.notEqual(r.exitCode, 0);
 });
+
+test('the runtime’s own generators (random, numpy) are reseeded in every child', async () => {
+  const values = await Promise.all(
+    children.map((c) => c.sandbox.agent.eval('import random; (random.random(), float(numpy.random.rand()))')),
+  );
+  const pythonDraws = values.map((v) => JSON.stringify((v.result as number[])[0]));
+  const numpyDraws = values.map((v) => JSON.stringify((v.result as number[])[1]));
+  assert.equal(new Set(pythonDraws).size, 3, pythonDraws.join(' '));
+  assert.equal(new Set(numpyDraws).size, 3, numpyDraws.join(' '));
+});
