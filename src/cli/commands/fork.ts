@@ -84,6 +84,20 @@ async function runFork(opts: ForkOptions): Promise<number> {
   const teardownMs = Date.now() - teardownStarted;
 
   const ok = reports.filter((r) => r.ok).length;
+  const phaseP50 = {
+    launch: percentile(
+      sandboxes.map((c) => c.timings.launchMs),
+      50,
+    ),
+    load: percentile(
+      sandboxes.map((c) => c.timings.loadMs),
+      50,
+    ),
+    agent: percentile(
+      sandboxes.map((c) => c.timings.agentMs),
+      50,
+    ),
+  };
   const totals = sandboxes.map((c) => c.timings.totalMs);
   out.result(
     {
@@ -93,6 +107,7 @@ async function runFork(opts: ForkOptions): Promise<number> {
       restore_ms: restore.wallMs,
       work_ms: workMs,
       teardown_ms: teardownMs,
+      phases_p50_ms: phaseP50,
       held: opts.hold ?? false,
       children: reports,
     },
@@ -100,6 +115,7 @@ async function runFork(opts: ForkOptions): Promise<number> {
       const rows = reports.map((r, i) => [String(i), r.id ?? '-', r.ok ? 'ok' : 'FAIL', summarise(r)]);
       const phases = [
         `restore: ${restore.wallMs} ms for ${opts.n} (per child p50 ${percentile(totals, 50)} ms, p90 ${percentile(totals, 90)} ms)`,
+        `         per child p50: QEMU start ${phaseP50.launch} ms, device state ${phaseP50.load} ms, agent hand-over ${phaseP50.agent} ms`,
         opts.exec !== undefined || opts.eval !== undefined ? `work:    ${workMs} ms` : null,
         opts.hold ? `held:    ${sandboxes.length} children left running` : `teardown: ${teardownMs} ms`,
         `ok:      ${ok}/${opts.n}`,
