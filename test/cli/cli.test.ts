@@ -144,3 +144,20 @@ test('SIGINT while a snapshot is written leaves no half-written snapshot', async
   const writer = await engine.store.begin(tag);
   await writer.abort();
 });
+
+test('images --json lists the snapshot and the image it came from; rmi of an unknown tag fails in one line', () => {
+  const r = forkd('images', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as {
+    snapshots: { tag: string; status: string; recipe: string }[];
+    images: { recipe: string }[];
+  };
+  const snap = out.snapshots.find((s) => s.tag === TAG);
+  assert.equal(snap?.status, 'ready');
+  assert.equal(snap?.recipe, 'tiny');
+  assert.ok(out.images.some((i) => i.recipe === 'tiny'));
+  const missing = forkd('rmi', 'no-such-tag');
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /^forkd: error: snapshot "no-such-tag" not found/);
+  assert.equal(missing.stderr.trim().split('\n').length, 1);
+});
