@@ -17,7 +17,7 @@ import { saveDeviceState } from '../vmm/migration.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { AgentClient } from './agent/client.js';
 import { machineFor } from './machine-for.js';
-import { createRunDir, randomId } from './run-dir.js';
+import { createRunDir, randomId, type RunDir } from './run-dir.js';
 import { destroyVm, launchVm, unlessExited, type LaunchedVm } from './vm.js';
 import type { DataDir } from '../snapshot/data-dir.js';
 import { FORKD_VERSION } from './version.js';
@@ -48,6 +48,7 @@ export async function createSnapshot(
   const { image } = opts;
   const writer = await ctx.store.begin(opts.tag, { replace: opts.replace });
   let vm: LaunchedVm | undefined;
+  let runDir: RunDir | undefined;
   try {
     const shape: MachineShape = {
       machineType: 'microvm',
@@ -77,7 +78,7 @@ export async function createSnapshot(
       kernel: { version: image.kernelVersion, sha256: '', cmdline: image.kernelCmdline },
       disk,
     };
-    const runDir = await createRunDir(ctx.dataDir, randomId('p'));
+    runDir = await createRunDir(ctx.dataDir, randomId('p'));
     opts.onProgress?.(`booting parent (${shape.accel}, ${shape.memoryMib} MiB)`);
     const bootStarted = Date.now();
     vm = await launchVm(
@@ -92,7 +93,14 @@ export async function createSnapshot(
       }),
       runDir,
       opts,
-    );
+    ).catch((err: unknown) => {
+      if (err instanceof VmExitedError && shape.accel === 'kvm') {
+        throw new VmExitedError(err.message, err.exit, err.logTail, {
+          hint: `${ctx.accel.reason}; KVM may not be usable here: run \`forkd doctor\`, or use --accel tcg`,
+        });
+      }
+      throw err;
+    });
     const bootTimeoutMs = opts.bootTimeoutMs ?? 120_000;
     // The agent stays connected through the freeze: the guest then never sees
     // the host leave, and a child's first connection (made before it runs)
@@ -113,6 +121,8 @@ export async function createSnapshot(
       'saving device state',
       saveDeviceState(vm.qmp, writer.path(SNAPSHOT_FILES.vmstate), opts),
     );
+    // The parent's console is the only record of its boot: keep it with the snapshot.
+    await linkOrCopy(runDir.paths.consoleLog, writer.path(SNAPSHOT_FILES.bootLog));
     await destroyVm(vm);
     await agent.close();
     vm = undefined;
@@ -122,7 +132,6 @@ export async function createSnapshot(
     opts.onProgress?.('sparsifying the RAM file');
     await run(['fallocate', '--dig-holes', writer.path(SNAPSHOT_FILES.memory)], opts);
 
-    await linkOrCopy(runDir.paths.consoleLog, writer.path(SNAPSHOT_FILES.bootLog)).catch(() => undefined);
     const vmstatePath = writer.path(SNAPSHOT_FILES.vmstate);
     const manifest: SnapshotManifest = {
       formatVersion: 1,
@@ -149,6 +158,7 @@ export async function createSnapshot(
     return await writer.commit(manifest);
   } catch (err) {
     if (vm) await destroyVm(vm);
+    await runDir?.remove();
     await writer.abort();
     throw err;
   }

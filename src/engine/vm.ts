@@ -5,7 +5,7 @@
 import { QmpClient } from '../vmm/qmp.js';
 import { QemuProcess } from '../vmm/process.js';
 import type { MachineDescription } from '../vmm/machine.js';
-import { deadlineSignal, type CallOptions } from '../util/abort.js';
+import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
 import { writeVmRecord, type RunDir } from './run-dir.js';
 
 export interface LaunchedVm {
@@ -46,6 +46,10 @@ export async function launchVm(
     );
     return { machine, process: proc, qmp, runDir };
   } catch (err) {
+    // QEMU dying closes the QMP socket a moment before its exit is reaped;
+    // its own last words explain far more than "connection closed".
+    const died = await Promise.race([proc.exited.then(() => true), sleep(500).then(() => false)]);
+    if (died) throw await proc.exitError('starting QEMU');
     await proc.terminate();
     throw err;
   }

@@ -16,7 +16,7 @@ import {
   QmpError,
   TimeoutError,
   VmExitedError,
-  type Engine,
+  Engine,
 } from '../../src/engine/index.js';
 import { MANIFEST_FILE } from '../../src/snapshot/manifest.js';
 import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
@@ -238,4 +238,28 @@ test('--no-egress (restrictEgress) cuts the child off from the host network; the
     server.close();
   }
   assertNothingLeft();
+});
+
+test('--accel kvm works where KVM works, and fails cleanly with QEMU’s own words where it does not', async () => {
+  const kernel = join(engine.dataDir.snapshotDir(TAG), 'vmlinux');
+  const probe = await engine.accelerator(kernel);
+  const kvmEngine = new Engine({ dataDir: engine.dataDir.root, accel: 'kvm' });
+  const tag = 'test-forced-kvm';
+  const attempt = kvmEngine.createSnapshot({ tag, recipe: 'tiny', memoryMib: 256, bootTimeoutMs: 60_000 });
+  if (probe.kvmUsable) {
+    assert.equal((await attempt).machine.accel, 'kvm');
+    await engine.store.remove(tag);
+  } else {
+    await assert.rejects(
+      attempt,
+      (err: Error) => err instanceof VmExitedError || err instanceof TimeoutError,
+    );
+    assert.equal(await engine.store.exists(tag), false);
+  }
+  assertNothingLeft();
+});
+
+test('the snapshot keeps the parent’s boot console', async () => {
+  const log = await readFile(join(engine.dataDir.snapshotDir(TAG), 'boot.log'), 'utf8');
+  assert.match(log, /forkd-init/);
 });
