@@ -31,7 +31,7 @@ export async function cleanupDataDir(
   for (const name of await readdir(dataDir.runDir).catch(() => [] as string[])) {
     const dir = join(dataDir.runDir, name);
     const record = await readVmRecord(dir);
-    if (record && (await isVmAlive(dir, record.pid))) {
+    if (record && isVmAlive(dir, record.pid)) {
       if (!opts.killRunning) {
         report.runningVms.push({ dir, pid: record.pid });
         continue;
@@ -68,5 +68,5 @@ export async function cleanupDataDir(
 }
 
 async function waitGone(dir: string, pid: number): Promise<void> {
-  for (let i = 0; i < 200 && (await isVmAlive(dir, pid)); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 200 && isVmAlive(dir, pid); i++) await new Promise((r) => setTimeout(r, 10));
 }

@@ -7,7 +7,17 @@ import { DataDir, defaultDataDir } from '../snapshot/data-dir.js';
 import type { SnapshotManifest } from '../snapshot/manifest.js';
 import { SnapshotStore } from '../snapshot/store.js';
 import { assertValidTag } from '../snapshot/tag.js';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { readdir } from 'node:fs/promises';
+import { QmpClient } from '../vmm/qmp.js';
+import { QemuProcess } from '../vmm/process.js';
+import { AgentClient } from './agent/client.js';
+import { findMemoryCgroup } from './memory-limit.js';
+import { existingRunDir, isVmAlive, readVmRecord } from './run-dir.js';
+import { Sandbox, type SandboxInfo } from './sandbox.js';
+
+/** Sandbox ids as randomId('sb') makes them (checked before a path is built). */
+const SANDBOX_ID = /^sb-[a-z0-9]{12}$/;
 import {
   probeAccelerator,
   resolveAccelerator,
@@ -155,6 +165,55 @@ export class Engine {
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.pools.clear();
+  }
+
+  /** Sandboxes whose QEMU is running, from their run dirs (started by any forkd process). */
+  async sandboxes(): Promise<SandboxInfo[]> {
+    const out: SandboxInfo[] = [];
+    for (const name of await readdir(this.dataDir.runDir).catch(() => [] as string[])) {
+      const dir = this.dataDir.vmRunDir(name);
+      const record = await readVmRecord(dir);
+      if (record?.sandbox && isVmAlive(dir, record.pid)) out.push(record.sandbox);
+    }
+    return out.sort((a, b) => a.createdAtUnix - b.createdAtUnix || a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Take charge of a running sandbox started by another forkd process (a
+   * held fork, a daemon before its restart): reconnect its QMP and agent
+   * channels. Its QEMU is not killed when this process exits.
+   */
+  async attach(id: string): Promise<Sandbox> {
+    if (!SANDBOX_ID.test(id)) {
+      throw new InvalidArgumentError(`invalid sandbox id ${JSON.stringify(id)}`, 'id', {
+        hint: 'ids look like sb-xxxxxxxxxxxx',
+      });
+    }
+    const runDir = existingRunDir(this.dataDir, id);
+    const record = await readVmRecord(runDir.dir);
+    if (!record?.sandbox || !isVmAlive(runDir.dir, record.pid)) {
+      throw new NotFoundError(
+        `sandbox ${id} is not running`,
+        { kind: 'sandbox', name: id },
+        {
+          hint: 'list running sandboxes with `forkd ls`',
+        },
+      );
+    }
+    const process = QemuProcess.adopt(record.pid, {
+      cmdlineMarker: runDir.dir + '/',
+      logPath: runDir.paths.qemuLog,
+      consoleLogPath: runDir.paths.consoleLog,
+      killOnExit: false,
+    });
+    const qmp = await QmpClient.connect(runDir.paths.qmpSocket, { timeoutMs: 10_000 });
+    try {
+      const agent = await AgentClient.connect(runDir.paths.agentSocket, { timeoutMs: 10_000 });
+      return new Sandbox(record.sandbox, { process, qmp, runDir }, agent, await findMemoryCgroup(id));
+    } catch (err) {
+      qmp.close();
+      throw err;
+    }
   }
 
   cleanup(opts: { killRunning?: boolean } = {}): Promise<CleanupReport> {

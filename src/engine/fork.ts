@@ -17,7 +17,7 @@ import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { AgentClient } from './agent/client.js';
 import { machineFor } from './machine-for.js';
 import { limitMemory, type MemoryCgroup } from './memory-limit.js';
-import { createRunDir, randomId } from './run-dir.js';
+import { createRunDir, randomId, writeVmRecord } from './run-dir.js';
 import { Sandbox } from './sandbox.js';
 import { launchVm, unlessExited, type LaunchedVm } from './vm.js';
 
@@ -172,20 +172,23 @@ async function restoreChild(
         : handOver(connected, opts.vary?.(index), { signal }),
     );
     const t3 = Date.now();
-    const sandbox = new Sandbox(
-      {
-        id,
-        snapshotTag: manifest.tag,
-        pid: launched.process.pid,
-        createdAtUnix: Math.floor(Date.now() / 1000),
-        runDir: runDir.dir,
-        memoryLimitMib: opts.memoryLimitMib ?? null,
-        restrictEgress,
-      },
-      launched,
-      agent,
-      cgroup,
-    );
+    const info = {
+      id,
+      snapshotTag: manifest.tag,
+      pid: launched.process.pid,
+      createdAtUnix: Math.floor(Date.now() / 1000),
+      runDir: runDir.dir,
+      memoryLimitMib: opts.memoryLimitMib ?? null,
+      restrictEgress,
+    };
+    // Everything a later process (a restarted daemon) needs to re-attach.
+    await writeVmRecord(runDir, {
+      pid: info.pid,
+      role: 'child',
+      startedAt: new Date(t0).toISOString(),
+      sandbox: info,
+    });
+    const sandbox = new Sandbox(info, launched, connected, cgroup);
     if (opts.detach) sandbox.release();
     return {
       index,

@@ -63,3 +63,12 @@ export async function limitMemory(id: string, pid: number, limitMib: number): Pr
     remove: () => rmdir(path).catch(() => undefined),
   };
 }
+
+/** The cgroup an earlier process made for sandbox `id`, if there is one. */
+export async function findMemoryCgroup(id: string): Promise<MemoryCgroup | null> {
+  const found = await detectCgroupMemory();
+  if (!found) return null;
+  const path = join(found.base, 'forkd', id);
+  if (!(await exists(path))) return null;
+  return { path, remove: () => rmdir(path).catch(() => undefined) };
+}

@@ -5,6 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { onProcessExit } from '../util/cleanup.js';
+import { isQemuAlive } from '../vmm/process.js';
+import type { SandboxInfo } from './sandbox.js';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import type { DataDir } from '../snapshot/data-dir.js';
@@ -31,15 +33,19 @@ export interface RunDir {
   keepOnExit(): void;
 }
 
-export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir> {
-  const dir = dataDir.vmRunDir(id);
-  const paths = {
+function runDirPaths(dir: string): RunDir['paths'] {
+  return {
     qmpSocket: join(dir, 'qmp.sock'),
     agentSocket: join(dir, 'agent.sock'),
     consoleLog: join(dir, 'console.log'),
     qemuLog: join(dir, 'qemu.log'),
     diskOverlay: join(dir, 'disk.qcow2'),
   };
+}
+
+export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir> {
+  const dir = dataDir.vmRunDir(id);
+  const paths = runDirPaths(dir);
   if (Buffer.byteLength(paths.agentSocket) > MAX_SOCKET_PATH) {
     throw new InvalidArgumentError(`data dir ${dataDir.root} is too long for unix socket paths`, 'data-dir', {
       hint: 'use a shorter --data-dir (socket paths must stay under 108 bytes)',
@@ -61,12 +67,25 @@ export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir
   };
 }
 
+/** The run dir of a VM started by an earlier process; it outlives this one unless removed. */
+export function existingRunDir(dataDir: DataDir, id: string): RunDir {
+  const dir = dataDir.vmRunDir(id);
+  return {
+    id,
+    dir,
+    paths: runDirPaths(dir),
+    remove: () => rm(dir, { recursive: true, force: true }),
+    keepOnExit: () => undefined,
+  };
+}
+
 /** What a run dir says about its VM, so a later process (cleanup, a restarted daemon) can find it. */
 export interface VmRecord {
   pid: number;
   role: string;
   startedAt: string;
-  snapshotTag?: string;
+  /** Set once a child is handed out: what a later process needs to re-attach. */
+  sandbox?: SandboxInfo;
 }
 
 export const VM_RECORD_FILE = 'vm.json';
@@ -84,7 +103,6 @@ export async function readVmRecord(dir: string): Promise<VmRecord | null> {
 }
 
 /** Whether `pid` is a live QEMU serving this run dir (guards against pid reuse). */
-export async function isVmAlive(dir: string, pid: number): Promise<boolean> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  return cmdline.includes(dir + '/');
+export function isVmAlive(dir: string, pid: number): boolean {
+  return isQemuAlive(pid, dir + '/');
 }

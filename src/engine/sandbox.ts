@@ -3,7 +3,7 @@
 // the sandbox owns is released by kill(), on every path.
 import type { MemoryCgroup } from './memory-limit.js';
 import type { AgentClient } from './agent/client.js';
-import { destroyVm, type LaunchedVm } from './vm.js';
+import { destroyVm, type VmHandle } from './vm.js';
 
 export interface SandboxInfo {
   id: string;
@@ -20,7 +20,7 @@ export class Sandbox {
 
   constructor(
     readonly info: SandboxInfo,
-    private readonly vm: LaunchedVm,
+    private readonly vm: VmHandle,
     readonly agent: AgentClient,
     private readonly cgroup: MemoryCgroup | null,
   ) {}

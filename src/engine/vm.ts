@@ -8,11 +8,16 @@ import type { MachineDescription } from '../vmm/machine.js';
 import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
 import { writeVmRecord, type RunDir } from './run-dir.js';
 
-export interface LaunchedVm {
-  machine: MachineDescription;
+/** A running QEMU and its control channel, however we came to hold it. */
+export interface VmHandle {
   process: QemuProcess;
   qmp: QmpClient;
   runDir: RunDir;
+}
+
+/** A QEMU this process launched, with the machine it was launched from. */
+export interface LaunchedVm extends VmHandle {
+  machine: MachineDescription;
 }
 
 /** Resolve with `work`, or reject with QEMU's exit error if it exits first. */

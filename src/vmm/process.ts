@@ -3,7 +3,7 @@
 // own session so a daemon restart does not take it down; the in-process
 // cleanup registry still kills it when its owner exits unless it is released.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { VmExitedError } from '../errors.js';
 import { onProcessExit } from '../util/cleanup.js';
@@ -27,22 +27,61 @@ export class QemuProcess {
   private exitInfo: QemuExit | null = null;
   private unregister: () => void;
 
+  /**
+   * Either our own child (exit reported by the kernel) or a QEMU adopted from
+   * an earlier forkd process (exit noticed by polling its /proc entry).
+   */
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly child: ChildProcess | { pid: number; cmdlineMarker: string },
     readonly logPath: string,
     readonly consoleLogPath: string,
     killOnExit: boolean,
   ) {
     if (child.pid === undefined) throw new Error('QEMU did not start');
     this.pid = child.pid;
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exitInfo = { code, signal };
-        this.unregister();
-        resolve(this.exitInfo);
-      });
-    });
     this.unregister = killOnExit ? onProcessExit(() => this.kill()) : () => true;
+    const settle = (resolve: (e: QemuExit) => void, exit: QemuExit) => {
+      this.exitInfo = exit;
+      this.unregister();
+      resolve(exit);
+    };
+    if ('cmdlineMarker' in child) {
+      const { cmdlineMarker } = child;
+      this.exited = new Promise((resolve) => {
+        const timer = setInterval(() => {
+          if (!isQemuAlive(this.pid, cmdlineMarker)) {
+            clearInterval(timer);
+            // Not our child: its status went to its parent (or init).
+            settle(resolve, { code: null, signal: null });
+          }
+        }, ADOPTED_POLL_MS);
+        timer.unref();
+        this.pollTimer = timer;
+      });
+    } else {
+      this.exited = new Promise((resolve) => {
+        child.once('exit', (code, signal) => settle(resolve, { code, signal }));
+      });
+    }
+  }
+
+  private pollTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Take charge of a QEMU started by an earlier forkd process (a restarted
+   * daemon, a later CLI command). `cmdlineMarker` (its run dir) guards
+   * against a recycled pid.
+   */
+  static adopt(
+    pid: number,
+    opts: { cmdlineMarker: string; logPath: string; consoleLogPath: string; killOnExit?: boolean },
+  ): QemuProcess {
+    return new QemuProcess(
+      { pid, cmdlineMarker: opts.cmdlineMarker },
+      opts.logPath,
+      opts.consoleLogPath,
+      opts.killOnExit ?? true,
+    );
   }
 
   static launch(machine: MachineDescription, opts: LaunchQemuOptions): QemuProcess {
@@ -86,7 +125,9 @@ export class QemuProcess {
 
   /** Kill and wait until the kernel has reaped it. */
   async terminate(): Promise<QemuExit> {
-    this.child.ref(); // an unref'd child would let Node exit before 'exit' arrives
+    if ('ref' in this.child)
+      this.child.ref(); // an unref'd child would let Node exit before 'exit' arrives
+    else this.pollTimer?.ref();
     this.kill('SIGKILL');
     return this.exited;
   }
@@ -103,6 +144,17 @@ export class QemuProcess {
     const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
     const lastLine = tail.trim().split('\n').pop() ?? '';
     return new VmExitedError(`${what}: QEMU exited (${how})${lastLine ? `: ${lastLine}` : ''}`, exit, tail);
+  }
+}
+
+const ADOPTED_POLL_MS = 250;
+
+/** Whether `pid` is alive and is the QEMU whose command line contains `marker`. */
+export function isQemuAlive(pid: number, marker: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
+  } catch {
+    return false;
   }
 }
 

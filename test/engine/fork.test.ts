@@ -263,3 +263,27 @@ test('the snapshot keeps the parent’s boot console', async () => {
   const log = await readFile(join(engine.dataDir.snapshotDir(TAG), 'boot.log'), 'utf8');
   assert.match(log, /forkd-init/);
 });
+
+test('a held sandbox is re-attached by another engine, keeps its state, and is killed cleanly', async () => {
+  const result = await engine.fork({ tag: TAG, n: 1, detach: true });
+  const child = result.children[0];
+  assert.ok(child?.ok);
+  const id = child.sandbox.id;
+  await child.sandbox.agent.writeFile('/tmp/kept', 'state before the hand-off');
+  await child.sandbox.detach();
+
+  const other = new Engine({ dataDir: engine.dataDir.root });
+  assert.deepEqual(
+    (await other.sandboxes()).map((s) => s.id),
+    [id],
+  );
+  const again = await other.attach(id);
+  assert.equal(again.info.snapshotTag, TAG);
+  assert.equal((await again.agent.readFile('/tmp/kept')).toString(), 'state before the hand-off');
+  assert.equal((await again.agent.exec({ args: ['echo', 'hi'] })).stdout.toString(), 'hi\n');
+  await again.kill();
+  assert.deepEqual(await other.sandboxes(), []);
+  await assert.rejects(other.attach(id), NotFoundError);
+  await assert.rejects(other.attach('../etc'), InvalidArgumentError);
+  assertNothingLeft();
+});
