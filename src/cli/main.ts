@@ -10,6 +10,7 @@ import { registerFork } from './commands/fork.js';
 import { registerImages } from './commands/images.js';
 import { registerQuickstart } from './commands/quickstart.js';
 import { registerRun } from './commands/run.js';
+import { registerServe } from './commands/serve.js';
 import { registerSnapshot } from './commands/snapshot.js';
 
 const program = new Command()
@@ -33,6 +34,7 @@ registerFork(program);
 registerRun(program);
 registerCleanup(program);
 registerQuickstart(program);
+registerServe(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -6,6 +6,7 @@ type Cleanup = () => void;
 
 const cleanups = new Set<Cleanup>();
 let installed = false;
+let drain: ((signal: NodeJS.Signals) => Promise<void>) | null = null;
 
 function runAll(): void {
   for (const fn of [...cleanups].reverse()) {
@@ -24,10 +25,17 @@ function install(): void {
   process.on('exit', runAll);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(sig, () => {
-      runAll();
-      // Re-raise with the default action so the exit status says what happened.
-      process.removeAllListeners(sig);
-      process.kill(process.pid, sig);
+      const finish = () => {
+        runAll();
+        // Re-raise with the default action so the exit status says what happened.
+        process.removeAllListeners(sig);
+        process.kill(process.pid, sig);
+      };
+      if (drain) {
+        const draining = drain;
+        drain = null; // a second signal does not wait
+        draining(sig).then(finish, finish);
+      } else finish();
     });
   }
 }
@@ -37,4 +45,13 @@ export function onProcessExit(fn: Cleanup): () => void {
   install();
   cleanups.add(fn);
   return () => cleanups.delete(fn);
+}
+
+/**
+ * A long-running process (the daemon) finishes its work before the exit
+ * cleanups run: on the first SIGINT/SIGTERM/SIGHUP `fn` runs to completion.
+ */
+export function drainOnSignal(fn: (signal: NodeJS.Signals) => Promise<void>): void {
+  install();
+  drain = fn;
 }

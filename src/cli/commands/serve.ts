@@ -1,0 +1,59 @@
+// `forkd serve`: the daemon (REST API v1). SIGTERM drains in-flight requests
+// and leaves sandboxes running for the next daemon to re-attach.
+import type { Command } from 'commander';
+import { startDaemon } from '../../daemon/server.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { drainOnSignal } from '../../util/cleanup.js';
+import type { GlobalOptions } from '../context.js';
+
+interface ServeOptions extends GlobalOptions {
+  bind: string;
+  tokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  auditLog?: string;
+}
+
+function parseBind(bind: string): { host: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(bind);
+  const port = Number(match?.[2]);
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidArgumentError(`invalid --bind ${JSON.stringify(bind)}`, 'bind', {
+      hint: 'use HOST:PORT, e.g. 127.0.0.1:8889',
+    });
+  }
+  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the forkd daemon (REST API v1; see API-v1.md)')
+    .option('--bind <host:port>', 'address to listen on', '127.0.0.1:8889')
+    .option('--token-file <file>', 'require this bearer token (required for non-loopback binds)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (with --tls-key)')
+    .option('--tls-key <file>', 'private key for --tls-cert')
+    .option('--audit-log <file>', 'audit JSONL (default <data-dir>/audit.jsonl)')
+    .action(async (_o: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<ServeOptions>();
+      if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) {
+        throw new InvalidArgumentError('--tls-cert and --tls-key go together', 'tls');
+      }
+      const { host, port } = parseBind(opts.bind);
+      const log = (msg: string) => process.stderr.write(`forkd serve: ${msg}\n`);
+      const daemon = await startDaemon({
+        dataDir: opts.dataDir,
+        host,
+        port,
+        tokenFile: opts.tokenFile,
+        auditLog: opts.auditLog,
+        tls: opts.tlsCert && opts.tlsKey ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined,
+        log,
+      });
+      drainOnSignal(async (signal) => {
+        log(`${signal}: draining`);
+        await daemon.close();
+      });
+      log(`listening on ${daemon.url} (data dir ${daemon.context.engine.dataDir.root})`);
+    });
+}

@@ -1,0 +1,20 @@
+// What every route handler receives.
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Engine } from '../engine/index.js';
+import type { DaemonMetrics } from './metrics.js';
+import type { SandboxRegistry } from './sandbox-registry.js';
+
+export interface DaemonContext {
+  engine: Engine;
+  registry: SandboxRegistry;
+  metrics: DaemonMetrics;
+}
+
+export type App = FastifyInstance<
+  import('node:http').Server,
+  import('node:http').IncomingMessage,
+  import('node:http').ServerResponse,
+  import('fastify').FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;

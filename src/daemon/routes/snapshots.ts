@@ -1,0 +1,91 @@
+// /v1/snapshots: list, create (boot + warm + freeze), inspect, delete.
+import Type from 'typebox';
+import { assertValidTag } from '../../snapshot/tag.js';
+import type { App, DaemonContext } from '../context.js';
+import { HttpError } from '../http-errors.js';
+import {
+  CreateSnapshotBody,
+  DeleteSnapshotQuery,
+  ErrorBody,
+  SnapshotDetails,
+  SnapshotInfo,
+  TagParams,
+} from '../schemas.js';
+import { snapshotInfo } from '../views.js';
+
+const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
+
+export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
+  app.get('/v1/snapshots', { schema: { response: { 200: Type.Array(SnapshotInfo) } } }, async () =>
+    (await ctx.engine.store.list()).map(snapshotInfo),
+  );
+
+  app.post(
+    '/v1/snapshots',
+    { schema: { body: CreateSnapshotBody, response: { 201: SnapshotInfo, ...errors } } },
+    async (req, reply) => {
+      const body = req.body;
+      assertValidTag(body.tag);
+      if (body.kernel !== undefined || body.rootfs !== undefined) {
+        throw new HttpError(
+          400,
+          'kernel and rootfs paths are not supported: pass "image" (a recipe: tiny, python-numpy)',
+        );
+      }
+      const recipe = body.image ?? 'python-numpy';
+      await ctx.engine.createSnapshot({ tag: body.tag, recipe, memoryMib: body.mem_mib });
+      const info = snapshotInfo(await ctx.engine.store.get(body.tag));
+      // The original waited a fixed boot_wait_secs; forkd waits until the guest says it is ready.
+      if (body.boot_wait_secs !== undefined)
+        info.warning = 'boot_wait_secs ignored: the snapshot was taken when the guest reported ready';
+      return reply.code(201).send(info);
+    },
+  );
+
+  app.get(
+    '/v1/snapshots/:tag/info',
+    { schema: { params: TagParams, response: { 200: SnapshotDetails, ...errors } } },
+    async (req) => {
+      const { dir, manifest } = await ctx.engine.store.getReady(req.params.tag);
+      return {
+        tag: manifest.tag,
+        dir,
+        created_at_unix: Math.floor(Date.parse(manifest.createdAt) / 1000),
+        memory_logical_bytes: manifest.memory.logicalBytes,
+        memory_physical_bytes: manifest.memory.physicalBytes,
+        vmstate_bytes: manifest.vmstate.bytes,
+        chain_depth: 0,
+        dependents: [],
+        ancestors: [],
+      };
+    },
+  );
+
+  app.delete(
+    '/v1/snapshots/:tag',
+    {
+      schema: {
+        params: TagParams,
+        querystring: DeleteSnapshotQuery,
+        response: { 204: Type.Null(), ...errors },
+      },
+    },
+    async (req, reply) => {
+      const { tag } = req.params;
+      assertValidTag(tag);
+      if (req.query.cascade && req.query.force)
+        throw new HttpError(400, 'use either cascade=true or force=true, not both');
+      await ctx.engine.store.get(tag); // 404 before anything else
+      const users = ctx.registry.list().filter((s) => s.info.snapshotTag === tag);
+      if (users.length && !req.query.force && !req.query.cascade) {
+        throw new HttpError(
+          409,
+          `snapshot ${tag} has running sandboxes: ${users.map((s) => s.id).join(', ')} (force=true kills them)`,
+        );
+      }
+      await Promise.all(users.map((s) => ctx.registry.kill(s.id)));
+      await ctx.engine.store.remove(tag);
+      return reply.code(204).send(null);
+    },
+  );
+}

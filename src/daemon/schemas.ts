@@ -1,0 +1,110 @@
+// One schema per API body (API-v1.md). Each drives request validation,
+// the TypeScript types (Static<>) and the OpenAPI document.
+import Type, { type Static } from 'typebox';
+
+export const TAG_PATTERN_SOURCE = '^[A-Za-z0-9_-]{1,64}$';
+
+export const ErrorBody = Type.Object({ error: Type.String() });
+
+export const TagParams = Type.Object({ tag: Type.String() });
+export const IdParams = Type.Object({ id: Type.String() });
+
+export const SnapshotInfo = Type.Object({
+  tag: Type.String(),
+  dir: Type.String(),
+  created_at_unix: Type.Integer(),
+  branched_from: Type.Optional(Type.String()),
+  pause_ms: Type.Optional(Type.Number()),
+  diff_ms: Type.Optional(Type.Number()),
+  diff_physical_bytes: Type.Optional(Type.Integer()),
+  diff_logical_bytes: Type.Optional(Type.Integer()),
+  warning: Type.Optional(Type.String()),
+  status: Type.Union([Type.Literal('writing'), Type.Literal('ready'), Type.Literal('failed')]),
+  bootable: Type.Boolean(),
+});
+export type SnapshotInfo = Static<typeof SnapshotInfo>;
+
+export const SnapshotDetails = Type.Object({
+  tag: Type.String(),
+  dir: Type.String(),
+  created_at_unix: Type.Optional(Type.Integer()),
+  memory_logical_bytes: Type.Integer(),
+  memory_physical_bytes: Type.Integer(),
+  vmstate_bytes: Type.Integer(),
+  parent_tag: Type.Optional(Type.String()),
+  parent_content_hash: Type.Optional(Type.String()),
+  chain_depth: Type.Integer(),
+  dependents: Type.Array(Type.String()),
+  ancestors: Type.Array(Type.String()),
+});
+export type SnapshotDetails = Static<typeof SnapshotDetails>;
+
+export const CreateSnapshotBody = Type.Object({
+  tag: Type.String(),
+  kernel: Type.Optional(Type.String()),
+  rootfs: Type.Optional(Type.String()),
+  image: Type.Optional(Type.String()),
+  rw: Type.Optional(Type.Boolean()),
+  boot_wait_secs: Type.Optional(Type.Number({ minimum: 0, maximum: 60 })),
+  mem_mib: Type.Optional(Type.Integer({ minimum: 64, maximum: 65536 })),
+});
+export type CreateSnapshotBody = Static<typeof CreateSnapshotBody>;
+
+export const DeleteSnapshotQuery = Type.Object({
+  cascade: Type.Optional(Type.Boolean()),
+  force: Type.Optional(Type.Boolean()),
+});
+
+export const SandboxInfo = Type.Object({
+  id: Type.String(),
+  snapshot_tag: Type.String(),
+  netns: Type.Null(),
+  guest_addr: Type.String(),
+  created_at_unix: Type.Integer(),
+  pid: Type.Union([Type.Integer(), Type.Null()]),
+  memory_limit_mib: Type.Union([Type.Integer(), Type.Null()]),
+  has_branched: Type.Boolean(),
+  last_branch_memory_path: Type.Union([Type.String(), Type.Null()]),
+  branch_count: Type.Integer(),
+});
+export type SandboxInfo = Static<typeof SandboxInfo>;
+
+export const CreateSandboxesBody = Type.Object({
+  snapshot_tag: Type.String(),
+  n: Type.Optional(Type.Integer({ default: 1 })),
+  per_child_netns: Type.Optional(Type.Boolean()),
+  memory_limit_mib: Type.Optional(Type.Integer({ minimum: 16 })),
+  prewarm: Type.Optional(Type.Boolean()),
+  live_fork: Type.Optional(Type.Boolean()),
+  hugepages: Type.Optional(Type.Boolean()),
+});
+export type CreateSandboxesBody = Static<typeof CreateSandboxesBody>;
+
+export const ExecBody = Type.Object({
+  args: Type.Array(Type.String()),
+  timeout_secs: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+});
+export type ExecBody = Static<typeof ExecBody>;
+
+export const ExecResult = Type.Object({
+  stdout: Type.String(),
+  stderr: Type.String(),
+  exit_code: Type.Integer(),
+});
+
+export const EvalBody = Type.Object({ code: Type.String() });
+export const EvalResult = Type.Object({
+  result: Type.Unknown(),
+  error: Type.Union([Type.String(), Type.Null()]),
+  exit_code: Type.Integer(),
+});
+
+export const PingResult = Type.Object({
+  pong: Type.Literal(true),
+  agent_version: Type.String(),
+  uptime_ms: Type.Number(),
+  runtime: Type.Union([Type.Object({ kind: Type.String(), ready: Type.Boolean() }), Type.Null()]),
+});
+
+export const Health = Type.Object({ ok: Type.Boolean() });
+export const Version = Type.Object({ version: Type.String(), api: Type.Literal('v1') });

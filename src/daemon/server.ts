@@ -1,0 +1,122 @@
+// The daemon: a Fastify app over one Engine. Wires auth, the audit log,
+// metrics and the single error mapper around the route modules.
+import Fastify from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { Engine } from '../engine/index.js';
+import { InvalidArgumentError } from '../errors.js';
+import { AuditLog } from './audit.js';
+import { checkBearer, isOpenPath, loadToken } from './auth.js';
+import type { App, DaemonContext } from './context.js';
+import { toHttpError } from './http-errors.js';
+import { createMetrics } from './metrics.js';
+import { registerMetaRoutes } from './routes/meta.js';
+import { registerSandboxRoutes } from './routes/sandboxes.js';
+import { registerSnapshotRoutes } from './routes/snapshots.js';
+import { SandboxRegistry } from './sandbox-registry.js';
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface DaemonOptions {
+  dataDir?: string;
+  host?: string;
+  port?: number;
+  tokenFile?: string;
+  /** Audit JSONL path; default <data-dir>/audit.jsonl. */
+  auditLog?: string;
+  tls?: { certFile: string; keyFile: string };
+  log?: (msg: string) => void;
+}
+
+export interface RunningDaemon {
+  url: string;
+  app: App;
+  context: DaemonContext;
+  /** Stop accepting, drain in-flight requests, leave sandboxes running. */
+  close(): Promise<void>;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaemon> {
+  const host = opts.host ?? '127.0.0.1';
+  const log = opts.log ?? (() => undefined);
+  const token = opts.tokenFile ? await loadToken(opts.tokenFile) : null;
+  if (!token && !isLoopback(host)) {
+    throw new InvalidArgumentError(`refusing to listen on ${host} without a token`, 'bind', {
+      hint: 'pass --token-file, or bind to 127.0.0.1',
+    });
+  }
+  const engine = new Engine({ dataDir: opts.dataDir });
+  const registry = new SandboxRegistry(engine);
+  const metrics = createMetrics({
+    snapshots: async () => (await engine.store.list()).length,
+    sandboxes: () => registry.size,
+  });
+  const context: DaemonContext = { engine, registry, metrics };
+  const adopted = await registry.adoptRunning(log);
+  if (adopted) log(`re-attached ${adopted} running sandboxes`);
+
+  const https = opts.tls
+    ? { key: await readFile(opts.tls.keyFile), cert: await readFile(opts.tls.certFile) }
+    : null;
+  const app = (https
+    ? Fastify({ bodyLimit: MAX_BODY_BYTES, https })
+    : Fastify({ bodyLimit: MAX_BODY_BYTES })
+  ).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+  // JSON only: anything else is a 415, not a string handed to a route.
+  app.removeContentTypeParser('text/plain');
+
+  const audit = new AuditLog(opts.auditLog ?? join(engine.dataDir.root, 'audit.jsonl'));
+  app.addHook('onRequest', (req, _reply, done) => {
+    try {
+      if (token && !isOpenPath(req.url)) checkBearer(req.headers.authorization, token);
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.requests.labels(req.method, String(reply.statusCode)).inc();
+    audit.write({
+      ts: new Date().toISOString(),
+      method: req.method,
+      path: req.url.split('?')[0] ?? req.url,
+      status: reply.statusCode,
+      latency_us: Math.round(reply.elapsedTime * 1000),
+      ua: req.headers['user-agent'] ?? null,
+      remote: req.ip,
+    });
+  });
+  app.setErrorHandler((err, _req, reply) => {
+    const { status, message } = toHttpError(err);
+    return reply.code(status).send({ error: message });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: `no route for ${req.method} ${req.url.split('?')[0]}` }),
+  );
+
+  registerMetaRoutes(app, context);
+  registerSnapshotRoutes(app, context);
+  registerSandboxRoutes(app, context);
+
+  await app.listen({ host, port: opts.port ?? 8889 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : (opts.port ?? 8889);
+  const url = `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return {
+    url,
+    app,
+    context,
+    close: async () => {
+      await app.close();
+      await registry.detachAll();
+      await engine.close();
+      await audit.close();
+    },
+  };
+}

@@ -1,0 +1,36 @@
+// Engine values → API-v1 wire shapes.
+import type { Sandbox } from '../engine/index.js';
+import type { SnapshotRecord } from '../snapshot/store.js';
+import type { SandboxInfo, SnapshotInfo } from './schemas.js';
+
+/** Every child's user-mode network gives it this address. */
+export const GUEST_ADDR = '10.0.2.15';
+
+export function snapshotInfo(record: SnapshotRecord): SnapshotInfo {
+  const m = record.manifest;
+  return {
+    tag: record.tag,
+    dir: record.dir,
+    created_at_unix: m ? Math.floor(Date.parse(m.createdAt) / 1000) : 0,
+    status: m?.status ?? 'failed',
+    bootable: m?.status === 'ready',
+    ...(m?.branchedFrom ? { branched_from: m.branchedFrom } : {}),
+    ...(m?.warning ? { warning: m.warning } : record.problem ? { warning: record.problem } : {}),
+  };
+}
+
+export function sandboxInfo(sandbox: Sandbox): SandboxInfo {
+  const i = sandbox.info;
+  return {
+    id: i.id,
+    snapshot_tag: i.snapshotTag,
+    netns: null,
+    guest_addr: GUEST_ADDR,
+    created_at_unix: i.createdAtUnix,
+    pid: i.pid,
+    memory_limit_mib: i.memoryLimitMib,
+    has_branched: false,
+    last_branch_memory_path: null,
+    branch_count: 0,
+  };
+}
