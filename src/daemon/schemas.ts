@@ -108,3 +108,38 @@ export const PingResult = Type.Object({
 
 export const Health = Type.Object({ ok: Type.Boolean() });
 export const Version = Type.Object({ version: Type.String(), api: Type.Literal('v1') });
+
+// Extensions (docs/API-extensions.md).
+export const CommandParams = Type.Object({ id: Type.String(), cid: Type.String() });
+export const CommandBody = Type.Object({
+  args: Type.Optional(Type.Array(Type.String())),
+  cmd: Type.Optional(Type.String()),
+  envs: Type.Optional(Type.Record(Type.String(), Type.String())),
+  cwd: Type.Optional(Type.String()),
+  stdin: Type.Optional(Type.String()),
+  stdin_open: Type.Optional(Type.Boolean()),
+  timeout_secs: Type.Optional(Type.Number({ minimum: 0 })),
+  background: Type.Optional(Type.Boolean()),
+});
+export type CommandBody = Static<typeof CommandBody>;
+export const CommandStarted = Type.Object({ command_id: Type.String() });
+export const StdinBody = Type.Object({
+  data: Type.Optional(Type.String()),
+  eof: Type.Optional(Type.Boolean()),
+});
+export const KillBody = Type.Object({ signal: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })) });
+
+export const PathQuery = Type.Object({ path: Type.String() });
+export const WriteFileQuery = Type.Object({
+  path: Type.String(),
+  mode: Type.Optional(Type.String({ pattern: '^[0-7]{3,4}$' })),
+});
+export const RemoveFileQuery = Type.Object({ path: Type.String(), recursive: Type.Optional(Type.Boolean()) });
+export const MkdirBody = Type.Object({ path: Type.String(), parents: Type.Optional(Type.Boolean()) });
+export const FileInfo = Type.Object({
+  name: Type.String(),
+  type: Type.String(),
+  size: Type.Number(),
+  mode: Type.Integer(),
+  mtime_ms: Type.Number(),
+});

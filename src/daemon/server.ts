@@ -14,6 +14,9 @@ import { toHttpError } from './http-errors.js';
 import { createMetrics } from './metrics.js';
 import { registerMetaRoutes } from './routes/meta.js';
 import { registerSandboxRoutes } from './routes/sandboxes.js';
+import { registerCommandRoutes } from './routes/commands.js';
+import { registerFileRoutes } from './routes/files.js';
+import { CommandRegistry } from './command-registry.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { SandboxRegistry } from './sandbox-registry.js';
 
@@ -103,6 +106,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   registerMetaRoutes(app, context);
   registerSnapshotRoutes(app, context);
   registerSandboxRoutes(app, context);
+  registerCommandRoutes(app, context, new CommandRegistry());
+  registerFileRoutes(app, context);
 
   await app.listen({ host, port: opts.port ?? 8889 });
   const address = app.server.address();

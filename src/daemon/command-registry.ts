@@ -1,0 +1,95 @@
+// Commands started through the API. Each keeps its events (output chunks,
+// then exit) so a client can stream them live, replay them later
+// (background commands), send stdin and kill by command id.
+import { randomBytes } from 'node:crypto';
+import type { ExecHandle, ExecRequest } from '../engine/agent/types.js';
+import type { Sandbox } from '../engine/index.js';
+import { errorMessage, NotFoundError } from '../errors.js';
+
+export type CommandEvent =
+  | { type: 'start'; command_id: string }
+  | { type: 'stdout' | 'stderr'; data: string }
+  | { type: 'exit'; exit_code: number; signal: string | null; timed_out: boolean }
+  | { type: 'error'; error: string };
+
+/** Output kept per command for replay; past it, the oldest chunks are dropped. */
+const MAX_BUFFERED_BYTES = 1024 * 1024;
+/** A finished command stays queryable this long. */
+const KEEP_FINISHED_MS = 60_000;
+
+export class CommandSession {
+  readonly events: CommandEvent[] = [];
+  private bufferedBytes = 0;
+  private readonly listeners = new Set<(e: CommandEvent) => void>();
+  finished = false;
+  handle: ExecHandle | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly sandboxId: string,
+    readonly stdinOpen: boolean,
+  ) {}
+
+  push(event: CommandEvent): void {
+    this.events.push(event);
+    if (event.type === 'stdout' || event.type === 'stderr') {
+      this.bufferedBytes += event.data.length;
+      while (this.bufferedBytes > MAX_BUFFERED_BYTES && this.events.length > 2) {
+        const [dropped] = this.events.splice(1, 1); // keep 'start'
+        if (dropped && (dropped.type === 'stdout' || dropped.type === 'stderr'))
+          this.bufferedBytes -= dropped.data.length;
+      }
+    }
+    if (event.type === 'exit' || event.type === 'error') this.finished = true;
+    for (const listener of this.listeners) listener(event);
+  }
+
+  /** Replay what happened so far, then follow live; returns the unsubscribe. */
+  subscribe(listener: (e: CommandEvent) => void): () => void {
+    for (const event of this.events) listener(event);
+    if (this.finished) return () => undefined;
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+export class CommandRegistry {
+  private readonly sessions = new Map<string, CommandSession>();
+
+  start(sandbox: Sandbox, req: ExecRequest): CommandSession {
+    const id = `cmd-${randomBytes(9).toString('base64url')}`;
+    const session = new CommandSession(id, sandbox.id, req.stdinOpen ?? false);
+    this.sessions.set(id, session);
+    session.push({ type: 'start', command_id: id });
+    const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+    const emit = (type: 'stdout' | 'stderr', chunk: Buffer) => {
+      const data = decoders[type].decode(chunk, { stream: true });
+      if (data) session.push({ type, data });
+    };
+    session.handle = sandbox.agent.startExec(req, {
+      onStdout: (c) => emit('stdout', c),
+      onStderr: (c) => emit('stderr', c),
+    });
+    session.handle
+      .wait()
+      .then(
+        (r) => session.push({ type: 'exit', exit_code: r.exitCode, signal: r.signal, timed_out: r.timedOut }),
+        (err: unknown) => session.push({ type: 'error', error: errorMessage(err) }),
+      )
+      .finally(() => {
+        setTimeout(() => this.sessions.delete(id), KEEP_FINISHED_MS).unref();
+      });
+    return session;
+  }
+
+  get(sandboxId: string, commandId: string): CommandSession {
+    const session = this.sessions.get(commandId);
+    if (!session || session.sandboxId !== sandboxId) {
+      throw new NotFoundError(`command ${JSON.stringify(commandId)} not found`, {
+        kind: 'command',
+        name: commandId,
+      });
+    }
+    return session;
+  }
+}
