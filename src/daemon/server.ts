@@ -1,6 +1,8 @@
 // The daemon: a Fastify app over one Engine. Wires auth, the audit log,
 // metrics and the single error mapper around the route modules.
 import Fastify from 'fastify';
+import swagger from '@fastify/swagger';
+import { FORKD_VERSION } from '../engine/version.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
@@ -103,6 +105,19 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
     reply.code(404).send({ error: `no route for ${req.method} ${req.url.split('?')[0]}` }),
   );
 
+  // The OpenAPI document is generated from the same route schemas that validate requests.
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'forkd',
+        version: FORKD_VERSION,
+        description: 'forkd REST API: v1 (API-v1.md) plus extensions (docs/API-extensions.md)',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: token ? [{ bearer: [] }] : [],
+    },
+  });
+  app.get('/openapi.json', { schema: { hide: true } } as object, async () => app.swagger());
   registerMetaRoutes(app, context);
   registerSnapshotRoutes(app, context);
   registerSandboxRoutes(app, context);

@@ -220,3 +220,23 @@ test('sandboxes survive a daemon restart and answer the new daemon', async () =>
   for (const s of created) assert.equal((await call('DELETE', `/v1/sandboxes/${s.id}`)).status, 204);
   assert.deepEqual(runDirEntries(engine), []);
 });
+
+test('/openapi.json documents every route from the schemas that validate them', async () => {
+  const doc = (await call('GET', '/openapi.json')).body as {
+    openapi: string;
+    paths: Record<string, Record<string, { requestBody?: unknown }>>;
+  };
+  assert.match(doc.openapi, /^3\./);
+  for (const path of [
+    '/v1/snapshots',
+    '/v1/sandboxes',
+    '/v1/sandboxes/{id}/exec',
+    '/v1/sandboxes/{id}/eval',
+    '/v1/sandboxes/{id}/commands',
+    '/v1/sandboxes/{id}/files',
+    '/version',
+  ]) {
+    assert.ok(doc.paths[path], `missing ${path}`);
+  }
+  assert.ok(doc.paths['/v1/sandboxes']?.post?.requestBody, 'request bodies come from the route schemas');
+});
