@@ -1,10 +1,12 @@
 // Benchmark entry: `npm run bench -- <name>`. Results go to bench/results/.
 import { Engine } from '../src/engine/index.js';
 import { errorMessage } from '../src/errors.js';
+import { benchApi } from './api.js';
 import { benchFork } from './fork.js';
 
 const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Promise<void>> = {
   fork: benchFork,
+  api: benchApi,
 };
 
 const name = process.argv[2];

@@ -32,6 +32,8 @@ export interface DaemonOptions {
   /** Audit JSONL path; default <data-dir>/audit.jsonl. */
   auditLog?: string;
   tls?: { certFile: string; keyFile: string };
+  /** Warm pools to keep, tag → size: `prewarm: true` requests are served from them. */
+  prewarm?: Record<string, number>;
   log?: (msg: string) => void;
 }
 
@@ -65,6 +67,10 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   const context: DaemonContext = { engine, registry, metrics };
   const adopted = await registry.adoptRunning(log);
   if (adopted) log(`re-attached ${adopted} running sandboxes`);
+  for (const [tag, size] of Object.entries(opts.prewarm ?? {})) {
+    await engine.prewarm(tag, size);
+    log(`warm pool for ${tag}: ${size} children`);
+  }
 
   const https = opts.tls
     ? { key: await readFile(opts.tls.keyFile), cert: await readFile(opts.tls.certFile) }

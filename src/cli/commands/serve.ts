@@ -12,6 +12,22 @@ interface ServeOptions extends GlobalOptions {
   tlsCert?: string;
   tlsKey?: string;
   auditLog?: string;
+  prewarm?: string[];
+}
+
+function parsePrewarm(specs: string[] = []): Record<string, number> {
+  const pools: Record<string, number> = {};
+  for (const spec of specs) {
+    const match = /^([A-Za-z0-9_-]{1,64})=(\d+)$/.exec(spec);
+    const n = Number(match?.[2]);
+    if (!match || n < 1 || n > 1000) {
+      throw new InvalidArgumentError(`invalid --prewarm ${JSON.stringify(spec)}`, 'prewarm', {
+        hint: 'use TAG=N with N from 1 to 1000',
+      });
+    }
+    pools[match[1]!] = n;
+  }
+  return pools;
 }
 
 function parseBind(bind: string): { host: string; port: number } {
@@ -34,6 +50,7 @@ export function registerServe(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (with --tls-key)')
     .option('--tls-key <file>', 'private key for --tls-cert')
     .option('--audit-log <file>', 'audit JSONL (default <data-dir>/audit.jsonl)')
+    .option('--prewarm <tag=n...>', 'keep n children of a snapshot restored for `prewarm: true` requests')
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ServeOptions>();
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) {
@@ -47,6 +64,7 @@ export function registerServe(program: Command): void {
         port,
         tokenFile: opts.tokenFile,
         auditLog: opts.auditLog,
+        prewarm: parsePrewarm(opts.prewarm),
         tls: opts.tlsCert && opts.tlsKey ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined,
         log,
       });
