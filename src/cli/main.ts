@@ -11,6 +11,11 @@ import { registerImages } from './commands/images.js';
 import { registerQuickstart } from './commands/quickstart.js';
 import { registerRun } from './commands/run.js';
 import { registerServe } from './commands/serve.js';
+import { registerSpawn } from './commands/spawn.js';
+import { registerLs } from './commands/ls.js';
+import { registerKill } from './commands/kill.js';
+import { registerSandboxIo } from './commands/sandbox-io.js';
+import { registerMcp } from './commands/mcp.js';
 import { registerSnapshot } from './commands/snapshot.js';
 
 const program = new Command()
@@ -35,6 +40,11 @@ registerRun(program);
 registerCleanup(program);
 registerQuickstart(program);
 registerServe(program);
+registerSpawn(program);
+registerLs(program);
+registerKill(program);
+registerSandboxIo(program);
+registerMcp(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,113 @@
+// The MCP tools: each one call to the daemon through the SDK. Arguments are
+// passed as structured values (argv arrays, paths, code) and never put into a
+// shell command line.
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { ControllerError, type Controller } from '../sdk/index.js';
+
+const id = z
+  .string()
+  .regex(/^sb-[A-Za-z0-9_-]+$/)
+  .describe('sandbox id, e.g. sb-abc123');
+
+function ok(value: unknown): CallToolResult {
+  return {
+    content: [{ type: 'text', text: typeof value === 'string' ? value : JSON.stringify(value, null, 2) }],
+  };
+}
+
+/** A failed call is a tool result the model can read, not a protocol error. */
+async function run(work: () => Promise<unknown>): Promise<CallToolResult> {
+  try {
+    return ok(await work());
+  } catch (err) {
+    const text =
+      err instanceof ControllerError
+        ? `${err.status}: ${err.message}`
+        : err instanceof Error
+          ? err.message
+          : String(err);
+    return { isError: true, content: [{ type: 'text', text }] };
+  }
+}
+
+export function registerTools(server: McpServer, forkd: Controller): void {
+  server.registerTool(
+    'list_snapshots',
+    { description: 'List the warm snapshots sandboxes can be forked from.' },
+    () => run(() => forkd.listSnapshots()),
+  );
+  server.registerTool(
+    'spawn_sandboxes',
+    {
+      description: 'Fork n new sandboxes (microVMs) from a warm snapshot; each resumes in milliseconds.',
+      inputSchema: {
+        snapshot_tag: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+        n: z.number().int().min(1).max(1000).optional(),
+      },
+    },
+    ({ snapshot_tag, n }) => run(() => forkd.createSandboxes({ snapshotTag: snapshot_tag, n: n ?? 1 })),
+  );
+  server.registerTool('list_sandboxes', { description: 'List running sandboxes.' }, () =>
+    run(() => forkd.listSandboxes()),
+  );
+  server.registerTool('get_sandbox', { description: 'Show one sandbox.', inputSchema: { id } }, (a) =>
+    run(() => forkd.getSandbox(a.id)),
+  );
+  server.registerTool(
+    'kill_sandbox',
+    { description: 'Stop a sandbox and free everything it used.', inputSchema: { id } },
+    (a) =>
+      run(async () => {
+        await forkd.deleteSandbox(a.id);
+        return `killed ${a.id}`;
+      }),
+  );
+  server.registerTool(
+    'exec_command',
+    {
+      description: 'Run a program in a sandbox (argv, no shell) and return stdout, stderr and exit code.',
+      inputSchema: {
+        id,
+        args: z.array(z.string()).min(1).describe('argv, e.g. ["python3", "-c", "print(1)"]'),
+        timeout_secs: z.number().positive().max(3600).optional(),
+      },
+    },
+    (a) => run(() => forkd.exec(a.id, a.args, { timeoutSecs: a.timeout_secs })),
+  );
+  server.registerTool(
+    'eval_code',
+    {
+      description:
+        "Evaluate code in the sandbox's warm runtime (Python with numpy for python-numpy); state persists between calls.",
+      inputSchema: { id, code: z.string() },
+    },
+    (a) => run(() => forkd.eval(a.id, a.code)),
+  );
+  server.registerTool(
+    'ping_sandbox',
+    { description: "Check that a sandbox's agent answers.", inputSchema: { id } },
+    (a) => run(() => forkd.ping(a.id)),
+  );
+  server.registerTool(
+    'read_file',
+    {
+      description: 'Read a text file from a sandbox.',
+      inputSchema: { id, path: z.string().startsWith('/') },
+    },
+    (a) => run(async () => new TextDecoder().decode(await forkd.readFile(a.id, a.path))),
+  );
+  server.registerTool(
+    'write_file',
+    {
+      description: 'Write a text file in a sandbox (parent directories are created).',
+      inputSchema: { id, path: z.string().startsWith('/'), content: z.string() },
+    },
+    (a) =>
+      run(async () => {
+        await forkd.writeFile(a.id, a.path, a.content);
+        return `wrote ${new TextEncoder().encode(a.content).length} bytes to ${a.path}`;
+      }),
+  );
+}

@@ -1,0 +1,357 @@
+// Controller: one typed method per daemon endpoint (API-v1.md without
+// branches and workspaces, plus the commands and files extensions). Thin by
+// design: camelCase options in, wire types out, errors as ControllerError.
+import { HttpClient, type RequestOpts } from './http.js';
+import { parseNdjson } from './ndjson.js';
+import type {
+  CommandEvent,
+  EvalResult,
+  ExecResult,
+  FileEntry,
+  HealthInfo,
+  PingResult,
+  SandboxInfo,
+  SnapshotDetails,
+  SnapshotInfo,
+  StartedCommand,
+  VersionInfo,
+} from './types.js';
+
+/** Where the daemon is and how to talk to it. */
+export interface ControllerOptions {
+  /** Daemon base URL; default `FORKD_URL`, else `http://127.0.0.1:8889`. */
+  url?: string;
+  /** Bearer token; default `FORKD_TOKEN`. */
+  token?: string;
+  /** A fetch implementation (tests, proxies, other runtimes); default the global one. */
+  fetch?: typeof fetch;
+}
+
+/** `createSnapshot` parameters (`POST /v1/snapshots`). */
+export interface CreateSnapshotParams {
+  tag: string;
+  /** Image recipe, e.g. `tiny` or `python-numpy` (the daemon's default). */
+  image?: string;
+  kernel?: string;
+  rootfs?: string;
+  rw?: boolean;
+  bootWaitSecs?: number;
+  /** Guest memory (a forkd addition to v1). */
+  memMib?: number;
+}
+
+/** `deleteSnapshot` options: `cascade` or `force` (not both). */
+export interface DeleteSnapshotOpts extends RequestOpts {
+  cascade?: boolean;
+  /** Kill sandboxes running from the snapshot first. */
+  force?: boolean;
+}
+
+/** `createSandboxes` parameters (`POST /v1/sandboxes`). */
+export interface CreateSandboxesParams {
+  snapshotTag: string;
+  /** How many children (1..1000); default 1. */
+  n?: number;
+  memoryLimitMib?: number;
+  prewarm?: boolean;
+  /** Accepted for v1 compatibility; forkd ignores them. */
+  perChildNetns?: boolean;
+  liveFork?: boolean;
+  hugepages?: boolean;
+}
+
+/** `exec` options. */
+export interface ExecOpts extends RequestOpts {
+  /** Kill the command after this long (daemon default 30). */
+  timeoutSecs?: number;
+}
+
+/** What to run (`POST /v1/sandboxes/:id/commands`): exactly one of `cmd` and `args`. */
+export interface CommandParams {
+  /** A shell command, run with `/bin/sh -c`. */
+  cmd?: string;
+  /** An argv, run directly. */
+  args?: string[];
+  envs?: Record<string, string>;
+  cwd?: string;
+  /** Initial stdin (UTF-8). */
+  stdin?: string;
+  /** Keep stdin open for `sendStdin`. */
+  stdinOpen?: boolean;
+  /** Daemon-side limit (default 60, max 3600; 0 = none, background only). */
+  timeoutSecs?: number;
+}
+
+/** `sendStdin` options. */
+export interface SendStdinOpts extends RequestOpts {
+  /** Close stdin after this data. */
+  eof?: boolean;
+}
+
+/** `killCommand` options. */
+export interface KillCommandOpts extends RequestOpts {
+  /** Unix signal number; the daemon's default is 9 (SIGKILL). (`signal` is the AbortSignal.) */
+  signalNumber?: number;
+}
+
+/** `writeFile` options. */
+export interface WriteFileOpts extends RequestOpts {
+  /** Permission bits, e.g. `0o755`; sent as octal digits. */
+  mode?: number;
+}
+
+/** `removeFile` options. */
+export interface RemoveOpts extends RequestOpts {
+  /** Remove a directory and everything in it. */
+  recursive?: boolean;
+}
+
+/** `mkdir` options. */
+export interface MkdirOpts extends RequestOpts {
+  /** Create missing parents (the daemon default is true). */
+  parents?: boolean;
+}
+
+function env(name: string): string | undefined {
+  // Not every runtime has `process`; the SDK must load in all of them.
+  const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return proc?.env?.[name] || undefined;
+}
+
+const seg = encodeURIComponent;
+
+/** A typed client for one forkd daemon. */
+export class Controller {
+  /** The daemon's base URL. */
+  readonly url: string;
+  private readonly http: HttpClient;
+
+  constructor(opts: ControllerOptions = {}) {
+    this.url = opts.url ?? env('FORKD_URL') ?? 'http://127.0.0.1:8889';
+    const fetchImpl = opts.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.http = new HttpClient({
+      baseUrl: this.url,
+      token: opts.token ?? env('FORKD_TOKEN'),
+      fetch: fetchImpl,
+    });
+  }
+
+  // ---- meta ----
+
+  /** `GET /healthz` (open even when the daemon has a token). */
+  health(opts?: RequestOpts): Promise<HealthInfo> {
+    return this.http.json('GET', '/healthz', {}, opts);
+  }
+
+  /** `GET /version`. */
+  version(opts?: RequestOpts): Promise<VersionInfo> {
+    return this.http.json('GET', '/version', {}, opts);
+  }
+
+  // ---- snapshots ----
+
+  /** `GET /v1/snapshots`. */
+  listSnapshots(opts?: RequestOpts): Promise<SnapshotInfo[]> {
+    return this.http.json('GET', '/v1/snapshots', {}, opts);
+  }
+
+  /** `POST /v1/snapshots`: boots, warms and freezes a new snapshot (can take minutes). */
+  createSnapshot(params: CreateSnapshotParams, opts?: RequestOpts): Promise<SnapshotInfo> {
+    const json = {
+      tag: params.tag,
+      image: params.image,
+      kernel: params.kernel,
+      rootfs: params.rootfs,
+      rw: params.rw,
+      boot_wait_secs: params.bootWaitSecs,
+      mem_mib: params.memMib,
+    };
+    return this.http.json('POST', '/v1/snapshots', { json }, opts);
+  }
+
+  /** `DELETE /v1/snapshots/:tag`. */
+  deleteSnapshot(tag: string, opts?: DeleteSnapshotOpts): Promise<void> {
+    const query = { cascade: opts?.cascade || undefined, force: opts?.force || undefined };
+    return this.http.empty('DELETE', `/v1/snapshots/${seg(tag)}`, { query }, opts);
+  }
+
+  /** `GET /v1/snapshots/:tag/info`: sizes and lineage. */
+  snapshotInfo(tag: string, opts?: RequestOpts): Promise<SnapshotDetails> {
+    return this.http.json('GET', `/v1/snapshots/${seg(tag)}/info`, {}, opts);
+  }
+
+  // ---- sandboxes ----
+
+  /** `GET /v1/sandboxes`. */
+  listSandboxes(opts?: RequestOpts): Promise<SandboxInfo[]> {
+    return this.http.json('GET', '/v1/sandboxes', {}, opts);
+  }
+
+  /** `POST /v1/sandboxes`: forks `n` children (all or nothing). */
+  createSandboxes(params: CreateSandboxesParams, opts?: RequestOpts): Promise<SandboxInfo[]> {
+    const json = {
+      snapshot_tag: params.snapshotTag,
+      n: params.n,
+      memory_limit_mib: params.memoryLimitMib,
+      prewarm: params.prewarm,
+      per_child_netns: params.perChildNetns,
+      live_fork: params.liveFork,
+      hugepages: params.hugepages,
+    };
+    return this.http.json('POST', '/v1/sandboxes', { json }, opts);
+  }
+
+  /** `GET /v1/sandboxes/:id`. */
+  getSandbox(id: string, opts?: RequestOpts): Promise<SandboxInfo> {
+    return this.http.json('GET', `/v1/sandboxes/${seg(id)}`, {}, opts);
+  }
+
+  /** `DELETE /v1/sandboxes/:id`: kills the child. */
+  deleteSandbox(id: string, opts?: RequestOpts): Promise<void> {
+    return this.http.empty('DELETE', `/v1/sandboxes/${seg(id)}`, {}, opts);
+  }
+
+  /** `POST /v1/sandboxes/:id/ping`: round trip to the guest agent. */
+  ping(id: string, opts?: RequestOpts): Promise<PingResult> {
+    return this.http.json('POST', `/v1/sandboxes/${seg(id)}/ping`, {}, opts);
+  }
+
+  /** `POST /v1/sandboxes/:id/exec`: runs argv to completion; a non-zero exit is not an error here. */
+  exec(id: string, args: string[], opts?: ExecOpts): Promise<ExecResult> {
+    const json = { args, timeout_secs: opts?.timeoutSecs };
+    return this.http.json('POST', `/v1/sandboxes/${seg(id)}/exec`, { json }, opts);
+  }
+
+  /** `POST /v1/sandboxes/:id/eval`: evaluates code in the guest's runtime. */
+  eval(id: string, code: string, opts?: RequestOpts): Promise<EvalResult> {
+    return this.http.json('POST', `/v1/sandboxes/${seg(id)}/eval`, { json: { code } }, opts);
+  }
+
+  // ---- commands (extension) ----
+
+  /**
+   * `POST /v1/sandboxes/:id/commands` in the foreground: resolves once the
+   * daemon accepted the command, with its events as they arrive (`start`
+   * first, `exit` or `error` last). Consume or `return()` the stream.
+   */
+  async runCommand(
+    id: string,
+    params: CommandParams,
+    opts?: RequestOpts,
+  ): Promise<AsyncGenerator<CommandEvent, void, undefined>> {
+    const res = await this.http.send(
+      'POST',
+      `/v1/sandboxes/${seg(id)}/commands`,
+      { json: commandBody(params, false) },
+      opts,
+    );
+    return events(res);
+  }
+
+  /** `POST /v1/sandboxes/:id/commands` with `background: true`: resolves with the command id. */
+  async startCommand(id: string, params: CommandParams, opts?: RequestOpts): Promise<string> {
+    const path = `/v1/sandboxes/${seg(id)}/commands`;
+    const started = await this.http.json<StartedCommand>(
+      'POST',
+      path,
+      { json: commandBody(params, true) },
+      opts,
+    );
+    return started.command_id;
+  }
+
+  /** `GET .../commands/:cid/events`: replays buffered output, then follows until exit. */
+  async commandEvents(
+    id: string,
+    commandId: string,
+    opts?: RequestOpts,
+  ): Promise<AsyncGenerator<CommandEvent, void, undefined>> {
+    const res = await this.http.send(
+      'GET',
+      `/v1/sandboxes/${seg(id)}/commands/${seg(commandId)}/events`,
+      {},
+      opts,
+    );
+    return events(res);
+  }
+
+  /** `POST .../commands/:cid/stdin` (the command must have been started with `stdinOpen`). */
+  sendStdin(id: string, commandId: string, data: string, opts?: SendStdinOpts): Promise<void> {
+    const json = { data, eof: opts?.eof ?? false };
+    return this.http.empty(
+      'POST',
+      `/v1/sandboxes/${seg(id)}/commands/${seg(commandId)}/stdin`,
+      { json },
+      opts,
+    );
+  }
+
+  /** `POST .../commands/:cid/kill`. */
+  killCommand(id: string, commandId: string, opts?: KillCommandOpts): Promise<void> {
+    const json = opts?.signalNumber === undefined ? {} : { signal: opts.signalNumber };
+    return this.http.empty(
+      'POST',
+      `/v1/sandboxes/${seg(id)}/commands/${seg(commandId)}/kill`,
+      { json },
+      opts,
+    );
+  }
+
+  // ---- files (extension) ----
+
+  /** `GET .../files?path=`: the file's bytes. */
+  async readFile(id: string, path: string, opts?: RequestOpts): Promise<Uint8Array> {
+    const res = await this.http.send('GET', `/v1/sandboxes/${seg(id)}/files`, { query: { path } }, opts);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
+  /** `PUT .../files?path=`: writes the file (strings as UTF-8), creating parents. */
+  writeFile(id: string, path: string, data: Uint8Array | string, opts?: WriteFileOpts): Promise<void> {
+    const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+    const query = {
+      path,
+      mode: opts?.mode === undefined ? undefined : opts.mode.toString(8).padStart(3, '0'),
+    };
+    return this.http.empty('PUT', `/v1/sandboxes/${seg(id)}/files`, { query, bytes }, opts);
+  }
+
+  /** `GET .../files/list?path=`: a directory's entries. */
+  listDir(id: string, path: string, opts?: RequestOpts): Promise<FileEntry[]> {
+    return this.http.json('GET', `/v1/sandboxes/${seg(id)}/files/list`, { query: { path } }, opts);
+  }
+
+  /** `GET .../files/stat?path=`. */
+  stat(id: string, path: string, opts?: RequestOpts): Promise<FileEntry> {
+    return this.http.json('GET', `/v1/sandboxes/${seg(id)}/files/stat`, { query: { path } }, opts);
+  }
+
+  /** `DELETE .../files?path=`. */
+  remove(id: string, path: string, opts?: RemoveOpts): Promise<void> {
+    const query = { path, recursive: opts?.recursive || undefined };
+    return this.http.empty('DELETE', `/v1/sandboxes/${seg(id)}/files`, { query }, opts);
+  }
+
+  /** `POST .../files/mkdir`. */
+  mkdir(id: string, path: string, opts?: MkdirOpts): Promise<void> {
+    const json = { path, parents: opts?.parents ?? true };
+    return this.http.empty('POST', `/v1/sandboxes/${seg(id)}/files/mkdir`, { json }, opts);
+  }
+}
+
+function commandBody(params: CommandParams, background: boolean): Record<string, unknown> {
+  return {
+    cmd: params.cmd,
+    args: params.args,
+    envs: params.envs,
+    cwd: params.cwd,
+    stdin: params.stdin,
+    stdin_open: params.stdinOpen,
+    timeout_secs: params.timeoutSecs,
+    background,
+  };
+}
+
+function events(res: Response): AsyncGenerator<CommandEvent, void, undefined> {
+  if (!res.body) throw new TypeError('the daemon sent a command stream without a body');
+  return parseNdjson<CommandEvent>(res.body);
+}

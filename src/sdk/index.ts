@@ -1,0 +1,37 @@
+// forkd/sdk: the whole public surface of the TypeScript SDK, an HTTP client
+// for the forkd daemon. Named exports only; nothing here reaches the engine.
+export { Controller } from './controller.js';
+export type {
+  CommandParams,
+  ControllerOptions,
+  CreateSandboxesParams,
+  CreateSnapshotParams,
+  DeleteSnapshotOpts,
+  ExecOpts,
+  KillCommandOpts,
+  MkdirOpts,
+  RemoveOpts,
+  SendStdinOpts,
+  WriteFileOpts,
+} from './controller.js';
+export { Sandbox } from './sandbox.js';
+export type { SandboxConnectOpts, SandboxCreateOpts } from './sandbox.js';
+export { CommandHandle, Commands } from './commands.js';
+export type { CommandOutputOpts, CommandResult, CommandRunOpts, CommandWaitOpts } from './commands.js';
+export { Files } from './files.js';
+export type { EntryInfo, FileReadOpts, FileRemoveOpts, FileWriteOpts } from './files.js';
+export { CommandExitError, ControllerError, SandboxEvalError } from './errors.js';
+export type { RequestOpts } from './http.js';
+export type {
+  CommandEvent,
+  EvalResult,
+  ExecResult,
+  FileEntry,
+  HealthInfo,
+  PingResult,
+  SandboxInfo,
+  SnapshotDetails,
+  SnapshotInfo,
+  StartedCommand,
+  VersionInfo,
+} from './types.js';

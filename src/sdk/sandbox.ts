@@ -1,0 +1,103 @@
+// Sandbox: the E2B-shaped handle on one forked child. Sandbox.create forks
+// one child from a snapshot; commands, files and eval all go through a
+// Controller for the same daemon.
+import { Commands } from './commands.js';
+import { Controller, type ControllerOptions } from './controller.js';
+import { SandboxEvalError } from './errors.js';
+import { Files } from './files.js';
+import type { RequestOpts } from './http.js';
+import type { PingResult, SandboxInfo } from './types.js';
+
+/** Which daemon to use, plus per-request options. */
+export interface SandboxConnectOpts extends ControllerOptions, RequestOpts {}
+
+/** `Sandbox.create` options. */
+export interface SandboxCreateOpts extends SandboxConnectOpts {
+  /** The snapshot to fork from. */
+  snapshotTag: string;
+  memoryLimitMib?: number;
+  /** Fault the snapshot's memory in before returning. */
+  prewarm?: boolean;
+}
+
+function controllerFor(opts: ControllerOptions): Controller {
+  return new Controller({ url: opts.url, token: opts.token, fetch: opts.fetch });
+}
+
+function requestOpts(opts: RequestOpts): RequestOpts {
+  return { signal: opts.signal, timeoutMs: opts.timeoutMs };
+}
+
+/** One running child VM. */
+export class Sandbox {
+  /** The sandbox id (`sb-…`). */
+  readonly id: string;
+  /** The client for the daemon that owns this sandbox. */
+  readonly controller: Controller;
+  /** Run commands in the sandbox. */
+  readonly commands: Commands;
+  /** Read and write the sandbox's files. */
+  readonly files: Files;
+
+  /** @internal Use `Sandbox.create` or `Sandbox.connect`. */
+  constructor(controller: Controller, id: string) {
+    this.controller = controller;
+    this.id = id;
+    this.commands = new Commands(controller, id);
+    this.files = new Files(controller, id);
+  }
+
+  /** Forks one sandbox from `snapshotTag`. */
+  static async create(opts: SandboxCreateOpts): Promise<Sandbox> {
+    const controller = controllerFor(opts);
+    const [info] = await controller.createSandboxes(
+      { snapshotTag: opts.snapshotTag, n: 1, memoryLimitMib: opts.memoryLimitMib, prewarm: opts.prewarm },
+      requestOpts(opts),
+    );
+    if (!info) throw new TypeError('the daemon created no sandbox');
+    return new Sandbox(controller, info.id);
+  }
+
+  /** Attaches to a running sandbox; ControllerError 404 if there is none. */
+  static async connect(id: string, opts: SandboxConnectOpts = {}): Promise<Sandbox> {
+    const controller = controllerFor(opts);
+    const info = await controller.getSandbox(id, requestOpts(opts));
+    return new Sandbox(controller, info.id);
+  }
+
+  /** The daemon's running sandboxes. */
+  static list(opts: SandboxConnectOpts = {}): Promise<SandboxInfo[]> {
+    return controllerFor(opts).listSandboxes(requestOpts(opts));
+  }
+
+  /** Kills a sandbox by id. */
+  static kill(id: string, opts: SandboxConnectOpts = {}): Promise<void> {
+    return controllerFor(opts).deleteSandbox(id, requestOpts(opts));
+  }
+
+  /** The sandbox's current description. */
+  getInfo(opts?: RequestOpts): Promise<SandboxInfo> {
+    return this.controller.getSandbox(this.id, opts);
+  }
+
+  /** Round trip to the guest agent. */
+  ping(opts?: RequestOpts): Promise<PingResult> {
+    return this.controller.ping(this.id, opts);
+  }
+
+  /**
+   * Evaluates code in the guest's runtime and returns its value. Throws
+   * SandboxEvalError (with the traceback) when the code raised, and
+   * ControllerError when the image has no runtime.
+   */
+  async eval(code: string, opts?: RequestOpts): Promise<unknown> {
+    const r = await this.controller.eval(this.id, code, opts);
+    if (r.error !== null) throw new SandboxEvalError(r.error, r.exit_code);
+    return r.result;
+  }
+
+  /** Kills the sandbox. */
+  kill(opts?: RequestOpts): Promise<void> {
+    return this.controller.deleteSandbox(this.id, opts);
+  }
+}

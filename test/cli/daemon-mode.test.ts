@@ -1,0 +1,104 @@
+// `forkd serve` as its own process and the CLI's daemon-mode commands
+// against it, including a SIGKILL of the daemon with 10 sandboxes running.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { qemuProcessesUsing, runDirEntries, testEngine, TEST_DATA_DIR } from '../support/engine.js';
+import type { Engine } from '../../src/engine/index.js';
+
+const TAG = 'test-cli-daemon';
+let engine: Engine;
+let port = 0;
+let serve: ChildProcess | undefined;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const p = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return p;
+}
+
+async function startServe(): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ['dist/src/cli/main.js', '--data-dir', TEST_DATA_DIR, 'serve', '--bind', `127.0.0.1:${port}`],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let log = '';
+  child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  for (let i = 0; i < 200; i++) {
+    if (log.includes('listening on')) return child;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`forkd serve did not start: ${log}`);
+}
+
+function forkd(command: string, ...args: string[]) {
+  const url = `http://127.0.0.1:${port}`;
+  const r = spawnSync(process.execPath, ['dist/src/cli/main.js', command, '--url', url, ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+before(async () => {
+  engine = testEngine();
+  await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 256 });
+  port = await freePort();
+  serve = await startServe();
+});
+
+after(async () => {
+  serve?.kill('SIGKILL');
+  await engine.cleanup({ killRunning: true });
+  await engine.store.remove(TAG).catch(() => undefined);
+});
+
+test('spawn, ls, exec, eval, ping and kill through the daemon', () => {
+  const spawned = forkd('spawn', '--tag', TAG, '-n', '2', '--json');
+  assert.equal(spawned.status, 0, spawned.stderr);
+  const ids = (JSON.parse(spawned.stdout) as { id: string }[]).map((s) => s.id);
+  assert.equal(ids.length, 2);
+  const listed = JSON.parse(forkd('ls', '--json').stdout) as { id: string }[];
+  assert.deepEqual(listed.map((s) => s.id).sort(), [...ids].sort());
+  const exec = forkd('exec', '--sandbox', ids[0]!, '--', 'sh', '-c', 'echo out; echo err >&2; exit 3');
+  assert.equal(exec.status, 3);
+  assert.equal(exec.stdout, 'out\n');
+  assert.equal(exec.stderr, 'err\n');
+  const ping = forkd('ping', '--sandbox', ids[0]!, '--json');
+  assert.equal((JSON.parse(ping.stdout) as { pong: boolean }).pong, true);
+  const evalTiny = forkd('eval', '--sandbox', ids[0]!, '1+1');
+  assert.notEqual(evalTiny.status, 0);
+  assert.match(evalTiny.stderr, /no eval runtime/);
+  const missing = forkd('exec', '--sandbox', 'sb-nope', '--', 'true');
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /not found/);
+  const killed = forkd('kill', '--all', '--json');
+  assert.deepEqual((JSON.parse(killed.stdout) as { killed: string[] }).killed.sort(), [...ids].sort());
+  assert.deepEqual(JSON.parse(forkd('ls', '--json').stdout), []);
+});
+
+test('SIGKILL the daemon with 10 sandboxes running: after a restart all 10 answer exec', async () => {
+  const spawned = forkd('spawn', '--tag', TAG, '-n', '10', '--json');
+  assert.equal(spawned.status, 0, spawned.stderr);
+  const ids = (JSON.parse(spawned.stdout) as { id: string }[]).map((s) => s.id);
+  serve!.kill('SIGKILL');
+  await new Promise((r) => setTimeout(r, 300));
+  const alive = ids.filter((id) => qemuProcessesUsing(engine.dataDir.vmRunDir(id) + '/').length === 1);
+  assert.equal(alive.length, 10, 'sandboxes outlive the daemon');
+  serve = await startServe();
+  for (const id of ids) {
+    const r = forkd('exec', '--sandbox', id, '--', 'echo', id);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, `${id}\n`);
+  }
+  forkd('kill', '--tag', TAG);
+  for (const id of ids) assert.deepEqual(qemuProcessesUsing(engine.dataDir.vmRunDir(id) + '/'), []);
+  assert.ok(ids.every((id) => !runDirEntries(engine).includes(id)));
+});

@@ -1,0 +1,108 @@
+// The MCP server as an agent host meets it: the official SDK's client over
+// stdio, `forkd mcp` in front of a real daemon.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
+import { testEngine, TEST_DATA_DIR } from '../support/engine.js';
+import type { Engine } from '../../src/engine/index.js';
+
+const TAG = 'test-mcp-tiny';
+let engine: Engine;
+let daemon: RunningDaemon;
+let client: Client;
+let scratch: string;
+
+type ToolResult = { isError?: boolean; content: { type: string; text: string }[] };
+
+async function callTool(
+  name: string,
+  args: Record<string, unknown> = {},
+): Promise<{ isError: boolean; text: string }> {
+  const r = (await client.callTool({ name, arguments: args })) as ToolResult;
+  return { isError: r.isError ?? false, text: r.content.map((c) => c.text).join('') };
+}
+
+before(async () => {
+  engine = testEngine();
+  await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 256 });
+  scratch = await mkdtemp(join(tmpdir(), 'forkd-mcp-'));
+  daemon = await startDaemon({ dataDir: TEST_DATA_DIR, port: 0, auditLog: join(scratch, 'audit.jsonl') });
+  client = new Client({ name: 'forkd-test', version: '0.0.0' });
+  await client.connect(
+    new StdioClientTransport({
+      command: process.execPath,
+      args: ['dist/src/cli/main.js', 'mcp', '--url', daemon.url],
+    }),
+  );
+});
+
+after(async () => {
+  await client.close();
+  await daemon.close();
+  await engine.cleanup({ killRunning: true });
+  await engine.store.remove(TAG).catch(() => undefined);
+  await rm(scratch, { recursive: true, force: true });
+});
+
+test('the server lists every tool with an input schema', async () => {
+  const { tools } = await client.listTools();
+  const names = tools.map((t) => t.name).sort();
+  assert.deepEqual(names, [
+    'eval_code',
+    'exec_command',
+    'get_sandbox',
+    'kill_sandbox',
+    'list_sandboxes',
+    'list_snapshots',
+    'ping_sandbox',
+    'read_file',
+    'spawn_sandboxes',
+    'write_file',
+  ]);
+  for (const t of tools) assert.equal(t.inputSchema.type, 'object');
+});
+
+test('an agent spawns a sandbox, runs commands, moves files, evals and kills it', async () => {
+  assert.match((await callTool('list_snapshots')).text, new RegExp(TAG));
+  const spawned = await callTool('spawn_sandboxes', { snapshot_tag: TAG, n: 1 });
+  assert.equal(spawned.isError, false, spawned.text);
+  const id = (JSON.parse(spawned.text) as { id: string }[])[0]!.id;
+  assert.match((await callTool('list_sandboxes')).text, new RegExp(id));
+  assert.match((await callTool('get_sandbox', { id })).text, new RegExp(TAG));
+  assert.match((await callTool('ping_sandbox', { id })).text, /"pong": true/);
+  // argv, never a shell: "$(id)" reaches echo unexpanded.
+  const exec = JSON.parse(
+    (await callTool('exec_command', { id, args: ['echo', '$(id); rm -rf /'] })).text,
+  ) as { stdout: string; exit_code: number };
+  assert.deepEqual([exec.stdout, exec.exit_code], ['$(id); rm -rf /\n', 0]);
+  assert.equal(
+    (await callTool('write_file', { id, path: '/tmp/note.txt', content: 'héllo' })).isError,
+    false,
+  );
+  assert.equal((await callTool('read_file', { id, path: '/tmp/note.txt' })).text, 'héllo');
+  const evalTiny = await callTool('eval_code', { id, code: '1+1' });
+  assert.equal(evalTiny.isError, true);
+  assert.match(evalTiny.text, /no eval runtime/);
+  assert.match((await callTool('kill_sandbox', { id })).text, /killed/);
+  const gone = await callTool('get_sandbox', { id });
+  assert.equal(gone.isError, true);
+  assert.match(gone.text, /^404: /);
+});
+
+test('bad arguments are refused by the schema before reaching the daemon', async () => {
+  const r = (await client.callTool({
+    name: 'exec_command',
+    arguments: { id: '../etc', args: [] },
+  })) as ToolResult;
+  assert.equal(r.isError, true);
+  const spawn = (await client.callTool({
+    name: 'spawn_sandboxes',
+    arguments: { snapshot_tag: 'x', n: 5000 },
+  })) as ToolResult;
+  assert.equal(spawn.isError, true);
+});
