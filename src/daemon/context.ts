@@ -4,11 +4,13 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Engine } from '../engine/index.js';
 import type { DaemonMetrics } from './metrics.js';
 import type { SandboxRegistry } from './sandbox-registry.js';
+import type { StateDb } from './state-db.js';
 
 export interface DaemonContext {
   engine: Engine;
   registry: SandboxRegistry;
   metrics: DaemonMetrics;
+  db: StateDb;
 }
 
 export type App = FastifyInstance<

@@ -1,22 +1,36 @@
-// The daemon's live sandboxes. Sandboxes outlive the daemon (their QEMU runs
-// in its own session and their run dir records what is needed to find them),
-// so at start-up the registry re-attaches to every one still running.
-// TODO(issue 3): persist in SQLite and reconcile with run dirs.
+// The daemon's live sandboxes, backed by the state database. Sandboxes
+// outlive the daemon (their QEMU runs in its own session), so at start-up
+// the registry re-attaches to every one still running, marks the ones that
+// died while it was away and removes their files, and also takes in
+// sandboxes held by `forkd fork --hold`.
 import type { Engine, Sandbox } from '../engine/index.js';
 import { errorMessage, NotFoundError } from '../errors.js';
+import type { StateDb } from './state-db.js';
 
 export class SandboxRegistry {
   private readonly live = new Map<string, Sandbox>();
 
-  constructor(private readonly engine: Engine) {}
+  constructor(
+    private readonly engine: Engine,
+    private readonly db: StateDb,
+  ) {}
 
-  /** Re-attach to sandboxes left running by an earlier daemon; returns how many. */
+  /** Reconcile the database with what is running; returns how many were re-attached. */
   async adoptRunning(log: (msg: string) => void): Promise<number> {
-    for (const info of await this.engine.sandboxes()) {
+    const running = new Set((await this.engine.sandboxes()).map((s) => s.id));
+    for (const row of this.db.sandboxes('running')) {
+      if (running.has(row.id)) continue;
+      // It died while no daemon watched it: account for it; its files go below.
+      this.db.endSandbox(row.id, 'dead');
+      log(`sandbox ${row.id} died while the daemon was down`);
+    }
+    // Run dirs of dead VMs, empty cgroups, snapshots a crash left half-written.
+    await this.engine.cleanup();
+    for (const id of running) {
       try {
-        this.add(await this.engine.attach(info.id));
+        this.add(await this.engine.attach(id));
       } catch (err) {
-        log(`could not re-attach ${info.id}: ${errorMessage(err)}`);
+        log(`could not re-attach ${id}: ${errorMessage(err)}`);
       }
     }
     return this.live.size;
@@ -24,9 +38,13 @@ export class SandboxRegistry {
 
   add(sandbox: Sandbox): void {
     this.live.set(sandbox.id, sandbox);
-    // A sandbox whose QEMU dies (killed, crashed) leaves the registry by itself.
-    void sandbox.exited.then(() => {
-      if (this.live.get(sandbox.id) === sandbox) this.live.delete(sandbox.id);
+    this.db.recordSandbox(sandbox.info);
+    // A sandbox whose QEMU dies (crashed, killed behind our back) leaves by itself.
+    void sandbox.exited.then(async () => {
+      if (this.live.get(sandbox.id) !== sandbox) return;
+      this.live.delete(sandbox.id);
+      this.db.endSandbox(sandbox.id, 'dead');
+      await sandbox.kill(); // frees its run dir and cgroup
     });
   }
 
@@ -49,6 +67,7 @@ export class SandboxRegistry {
   async kill(id: string): Promise<void> {
     const sandbox = this.get(id);
     this.live.delete(id);
+    this.db.endSandbox(id, 'killed');
     await sandbox.kill();
   }
 

@@ -4,7 +4,7 @@ import Fastify from 'fastify';
 import swagger from '@fastify/swagger';
 import { FORKD_VERSION } from '../engine/version.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { Engine } from '../engine/index.js';
@@ -21,6 +21,8 @@ import { registerFileRoutes } from './routes/files.js';
 import { CommandRegistry } from './command-registry.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { SandboxRegistry } from './sandbox-registry.js';
+import { StateDb } from './state-db.js';
+import { syncSnapshotTable } from './snapshot-sync.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -32,6 +34,8 @@ export interface DaemonOptions {
   /** Audit JSONL path; default <data-dir>/audit.jsonl. */
   auditLog?: string;
   tls?: { certFile: string; keyFile: string };
+  /** SQLite state database; default <data-dir>/forkd.db. */
+  stateDb?: string;
   /** Warm pools to keep, tag → size: `prewarm: true` requests are served from them. */
   prewarm?: Record<string, number>;
   log?: (msg: string) => void;
@@ -59,12 +63,15 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
     });
   }
   const engine = new Engine({ dataDir: opts.dataDir });
-  const registry = new SandboxRegistry(engine);
+  await mkdir(engine.dataDir.root, { recursive: true });
+  const db = new StateDb(opts.stateDb ?? join(engine.dataDir.root, 'forkd.db'));
+  await syncSnapshotTable(engine, db);
+  const registry = new SandboxRegistry(engine, db);
   const metrics = createMetrics({
     snapshots: async () => (await engine.store.list()).length,
     sandboxes: () => registry.size,
   });
-  const context: DaemonContext = { engine, registry, metrics };
+  const context: DaemonContext = { engine, registry, metrics, db };
   const adopted = await registry.adoptRunning(log);
   if (adopted) log(`re-attached ${adopted} running sandboxes`);
   for (const [tag, size] of Object.entries(opts.prewarm ?? {})) {
@@ -143,6 +150,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
       await registry.detachAll();
       await engine.close();
       await audit.close();
+      db.close();
     },
   };
 }

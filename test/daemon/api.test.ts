@@ -240,3 +240,28 @@ test('/openapi.json documents every route from the schemas that validate them', 
   }
   assert.ok(doc.paths['/v1/sandboxes']?.post?.requestBody, 'request bodies come from the route schemas');
 });
+
+test('the state database records sandboxes; one that died while the daemon was down is marked dead and its files removed', async () => {
+  const created = (await call('POST', '/v1/sandboxes', { snapshot_tag: TAG, n: 2 })).body as {
+    id: string;
+    pid: number;
+  }[];
+  const [survivor, victim] = created;
+  const running = daemon.context.db.sandboxes('running').map((r) => r.id);
+  for (const s of created) assert.ok(running.includes(s.id), `${s.id} recorded as running`);
+  assert.ok(daemon.context.db.snapshotTags().includes(TAG), 'snapshots mirrored in the database');
+
+  await daemon.close();
+  process.kill(victim!.pid, 'SIGKILL'); // dies while no daemon watches
+  await new Promise((r) => setTimeout(r, 300));
+  daemon = await startDaemon({ dataDir: TEST_DATA_DIR, port: 0, auditLog: join(scratch, 'audit.jsonl') });
+
+  const rows = new Map(daemon.context.db.sandboxes().map((r) => [r.id, r]));
+  assert.equal(rows.get(victim!.id)?.state, 'dead');
+  assert.ok(rows.get(victim!.id)?.ended_at_unix);
+  assert.equal(rows.get(survivor!.id)?.state, 'running');
+  assert.ok(!runDirEntries(engine).includes(victim!.id), 'the dead sandbox’s run dir is gone');
+  assert.equal((await call('GET', `/v1/sandboxes/${victim!.id}`)).status, 404);
+  assert.equal((await call('DELETE', `/v1/sandboxes/${survivor!.id}`)).status, 204);
+  assert.equal(daemon.context.db.sandboxes().find((r) => r.id === survivor!.id)?.state, 'killed');
+});

@@ -12,6 +12,7 @@ import {
   TagParams,
 } from '../schemas.js';
 import { snapshotInfo } from '../views.js';
+import { syncSnapshotTable } from '../snapshot-sync.js';
 
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 
@@ -34,6 +35,7 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
       }
       const recipe = body.image ?? 'python-numpy';
       await ctx.engine.createSnapshot({ tag: body.tag, recipe, memoryMib: body.mem_mib });
+      await syncSnapshotTable(ctx.engine, ctx.db);
       const info = snapshotInfo(await ctx.engine.store.get(body.tag));
       // The original waited a fixed boot_wait_secs; forkd waits until the guest says it is ready.
       if (body.boot_wait_secs !== undefined)
@@ -85,6 +87,7 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
       }
       await Promise.all(users.map((s) => ctx.registry.kill(s.id)));
       await ctx.engine.store.remove(tag);
+      await syncSnapshotTable(ctx.engine, ctx.db);
       return reply.code(204).send(null);
     },
   );

@@ -1,0 +1,105 @@
+// The daemon's registry on disk: an embedded SQLite database of the
+// sandboxes it handed out (and how each ended) and the snapshots it knows.
+// Files stay the source of truth for a snapshot's contents; the database is
+// what lets a restarted daemon know which sandboxes were its own, re-attach
+// the live ones and account for the dead.
+import Database from 'better-sqlite3';
+import type { SandboxInfo } from '../engine/index.js';
+
+export type SandboxState = 'running' | 'killed' | 'dead';
+
+export interface SandboxRow {
+  id: string;
+  snapshot_tag: string;
+  pid: number;
+  run_dir: string;
+  created_at_unix: number;
+  memory_limit_mib: number | null;
+  state: SandboxState;
+  ended_at_unix: number | null;
+}
+
+const MIGRATIONS = [
+  `CREATE TABLE sandboxes (
+     id TEXT PRIMARY KEY,
+     snapshot_tag TEXT NOT NULL,
+     pid INTEGER NOT NULL,
+     run_dir TEXT NOT NULL,
+     created_at_unix INTEGER NOT NULL,
+     memory_limit_mib INTEGER,
+     state TEXT NOT NULL CHECK (state IN ('running', 'killed', 'dead')),
+     ended_at_unix INTEGER
+   );
+   CREATE INDEX sandboxes_state ON sandboxes(state);
+   CREATE TABLE snapshots (
+     tag TEXT PRIMARY KEY,
+     status TEXT NOT NULL,
+     created_at_unix INTEGER NOT NULL
+   );`,
+];
+
+export class StateDb {
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 5000');
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  recordSandbox(info: SandboxInfo): void {
+    this.db
+      .prepare(
+        `INSERT INTO sandboxes (id, snapshot_tag, pid, run_dir, created_at_unix, memory_limit_mib, state)
+         VALUES (@id, @snapshotTag, @pid, @runDir, @createdAtUnix, @memoryLimitMib, 'running')
+         ON CONFLICT(id) DO UPDATE SET state = 'running', pid = excluded.pid, ended_at_unix = NULL`,
+      )
+      .run({
+        id: info.id,
+        snapshotTag: info.snapshotTag,
+        pid: info.pid,
+        runDir: info.runDir,
+        createdAtUnix: info.createdAtUnix,
+        memoryLimitMib: info.memoryLimitMib,
+      });
+  }
+
+  endSandbox(id: string, state: Exclude<SandboxState, 'running'>): void {
+    this.db
+      .prepare(`UPDATE sandboxes SET state = ?, ended_at_unix = ? WHERE id = ? AND state = 'running'`)
+      .run(state, Math.floor(Date.now() / 1000), id);
+  }
+
+  sandboxes(state?: SandboxState): SandboxRow[] {
+    const rows = state
+      ? this.db.prepare(`SELECT * FROM sandboxes WHERE state = ? ORDER BY created_at_unix, id`).all(state)
+      : this.db.prepare(`SELECT * FROM sandboxes ORDER BY created_at_unix, id`).all();
+    return rows as SandboxRow[];
+  }
+
+  /** Make the snapshots table say what the store on disk says. */
+  syncSnapshots(snapshots: readonly { tag: string; status: string; createdAtUnix: number }[]): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM snapshots').run();
+      const insert = this.db.prepare('INSERT INTO snapshots (tag, status, created_at_unix) VALUES (?, ?, ?)');
+      for (const s of snapshots) insert.run(s.tag, s.status, s.createdAtUnix);
+    })();
+  }
+
+  snapshotTags(): string[] {
+    return (this.db.prepare('SELECT tag FROM snapshots ORDER BY tag').all() as { tag: string }[]).map(
+      (r) => r.tag,
+    );
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
