@@ -3,10 +3,12 @@ import { Engine } from '../src/engine/index.js';
 import { errorMessage } from '../src/errors.js';
 import { benchApi } from './api.js';
 import { benchFork } from './fork.js';
+import { benchLoad } from './load.js';
 
 const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Promise<void>> = {
   fork: benchFork,
   api: benchApi,
+  load: benchLoad,
 };
 
 const name = process.argv[2];

@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: machine description, memory accounting,
 // percentiles, and writing results as JSON plus a markdown table.
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
 
@@ -61,4 +61,15 @@ export async function writeResults(
   ].join('\n');
   await writeFile(join(dir, `${name}.md`), table + '\n');
   return table;
+}
+
+/** QEMU processes whose command line mentions `marker` (a run dir). */
+export async function qemuPidsUsing(marker: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.startsWith('qemu-system') && cmdline.includes(marker)) pids.push(Number(name));
+  }
+  return pids;
 }
