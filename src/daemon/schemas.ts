@@ -143,3 +143,5 @@ export const FileInfo = Type.Object({
   mode: Type.Integer(),
   mtime_ms: Type.Number(),
 });
+
+export const CompactBody = Type.Object({ to: Type.String() });

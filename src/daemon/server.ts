@@ -34,6 +34,8 @@ export interface DaemonOptions {
   /** Audit JSONL path; default <data-dir>/audit.jsonl. */
   auditLog?: string;
   tls?: { certFile: string; keyFile: string };
+  /** Structured (pino) request logs on stderr at this level; off when unset. */
+  logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   /** SQLite state database; default <data-dir>/forkd.db. */
   stateDb?: string;
   /** Warm pools to keep, tag → size: `prewarm: true` requests are served from them. */
@@ -82,9 +84,11 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   const https = opts.tls
     ? { key: await readFile(opts.tls.keyFile), cert: await readFile(opts.tls.certFile) }
     : null;
+  // Structured logs (pino, through Fastify) as JSON lines on stderr when asked for.
+  const logger = opts.logLevel ? { level: opts.logLevel, stream: process.stderr } : false;
   const app = (https
-    ? Fastify({ bodyLimit: MAX_BODY_BYTES, https })
-    : Fastify({ bodyLimit: MAX_BODY_BYTES })
+    ? Fastify({ bodyLimit: MAX_BODY_BYTES, https, logger })
+    : Fastify({ bodyLimit: MAX_BODY_BYTES, logger })
   ).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
   // JSON only: anything else is a 415, not a string handed to a route.
   app.removeContentTypeParser('text/plain');

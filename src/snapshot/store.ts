@@ -10,6 +10,7 @@ import { AlreadyExistsError, ConflictError, CorruptError, NotFoundError } from '
 import { DataDir } from './data-dir.js';
 import { lockFile, type TagLock } from './lock.js';
 import { MANIFEST_FILE, readManifest, writeManifest, type SnapshotManifest } from './manifest.js';
+import { linkOrCopy } from '../util/files.js';
 import { assertValidTag, isValidTag } from './tag.js';
 
 export interface SnapshotRecord {
@@ -154,6 +155,26 @@ export class SnapshotStore {
       return new SnapshotWriter(tag, dir, lock);
     } catch (err) {
       await lock.release();
+      throw err;
+    }
+  }
+
+  /**
+   * A new snapshot with the same contents under another tag. Snapshot files
+   * are never written after commit, so they are hard-linked, not copied.
+   * (With diff chains this is where layers get flattened.)
+   */
+  async clone(from: string, to: string, changes: Partial<SnapshotManifest> = {}): Promise<SnapshotManifest> {
+    const { dir, manifest } = await this.getReady(from);
+    const writer = await this.begin(to);
+    try {
+      for (const name of await readdir(dir)) {
+        if (name === MANIFEST_FILE || name.endsWith('.tmp')) continue;
+        await linkOrCopy(join(dir, name), writer.path(name));
+      }
+      return await writer.commit({ ...manifest, ...changes, tag: to, createdAt: new Date().toISOString() });
+    } catch (err) {
+      await writer.abort();
       throw err;
     }
   }

@@ -3,6 +3,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
@@ -264,4 +267,87 @@ test('the state database records sandboxes; one that died while the daemon was d
   assert.equal((await call('GET', `/v1/sandboxes/${victim!.id}`)).status, 404);
   assert.equal((await call('DELETE', `/v1/sandboxes/${survivor!.id}`)).status, 204);
   assert.equal(daemon.context.db.sandboxes().find((r) => r.id === survivor!.id)?.state, 'killed');
+});
+
+test('with --tls-cert/--tls-key the daemon serves HTTPS', async () => {
+  const key = join(scratch, 'key.pem');
+  const cert = join(scratch, 'cert.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  const tls = await startDaemon({
+    dataDir: TEST_DATA_DIR,
+    port: 0,
+    tls: { certFile: cert, keyFile: key },
+    auditLog: join(scratch, 'audit-tls.jsonl'),
+  });
+  try {
+    assert.match(tls.url, /^https:\/\//);
+    const body = await new Promise<string>((resolve, reject) => {
+      https
+        .get(`${tls.url}/version`, { ca: readFileSync(cert) }, (res) => {
+          let data = '';
+          res.on('data', (c: Buffer) => (data += c.toString()));
+          res.on('end', () => resolve(data));
+        })
+        .on('error', reject);
+    });
+    assert.equal((JSON.parse(body) as { api: string }).api, 'v1');
+  } finally {
+    await tls.close();
+  }
+});
+
+test('scripts/v1-curl.sh makes every v1 call with curl alone', async () => {
+  // Asynchronously: the daemon answering the script lives in this process.
+  const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn('bash', ['scripts/v1-curl.sh', 'test-daemon'], {
+      env: { ...process.env, FORKD_URL: daemon.url },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /all v1 calls ok/);
+});
+
+test('compact copies a (flat) snapshot to a new tag that forks like the original', async () => {
+  const to = 'test-daemon-compacted';
+  const r = await call('POST', `/v1/snapshots/${TAG}/compact`, { to });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(
+    [(r.body as { tag: string }).tag, (r.body as { branched_from: string }).branched_from],
+    [to, `compact:${TAG}`],
+  );
+  assert.equal((await call('POST', `/v1/snapshots/${TAG}/compact`, { to })).status, 409);
+  assert.equal((await call('POST', `/v1/snapshots/${TAG}/compact`, { to: '../x' })).status, 400);
+  const [sb] = (await call('POST', '/v1/sandboxes', { snapshot_tag: to })).body as { id: string }[];
+  assert.deepEqual((await call('POST', `/v1/sandboxes/${sb!.id}/exec`, { args: ['echo', 'ok'] })).body, {
+    stdout: 'ok\n',
+    stderr: '',
+    exit_code: 0,
+  });
+  assert.equal((await call('DELETE', `/v1/snapshots/${to}?force=true`)).status, 204);
+  assert.equal((await call('GET', `/v1/sandboxes/${sb!.id}`)).status, 404, 'force killed its sandbox');
 });

@@ -13,6 +13,7 @@ interface ServeOptions extends GlobalOptions {
   tlsKey?: string;
   auditLog?: string;
   prewarm?: string[];
+  logLevel: string;
 }
 
 function parsePrewarm(specs: string[] = []): Record<string, number> {
@@ -41,6 +42,17 @@ function parseBind(bind: string): { host: string; port: number } {
   return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+function parseLogLevel(level: string): (typeof LOG_LEVELS)[number] {
+  const found = LOG_LEVELS.find((l) => l === level);
+  if (!found)
+    throw new InvalidArgumentError(`invalid --log-level ${JSON.stringify(level)}`, 'log-level', {
+      hint: `use one of ${LOG_LEVELS.join(', ')}`,
+    });
+  return found;
+}
+
 export function registerServe(program: Command): void {
   program
     .command('serve')
@@ -50,6 +62,7 @@ export function registerServe(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (with --tls-key)')
     .option('--tls-key <file>', 'private key for --tls-cert')
     .option('--audit-log <file>', 'audit JSONL (default <data-dir>/audit.jsonl)')
+    .option('--log-level <level>', 'structured JSON request logs on stderr: error, warn, info, debug', 'info')
     .option('--prewarm <tag=n...>', 'keep n children of a snapshot restored for `prewarm: true` requests')
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ServeOptions>();
@@ -65,6 +78,7 @@ export function registerServe(program: Command): void {
         tokenFile: opts.tokenFile,
         auditLog: opts.auditLog,
         prewarm: parsePrewarm(opts.prewarm),
+        logLevel: parseLogLevel(opts.logLevel),
         tls: opts.tlsCert && opts.tlsKey ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined,
         log,
       });

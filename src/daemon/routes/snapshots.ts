@@ -4,6 +4,7 @@ import { assertValidTag } from '../../snapshot/tag.js';
 import type { App, DaemonContext } from '../context.js';
 import { HttpError } from '../http-errors.js';
 import {
+  CompactBody,
   CreateSnapshotBody,
   DeleteSnapshotQuery,
   ErrorBody,
@@ -60,6 +61,19 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
         dependents: [],
         ancestors: [],
       };
+    },
+  );
+
+  app.post(
+    '/v1/snapshots/:tag/compact',
+    { schema: { params: TagParams, body: CompactBody, response: { 200: SnapshotInfo, ...errors } } },
+    async (req) => {
+      const from = assertValidTag(req.params.tag);
+      const to = assertValidTag(req.body.to, 'to');
+      // No diff chains yet: every snapshot is already flat, so compacting is a (hard-linked) copy.
+      await ctx.engine.store.clone(from, to, { branchedFrom: `compact:${from}` });
+      await syncSnapshotTable(ctx.engine, ctx.db);
+      return snapshotInfo(await ctx.engine.store.get(to));
     },
   );
 
