@@ -5,12 +5,9 @@ import { randomBytes } from 'node:crypto';
 import type { ExecHandle, ExecRequest } from '../engine/agent/types.js';
 import type { Sandbox } from '../engine/index.js';
 import { errorMessage, NotFoundError } from '../errors.js';
+import type { CommandEvent } from '../api/schemas.js';
 
-export type CommandEvent =
-  | { type: 'start'; command_id: string }
-  | { type: 'stdout' | 'stderr'; data: string }
-  | { type: 'exit'; exit_code: number; signal: string | null; timed_out: boolean }
-  | { type: 'error'; error: string };
+export type { CommandEvent };
 
 /** Output kept per command for replay; past it, the oldest chunks are dropped. */
 const MAX_BUFFERED_BYTES = 1024 * 1024;

@@ -1,7 +1,7 @@
 // Engine values → API-v1 wire shapes.
 import type { Sandbox } from '../engine/index.js';
 import type { SnapshotRecord } from '../snapshot/store.js';
-import type { SandboxInfo, SnapshotInfo } from './schemas.js';
+import type { SandboxInfo, SnapshotInfo } from '../api/schemas.js';
 
 /** Every child's user-mode network gives it this address. */
 export const GUEST_ADDR = '10.0.2.15';

@@ -1,104 +1,39 @@
-// The wire types of the daemon's REST API, declared here (not imported from
-// the daemon) so the SDK stays an HTTP client with no engine code. Field
-// names are snake_case exactly as on the wire: API-v1.md and API-extensions.md.
+// The wire types of the daemon's REST API, snake_case as on the wire. They are
+// the Static<> types of the schemas the daemon validates with (src/api), so
+// the SDK and the daemon cannot drift; the imports are type-only, so the SDK
+// still loads nothing but its own files at run time.
+import type { Static } from 'typebox';
+import type * as wire from '../api/schemas.js';
 
 /** A snapshot as listed and created (`GET/POST /v1/snapshots`). */
-export interface SnapshotInfo {
-  tag: string;
-  dir: string;
-  created_at_unix: number;
-  branched_from?: string;
-  pause_ms?: number;
-  diff_ms?: number;
-  diff_physical_bytes?: number;
-  diff_logical_bytes?: number;
-  warning?: string;
-  status: 'writing' | 'ready' | 'failed';
-  bootable: boolean;
-}
+export type SnapshotInfo = Static<typeof wire.SnapshotInfo>;
 
-/** Sizes and lineage of one snapshot (`GET /v1/snapshots/:tag/info`). */
-export interface SnapshotDetails {
-  tag: string;
-  dir: string;
-  created_at_unix?: number;
-  memory_logical_bytes: number;
-  memory_physical_bytes: number;
-  vmstate_bytes: number;
-  parent_tag?: string;
-  parent_content_hash?: string;
-  chain_depth: number;
-  dependents: string[];
-  /** Root first, parent last. */
-  ancestors: string[];
-}
+/** Sizes and lineage of one snapshot (`GET /v1/snapshots/:tag/info`); `ancestors` root first. */
+export type SnapshotDetails = Static<typeof wire.SnapshotDetails>;
 
 /** A running child VM (`GET/POST /v1/sandboxes`). */
-export interface SandboxInfo {
-  id: string;
-  snapshot_tag: string;
-  netns: string | null;
-  guest_addr: string;
-  created_at_unix: number;
-  pid: number | null;
-  memory_limit_mib: number | null;
-  has_branched: boolean;
-  last_branch_memory_path: string | null;
-  branch_count: number;
-}
+export type SandboxInfo = Static<typeof wire.SandboxInfo>;
 
 /** `GET /healthz`. */
-export interface HealthInfo {
-  ok: boolean;
-}
+export type HealthInfo = Static<typeof wire.Health>;
 
 /** `GET /version`. */
-export interface VersionInfo {
-  version: string;
-  api: string;
-}
+export type VersionInfo = Static<typeof wire.Version>;
 
-/** `POST /v1/sandboxes/:id/ping`; the daemon may add fields beyond `pong`. */
-export interface PingResult {
-  pong: true;
-  agent_version?: string;
-  uptime_ms?: number;
-  runtime?: { kind: string; ready: boolean } | null;
-  [extra: string]: unknown;
-}
+/** `POST /v1/sandboxes/:id/ping`. */
+export type PingResult = Static<typeof wire.PingResult>;
 
 /** `POST /v1/sandboxes/:id/exec`: the whole output, after the command ended. */
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  exit_code: number;
-}
+export type ExecResult = Static<typeof wire.ExecResult>;
 
 /** `POST /v1/sandboxes/:id/eval`: `result` is null when `error` is set. */
-export interface EvalResult {
-  result: unknown;
-  error: string | null;
-  exit_code: number;
-}
+export type EvalResult = Static<typeof wire.EvalResult>;
 
 /** One line of a command's NDJSON stream (`/commands`, `/commands/:cid/events`). */
-export type CommandEvent =
-  | { type: 'start'; command_id: string }
-  | { type: 'stdout' | 'stderr'; data: string }
-  | { type: 'exit'; exit_code: number; signal: string | null; timed_out: boolean }
-  | { type: 'error'; error: string };
+export type CommandEvent = wire.CommandEvent;
 
 /** `POST /v1/sandboxes/:id/commands` with `background: true`. */
-export interface StartedCommand {
-  command_id: string;
-}
+export type StartedCommand = Static<typeof wire.CommandStarted>;
 
-/** What `GET .../files/list` and `GET .../files/stat` return per entry. */
-export interface FileEntry {
-  name: string;
-  type: 'file' | 'dir' | 'symlink' | 'other';
-  size: number;
-  /** Permission bits as a number (e.g. 0o644 = 420). */
-  mode: number;
-  mtime_ms: number;
-}
+/** What `GET .../files/list` and `GET .../files/stat` return per entry; `mode` is the permission bits (0o644 = 420). */
+export type FileEntry = Static<typeof wire.FileInfo>;

@@ -18,6 +18,17 @@ function scan(text: string): string[] {
   return [...text.replace(/^\s*\/\/.*$/gm, '').matchAll(IMPORT)].map((m) => (m[1] ?? m[2])!);
 }
 
+/**
+ * Type-only imports of the shared wire schemas (src/api) and typebox's types:
+ * erased at compile time (the compiled files are checked too), so the SDK
+ * still loads only its own files.
+ */
+function isWireTypeImport(text: string, spec: string): boolean {
+  if (!spec.startsWith('../api/') && spec !== 'typebox') return false;
+  const quoted = spec.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  return new RegExp(`^\\s*import\\s+type\\s[^;]*from\\s*['"]${quoted}['"]`, 'm').test(text);
+}
+
 function specifiers(file: string): string[] {
   return scan(readFileSync(file, 'utf8'));
 }
@@ -34,8 +45,9 @@ for (const [label, dir, ext] of [
     const files = readdirSync(dir).filter((f) => f.endsWith(ext) && !f.endsWith('.d.ts'));
     assert.ok(files.includes(`index${ext}`), `found the SDK ${label} in ${dir}`);
     for (const file of files) {
+      const text = readFileSync(join(dir, file), 'utf8');
       for (const spec of specifiers(join(dir, file))) {
-        if (isBuiltin(spec)) continue;
+        if (isBuiltin(spec) || isWireTypeImport(text, spec)) continue;
         assert.ok(spec.startsWith('./'), `${file} imports ${spec}: the SDK may import only its own files`);
         const target = resolve(dir, spec.replace(/\.js$/, ext));
         assert.equal(dirname(target), dir, `${file} imports ${spec}, outside src/sdk`);

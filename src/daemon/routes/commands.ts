@@ -13,7 +13,7 @@ import {
   IdParams,
   KillBody,
   StdinBody,
-} from '../schemas.js';
+} from '../../api/schemas.js';
 import { MAX_EXEC_TIMEOUT_SECS } from './sandboxes.js';
 
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };

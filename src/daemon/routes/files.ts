@@ -1,6 +1,6 @@
 // Files in a sandbox (docs/API-extensions.md): raw bytes in and out, list,
 // stat, remove, mkdir. Paths must be absolute guest paths.
-import Type from 'typebox';
+import Type, { type Static } from 'typebox';
 import { AgentError } from '../../errors.js';
 import type { FileInfo as AgentFileInfo } from '../../engine/agent/types.js';
 import type { App, DaemonContext } from '../context.js';
@@ -13,7 +13,7 @@ import {
   PathQuery,
   RemoveFileQuery,
   WriteFileQuery,
-} from '../schemas.js';
+} from '../../api/schemas.js';
 
 export const MAX_FILE_BYTES = 64 * 1024 * 1024;
 
@@ -41,10 +41,9 @@ async function guestCall<T>(path: string, work: () => Promise<T>): Promise<T> {
   }
 }
 
-function fileInfo(f: AgentFileInfo): FileInfoWire {
+function fileInfo(f: AgentFileInfo): Static<typeof FileInfo> {
   return { name: f.name, type: f.type, size: f.size, mode: f.mode, mtime_ms: f.mtimeMs };
 }
-type FileInfoWire = { name: string; type: string; size: number; mode: number; mtime_ms: number };
 
 export function registerFileRoutes(app: App, ctx: DaemonContext): void {
   app.addContentTypeParser(

@@ -1,7 +1,7 @@
 // Health, version, metrics and the OpenAPI document.
 import { FORKD_VERSION } from '../../engine/version.js';
 import type { App, DaemonContext } from '../context.js';
-import { Health, Version } from '../schemas.js';
+import { Health, Version } from '../../api/schemas.js';
 
 export function registerMetaRoutes(app: App, ctx: DaemonContext): void {
   for (const url of ['/healthz', '/healthz/']) {

@@ -17,7 +17,7 @@ import {
   IdParams,
   PingResult,
   SandboxInfo,
-} from '../schemas.js';
+} from '../../api/schemas.js';
 import { sandboxInfo } from '../views.js';
 
 /** The longest exec the API runs (a request must not hold a connection forever). */

@@ -11,7 +11,7 @@ import {
   SnapshotDetails,
   SnapshotInfo,
   TagParams,
-} from '../schemas.js';
+} from '../../api/schemas.js';
 import { snapshotInfo } from '../views.js';
 import { syncSnapshotTable } from '../snapshot-sync.js';
 

@@ -1,4 +1,7 @@
-// One schema per API body (API-v1.md). Each drives request validation,
+// The wire schemas: one per API body (API-v1.md, docs/API-extensions.md).
+// The daemon validates with them, /openapi.json is generated from them, and
+// the SDK takes its types from them (type-only imports: no runtime cost).
+// Depends on nothing but typebox. Each drives request validation,
 // the TypeScript types (Static<>) and the OpenAPI document.
 import Type, { type Static } from 'typebox';
 
@@ -138,10 +141,22 @@ export const RemoveFileQuery = Type.Object({ path: Type.String(), recursive: Typ
 export const MkdirBody = Type.Object({ path: Type.String(), parents: Type.Optional(Type.Boolean()) });
 export const FileInfo = Type.Object({
   name: Type.String(),
-  type: Type.String(),
+  type: Type.Union([
+    Type.Literal('file'),
+    Type.Literal('dir'),
+    Type.Literal('symlink'),
+    Type.Literal('other'),
+  ]),
   size: Type.Number(),
   mode: Type.Integer(),
   mtime_ms: Type.Number(),
 });
 
 export const CompactBody = Type.Object({ to: Type.String() });
+
+/** One line of a command's NDJSON stream (not a request body: streamed, so a type). */
+export type CommandEvent =
+  | { type: 'start'; command_id: string }
+  | { type: 'stdout' | 'stderr'; data: string }
+  | { type: 'exit'; exit_code: number; signal: string | null; timed_out: boolean }
+  | { type: 'error'; error: string };
