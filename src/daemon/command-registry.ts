@@ -41,6 +41,11 @@ export class CommandSession {
     for (const listener of this.listeners) listener(event);
   }
 
+  /** Clients following this command right now. */
+  get streaming(): number {
+    return this.listeners.size;
+  }
+
   /** Replay what happened so far, then follow live; returns the unsubscribe. */
   subscribe(listener: (e: CommandEvent) => void): () => void {
     for (const event of this.events) listener(event);
@@ -77,6 +82,17 @@ export class CommandRegistry {
         setTimeout(() => this.sessions.delete(id), KEEP_FINISHED_MS).unref();
       });
     return session;
+  }
+
+  /**
+   * Resolve when every command being streamed to a client has finished, or
+   * after `timeoutMs`: a draining daemon lets them complete.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && [...this.sessions.values()].some((s) => !s.finished && s.streaming > 0)) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   get(sandboxId: string, commandId: string): CommandSession {

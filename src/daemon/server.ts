@@ -25,6 +25,8 @@ import { StateDb } from './state-db.js';
 import { syncSnapshotTable } from './snapshot-sync.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+/** How long a stopping daemon waits for streamed commands to finish. */
+export const DRAIN_TIMEOUT_MS = 30_000;
 
 export interface DaemonOptions {
   dataDir?: string;
@@ -138,7 +140,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   registerMetaRoutes(app, context);
   registerSnapshotRoutes(app, context);
   registerSandboxRoutes(app, context);
-  registerCommandRoutes(app, context, new CommandRegistry());
+  const commands = new CommandRegistry();
+  registerCommandRoutes(app, context, commands);
   registerFileRoutes(app, context);
 
   await app.listen({ host, port: opts.port ?? 8889 });
@@ -150,6 +153,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
     app,
     context,
     close: async () => {
+      // Fastify's close cuts long-lived streams, so they finish first.
+      await commands.drain(DRAIN_TIMEOUT_MS);
       await app.close();
       await registry.detachAll();
       await engine.close();

@@ -102,3 +102,43 @@ test('SIGKILL the daemon with 10 sandboxes running: after a restart all 10 answe
   for (const id of ids) assert.deepEqual(qemuProcessesUsing(engine.dataDir.vmRunDir(id) + '/'), []);
   assert.ok(ids.every((id) => !runDirEntries(engine).includes(id)));
 });
+
+test('SIGTERM drains: an exec in flight completes, then the daemon exits and its sandboxes keep running', async () => {
+  const spawned = forkd('spawn', '--tag', TAG, '--json');
+  const id = (JSON.parse(spawned.stdout) as { id: string }[])[0]!.id;
+  const exec = spawn(
+    process.execPath,
+    [
+      'dist/src/cli/main.js',
+      'exec',
+      '--url',
+      `http://127.0.0.1:${port}`,
+      '--sandbox',
+      id,
+      '--',
+      'sh',
+      '-c',
+      'sleep 5; echo done',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  exec.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const execDone = new Promise<number | null>((resolve) => exec.on('exit', resolve));
+  // Long enough for the client (a fresh Node process) to have its request in.
+  await new Promise((r) => setTimeout(r, 2500));
+  const serveExited = new Promise((resolve) => serve!.on('exit', resolve));
+  serve!.kill('SIGTERM');
+  assert.equal(await execDone, 0);
+  assert.equal(out, 'done\n');
+  await serveExited;
+  assert.equal(
+    qemuProcessesUsing(engine.dataDir.vmRunDir(id) + '/').length,
+    1,
+    'the sandbox outlives the daemon',
+  );
+  serve = await startServe();
+  assert.equal(forkd('kill', id).status, 0);
+});
