@@ -114,16 +114,17 @@ async function interrupt(args: string[], ready: () => boolean): Promise<number |
   const exited = new Promise<number | null>((resolve) =>
     child.on('exit', (code, signal) => resolve(signal ? 128 : code)),
   );
-  for (let i = 0; i < 600 && !ready(); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(ready(), 'the command got far enough to be interrupted');
-  child.kill('SIGINT');
+  let reached = false;
+  for (let i = 0; i < 600 && !(reached = ready()); i++) await new Promise((r) => setTimeout(r, 50));
+  child.kill('SIGINT'); // in every case: a failed wait must not leave it running
+  assert.ok(reached, 'the command got far enough to be interrupted');
   return exited;
 }
 
 test('SIGINT during a fork leaves no QEMU and no run dir', async () => {
   await interrupt(
     ['fork', '--tag', TAG, '-n', '2', '--exec', 'sleep 30'],
-    () => qemuProcessesUsing(engine.dataDir.runDir).length === 2,
+    () => qemuProcessesUsing(engine.dataDir.runDir).length >= 2,
   );
   await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
@@ -134,7 +135,7 @@ test('SIGINT while a snapshot is written leaves no half-written snapshot', async
   const tag = 'test-cli-interrupted';
   await interrupt(
     ['snapshot', '--tag', tag, '--image', 'tiny'],
-    () => qemuProcessesUsing(engine.dataDir.runDir).length === 1,
+    () => qemuProcessesUsing(engine.dataDir.runDir).length >= 1,
   );
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(await engine.store.exists(tag), false);
