@@ -1,20 +1,15 @@
 // The CLI as a user meets it: exit codes, one-line errors, --json shapes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { runCli } from '../support/cli.js';
 import { qemuProcessesUsing, runDirEntries, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 import type { Engine } from '../../src/engine/index.js';
 
 const TAG = 'test-cli-tiny';
 let engine: Engine;
 
-function forkd(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['dist/src/cli/main.js', '--data-dir', TEST_DATA_DIR, ...args], {
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const forkd = (...args: string[]) => runCli(['--data-dir', TEST_DATA_DIR, ...args]);
 
 before(async () => {
   engine = testEngine();

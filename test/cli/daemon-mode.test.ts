@@ -2,7 +2,8 @@
 // against it, including a SIGKILL of the daemon with 10 sandboxes running.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { runCli } from '../support/cli.js';
 import { createServer } from 'node:net';
 import { qemuProcessesUsing, runDirEntries, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 import type { Engine } from '../../src/engine/index.js';
@@ -38,14 +39,9 @@ async function startServe(): Promise<ChildProcess> {
   throw new Error(`forkd serve did not start: ${log}`);
 }
 
-function forkd(command: string, ...args: string[]) {
-  const url = `http://127.0.0.1:${port}`;
-  const r = spawnSync(process.execPath, ['dist/src/cli/main.js', command, '--url', url, ...args], {
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+/** A daemon-mode command; --url goes before the args, which may end in `-- cmd …`. */
+const forkd = (command: string, ...args: string[]) =>
+  runCli([command, '--url', `http://127.0.0.1:${port}`, ...args]);
 
 before(async () => {
   engine = testEngine();
