@@ -25,11 +25,7 @@ export async function pssBytes(pid: number): Promise<number> {
   return kb ? Number(kb) * 1024 : 0;
 }
 
-export function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] ?? NaN;
-}
+export { percentile } from '../src/util/stats.js';
 
 export function round(n: number, digits = 2): number {
   const f = 10 ** digits;

@@ -1,5 +1,6 @@
 // Engine values → API-v1 wire shapes.
 import type { Sandbox } from '../engine/index.js';
+import { createdAtUnix } from '../snapshot/manifest.js';
 import type { SnapshotRecord } from '../snapshot/store.js';
 import type { SandboxInfo, SnapshotInfo } from '../api/schemas.js';
 
@@ -11,7 +12,7 @@ export function snapshotInfo(record: SnapshotRecord): SnapshotInfo {
   return {
     tag: record.tag,
     dir: record.dir,
-    created_at_unix: m ? Math.floor(Date.parse(m.createdAt) / 1000) : 0,
+    created_at_unix: m ? createdAtUnix(m) : 0,
     status: m?.status ?? 'failed',
     bootable: m?.status === 'ready',
     ...(m?.branchedFrom ? { branched_from: m.branchedFrom } : {}),

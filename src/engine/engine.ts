@@ -99,9 +99,7 @@ export class Engine {
 
   async createSnapshot(req: SnapshotRequest): Promise<SnapshotManifest> {
     assertValidTag(req.tag);
-    if (!req.replace && (await this.store.exists(req.tag))) {
-      await this.store.begin(req.tag); // throws AlreadyExistsError before any image work
-    }
+    if (!req.replace) await this.store.assertTagFree(req.tag); // before any image work
     const image = await this.imageFor(req.recipe, req.onImageProgress, req.signal);
     const qemu = await this.qemu();
     const accel = await this.accelerator(image.kernelPath);

@@ -1,7 +1,8 @@
 // Per-child memory limits through cgroups: v2 where the unified hierarchy has
 // the memory controller, else the v1 memory controller. One cgroup per child
 // under a forkd parent group; removed when the child goes.
-import { access, mkdir, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, rmdir, writeFile } from 'node:fs/promises';
+import { pathExists } from '../util/files.js';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
 
@@ -17,20 +18,13 @@ const CGROUP_ROOT = '/sys/fs/cgroup';
 export async function detectCgroupMemory(
   root = CGROUP_ROOT,
 ): Promise<{ version: CgroupVersion; base: string } | null> {
-  if (await exists(join(root, 'cgroup.controllers'))) {
+  if (await pathExists(join(root, 'cgroup.controllers'))) {
     return { version: 'v2', base: root };
   }
-  if (await exists(join(root, 'memory', 'memory.limit_in_bytes'))) {
+  if (await pathExists(join(root, 'memory', 'memory.limit_in_bytes'))) {
     return { version: 'v1', base: join(root, 'memory') };
   }
   return null;
-}
-
-function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Put `pid` in a new cgroup limited to `limitMib` of memory. */
@@ -69,6 +63,6 @@ export async function findMemoryCgroup(id: string): Promise<MemoryCgroup | null>
   const found = await detectCgroupMemory();
   if (!found) return null;
   const path = join(found.base, 'forkd', id);
-  if (!(await exists(path))) return null;
+  if (!(await pathExists(path))) return null;
   return { path, remove: () => rmdir(path).catch(() => undefined) };
 }

@@ -1,9 +1,8 @@
 // File-system helpers for building images: safe recursive removal (unmounts
 // anything a crashed debootstrap left mounted inside the tree first, and never
 // crosses into another file system), atomic small-file writes, sha256 of files.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { pathExists, sha256File } from '../util/files.js';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import { run } from '../util/run.js';
 
@@ -29,7 +28,7 @@ export async function mountsUnder(dir: string): Promise<string[]> {
 
 /** rm -rf that first lazily unmounts whatever is mounted inside the tree. */
 export async function removeTree(dir: string): Promise<void> {
-  if (!(await exists(dir))) return;
+  if (!(await pathExists(dir))) return;
   for (const point of await mountsUnder(dir)) {
     await run(['umount', '-l', point]).catch(() => {});
   }
@@ -40,14 +39,7 @@ export async function removeTree(dir: string): Promise<void> {
   }
 }
 
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { pathExists as exists, sha256File };
 
 /** Write a file via a temporary sibling and rename, so readers never see it half-written. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
@@ -56,13 +48,6 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   await rename(tmp, path);
 }
 
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-/** Total apparent size in bytes of a directory tree (like `du -sb`, hard links counted once). */
 export async function treeBytes(dir: string): Promise<number> {
   const { stdout } = await run(['du', '-sb', dir]);
   return Number(stdout.split('\t')[0] ?? 0);

@@ -51,6 +51,11 @@ export interface SnapshotManifest {
   warning?: string;
 }
 
+/** When the snapshot was created, in unix seconds (the wire format's unit). */
+export function createdAtUnix(manifest: Pick<SnapshotManifest, 'createdAt'>): number {
+  return Math.floor(Date.parse(manifest.createdAt) / 1000);
+}
+
 export async function writeManifest(dir: string, manifest: SnapshotManifest): Promise<void> {
   const target = join(dir, MANIFEST_FILE);
   const temp = `${target}.${randomBytes(4).toString('hex')}.tmp`;

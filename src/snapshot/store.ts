@@ -132,6 +132,17 @@ export class SnapshotStore {
     return { dir: record.dir, manifest: record.manifest };
   }
 
+  /** Throws AlreadyExistsError if `tag` names a snapshot (checked before any work). */
+  async assertTagFree(tag: string): Promise<void> {
+    if (await this.exists(tag)) {
+      throw new AlreadyExistsError(
+        `snapshot ${JSON.stringify(tag)} already exists`,
+        { kind: 'snapshot', name: tag },
+        { hint: `pick another tag or remove it with \`forkd rmi ${tag}\`` },
+      );
+    }
+  }
+
   /** Start writing a new snapshot: takes the tag lock and creates its dir. */
   async begin(tag: string, opts: { replace?: boolean } = {}): Promise<SnapshotWriter> {
     assertValidTag(tag);
@@ -139,18 +150,8 @@ export class SnapshotStore {
     const lock = await lockFile(this.lockPath(tag), `snapshot ${JSON.stringify(tag)}`);
     try {
       const dir = this.dataDir.snapshotDir(tag);
-      if (await this.exists(tag)) {
-        if (!opts.replace) {
-          throw new AlreadyExistsError(
-            `snapshot ${JSON.stringify(tag)} already exists`,
-            { kind: 'snapshot', name: tag },
-            {
-              hint: `pick another tag or remove it with \`forkd rmi ${tag}\``,
-            },
-          );
-        }
-        await rm(dir, { recursive: true, force: true });
-      }
+      if (opts.replace) await rm(dir, { recursive: true, force: true });
+      else await this.assertTagFree(tag);
       await mkdir(dir);
       return new SnapshotWriter(tag, dir, lock);
     } catch (err) {

@@ -1,7 +1,7 @@
 // Small filesystem helpers shared by the store, the engine and the image builder.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, link, stat } from 'node:fs/promises';
+import { access, copyFile, link, stat } from 'node:fs/promises';
 
 /** Hard-link when possible (same filesystem: free), copy otherwise. */
 export async function linkOrCopy(from: string, to: string): Promise<void> {
@@ -22,4 +22,11 @@ export async function sha256File(path: string): Promise<string> {
 export async function fileSizes(path: string): Promise<{ logicalBytes: number; physicalBytes: number }> {
   const s = await stat(path);
   return { logicalBytes: s.size, physicalBytes: s.blocks * 512 };
+}
+
+export function pathExists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -2,7 +2,7 @@
 // file-backed memory object, so with x-ignore-shared only the device state
 // (tens of KB) goes through the stream; RAM is the file itself.
 import { QmpError } from '../errors.js';
-import { access } from 'node:fs/promises';
+import { pathExists } from '../util/files.js';
 import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
 
@@ -74,14 +74,7 @@ export async function saveDeviceState(qmp: QmpClient, path: string, opts: CallOp
     { timeoutMs: opts.timeoutMs ?? 30_000, signal: opts.signal },
     'writing device state',
   );
-  while (!(await exists(path))) await sleep(1, signal);
-}
-
-function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
+  while (!(await pathExists(path))) await sleep(1, signal);
 }
 
 /** Load device state into a VM started with `-incoming defer`; it stays paused. */

@@ -1,5 +1,6 @@
 // /v1/snapshots: list, create (boot + warm + freeze), inspect, delete.
 import Type from 'typebox';
+import { createdAtUnix } from '../../snapshot/manifest.js';
 import { assertValidTag } from '../../snapshot/tag.js';
 import type { App, DaemonContext } from '../context.js';
 import { HttpError } from '../http-errors.js';
@@ -53,7 +54,7 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
       return {
         tag: manifest.tag,
         dir,
-        created_at_unix: Math.floor(Date.parse(manifest.createdAt) / 1000),
+        created_at_unix: createdAtUnix(manifest),
         memory_logical_bytes: manifest.memory.logicalBytes,
         memory_physical_bytes: manifest.memory.physicalBytes,
         vmstate_bytes: manifest.vmstate.bytes,
