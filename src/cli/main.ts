@@ -3,7 +3,7 @@
 // wires them up and turns errors into one line on stderr and an exit code.
 import { Command, CommanderError } from 'commander';
 import { ForkdError, errorMessage } from '../errors.js';
-import { FORKD_VERSION } from '../engine/version.js';
+import { FORKD_VERSION } from '../version.js';
 import { registerCleanup } from './commands/cleanup.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerFork } from './commands/fork.js';

@@ -1,7 +1,7 @@
 // Prometheus metrics (API-v1.md names), on a registry of our own so tests can
 // run several daemons in one process.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { FORKD_VERSION } from '../engine/version.js';
+import { FORKD_VERSION } from '../version.js';
 
 export const BRANCH_CONCURRENCY_CAP = 4;
 

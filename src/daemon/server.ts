@@ -2,7 +2,7 @@
 // metrics and the single error mapper around the route modules.
 import Fastify from 'fastify';
 import swagger from '@fastify/swagger';
-import { FORKD_VERSION } from '../engine/version.js';
+import { FORKD_VERSION } from '../version.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { mkdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';

@@ -20,7 +20,7 @@ import { machineFor } from './machine-for.js';
 import { createRunDir, randomId, type RunDir } from './run-dir.js';
 import { destroyVm, launchVm, unlessExited, type LaunchedVm } from './vm.js';
 import type { DataDir } from '../snapshot/data-dir.js';
-import { FORKD_VERSION } from './version.js';
+import { FORKD_VERSION } from '../version.js';
 
 export interface CreateSnapshotOptions extends CallOptions {
   tag: string;

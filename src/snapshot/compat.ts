@@ -8,17 +8,37 @@ export interface HostFacts {
   kvmUsable: boolean;
 }
 
+/** What restoring depends on; a pack manifest says it too, so it is checked before a pack is unpacked. */
+export interface RestoreRequirements {
+  tag: string;
+  qemuVersion: string;
+  machineType: string;
+  accel: string;
+}
+
 export function checkRestorable(manifest: SnapshotManifest, host: HostFacts): void {
-  if (manifest.qemu.version !== host.qemuVersion) {
+  checkRequirements(
+    {
+      tag: manifest.tag,
+      qemuVersion: manifest.qemu.version,
+      machineType: manifest.machine.machineType,
+      accel: manifest.machine.accel,
+    },
+    host,
+  );
+}
+
+export function checkRequirements(needs: RestoreRequirements, host: HostFacts): void {
+  const manifest = { tag: needs.tag };
+  if (needs.qemuVersion !== host.qemuVersion) {
     throw new IncompatibleError(
-      `snapshot ${JSON.stringify(manifest.tag)} was made with QEMU ${manifest.qemu.version}, this host has QEMU ${host.qemuVersion}`,
-      manifest.qemu.version,
+      `snapshot ${JSON.stringify(manifest.tag)} was made with QEMU ${needs.qemuVersion}, this host has QEMU ${host.qemuVersion}`,
+      needs.qemuVersion,
       host.qemuVersion,
       { hint: 'recreate the snapshot on this host, or restore it where that QEMU is installed' },
     );
   }
-  // A manifest from disk may name a machine type this forkd does not know.
-  const machineType: string = manifest.machine.machineType;
+  const machineType = needs.machineType;
   if (machineType !== 'microvm') {
     throw new IncompatibleError(
       `snapshot ${JSON.stringify(manifest.tag)} uses machine type ${machineType}; this forkd restores microvm`,
@@ -26,7 +46,7 @@ export function checkRestorable(manifest: SnapshotManifest, host: HostFacts): vo
       'microvm',
     );
   }
-  if (manifest.machine.accel === 'kvm' && !host.kvmUsable) {
+  if (needs.accel === 'kvm' && !host.kvmUsable) {
     throw new IncompatibleError(
       `snapshot ${JSON.stringify(manifest.tag)} was made under KVM, which is not usable on this host`,
       'kvm',

@@ -12,7 +12,7 @@ export interface TagLock {
   releaseSync(): void;
 }
 
-function isAlive(pid: number): boolean {
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -44,7 +44,7 @@ export async function lockFile(path: string, what: string): Promise<TagLock> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
-      if (Number.isInteger(owner) && owner > 0 && isAlive(owner) && owner !== process.pid) {
+      if (Number.isInteger(owner) && owner > 0 && isProcessAlive(owner) && owner !== process.pid) {
         throw new ConflictError(`${what} is busy (locked by process ${owner})`, {
           hint: 'wait for the other forkd command to finish',
         });

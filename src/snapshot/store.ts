@@ -3,12 +3,13 @@
 // committed ("ready") or removed whole, so a failure never leaves half a
 // snapshot that could be restored.
 import { rmSync } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { onProcessExit } from '../util/cleanup.js';
 import { join } from 'node:path';
 import { AlreadyExistsError, ConflictError, CorruptError, NotFoundError } from '../errors.js';
 import { DataDir } from './data-dir.js';
-import { lockFile, type TagLock } from './lock.js';
+import { isProcessAlive, lockFile, type TagLock } from './lock.js';
 import { MANIFEST_FILE, readManifest, writeManifest, type SnapshotManifest } from './manifest.js';
 import { linkOrCopy } from '../util/files.js';
 import { assertValidTag, isValidTag } from './tag.js';
@@ -61,10 +62,64 @@ export class SnapshotWriter {
   }
 }
 
+/**
+ * A directory beside the snapshots where a whole snapshot is assembled (an
+ * unpack) and then installed under its tag with one rename. Invisible to
+ * list() and removed on failure or exit; its name carries the owner's pid so
+ * `forkd cleanup` can tell a dead one from a live one.
+ */
+export class StagedSnapshot {
+  private finished = false;
+  private readonly forget: () => void;
+
+  constructor(
+    readonly dir: string,
+    private readonly store: SnapshotStore,
+  ) {
+    this.forget = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
+  }
+
+  path(file: string): string {
+    return join(this.dir, file);
+  }
+
+  /** Move the staged snapshot into place as `tag`; with `replace`, an existing one goes. */
+  async install(tag: string, opts: { replace?: boolean } = {}): Promise<void> {
+    assertValidTag(tag);
+    const lock = await lockFile(this.store.lockPath(tag), `snapshot ${JSON.stringify(tag)}`);
+    try {
+      const target = this.store.dataDir.snapshotDir(tag);
+      let displaced: string | null = null;
+      if (await this.store.exists(tag)) {
+        if (!opts.replace) await this.store.assertTagFree(tag);
+        displaced = join(this.store.dataDir.snapshotsDir, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}-old`);
+        await rename(target, displaced);
+      }
+      await rename(this.dir, target);
+      this.finished = true;
+      this.forget();
+      if (displaced) await rm(displaced, { recursive: true, force: true });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Remove everything staged. Safe to call twice, and after install. */
+  async discard(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    this.forget();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+export const STAGING_PREFIX = '.staging-';
+
 export class SnapshotStore {
   constructor(readonly dataDir: DataDir) {}
 
-  private lockPath(tag: string): string {
+  /** @internal the lock file of a tag, shared with StagedSnapshot. */
+  lockPath(tag: string): string {
     return join(this.dataDir.snapshotsDir, '.locks', `${tag}.lock`);
   }
 
@@ -178,6 +233,26 @@ export class SnapshotStore {
       await writer.abort();
       throw err;
     }
+  }
+
+  /** A fresh staging dir on the snapshots' filesystem, so install is a rename. */
+  async beginStaging(): Promise<StagedSnapshot> {
+    await mkdir(this.dataDir.snapshotsDir, { recursive: true });
+    const dir = join(this.dataDir.snapshotsDir, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
+    await mkdir(dir);
+    return new StagedSnapshot(dir, this);
+  }
+
+  /** Staging dirs whose owning process is gone (a killed unpack). */
+  async abandonedStaging(): Promise<string[]> {
+    const names = await readdir(this.dataDir.snapshotsDir).catch(() => [] as string[]);
+    return names
+      .filter((name) => name.startsWith(STAGING_PREFIX))
+      .filter((name) => {
+        const pid = Number.parseInt(name.slice(STAGING_PREFIX.length), 10);
+        return !(Number.isInteger(pid) && pid > 0 && isProcessAlive(pid));
+      })
+      .map((name) => join(this.dataDir.snapshotsDir, name));
   }
 
   async remove(tag: string): Promise<void> {

@@ -23,6 +23,7 @@ export const PROGRAM_PACKAGES: Readonly<Record<string, string>> = {
   make: 'make',
   'qemu-system-x86_64': 'qemu-system-x86',
   'qemu-img': 'qemu-utils',
+  zstd: 'zstd',
 };
 
 /** A host program exited non-zero (or was killed by a signal). */

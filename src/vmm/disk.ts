@@ -13,3 +13,28 @@ export async function createOverlay(
     opts,
   );
 }
+
+export interface DiskImageInfo {
+  format: string;
+  backingFile: string | null;
+  backingFormat: string | null;
+  /** A qcow2 external data file: another path QEMU would open. */
+  dataFile: string | null;
+}
+
+/** What `qemu-img info` says about one image (without following its backing chain). */
+export async function inspectDiskImage(path: string, format: 'qcow2' | 'raw'): Promise<DiskImageInfo> {
+  const { stdout } = await run(['qemu-img', 'info', '--output=json', '-f', format, path]);
+  const info = JSON.parse(stdout) as {
+    format?: string;
+    'backing-filename'?: string;
+    'backing-filename-format'?: string;
+    'format-specific'?: { data?: { 'data-file'?: string } };
+  };
+  return {
+    format: info.format ?? 'unknown',
+    backingFile: info['backing-filename'] ?? null,
+    backingFormat: info['backing-filename-format'] ?? null,
+    dataFile: info['format-specific']?.data?.['data-file'] ?? null,
+  };
+}

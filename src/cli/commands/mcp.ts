@@ -1,6 +1,6 @@
 // `forkd mcp`: the MCP server on stdio, in front of a running daemon.
 import type { Command } from 'commander';
-import { FORKD_VERSION } from '../../engine/version.js';
+import { FORKD_VERSION } from '../../version.js';
 import { serveMcpOverStdio } from '../../mcp/server.js';
 import { controllerFrom, withRemoteOptions, type RemoteOptions } from '../remote.js';
 

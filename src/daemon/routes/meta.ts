@@ -1,5 +1,5 @@
 // Health, version, metrics and the OpenAPI document.
-import { FORKD_VERSION } from '../../engine/version.js';
+import { FORKD_VERSION } from '../../version.js';
 import type { App, DaemonContext } from '../context.js';
 import { Health, Version } from '../../api/schemas.js';
 

@@ -1,0 +1,420 @@
+// `forkd unpack`: a pack stream into the snapshot store. The archive is
+// untrusted: entries are checked against the manifest before a byte is
+// written, every file is written by forkd itself (tar never picks a path) into
+// a staging dir beside the snapshots, sizes and sha256 are verified, and only
+// a complete, verified snapshot is renamed into place. On any failure the
+// staging dir goes and nothing else was touched.
+import { createHash, type Hash } from 'node:crypto';
+import { open, readFile, statfs, type FileHandle } from 'node:fs/promises';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { AlreadyExistsError, CorruptError, ForkdError, ResourceExhaustedError } from '../errors.js';
+import { checkRequirements, checkRestorable, type HostFacts } from '../snapshot/compat.js';
+import { MANIFEST_FILE, SNAPSHOT_FILES, writeManifest, type SnapshotManifest } from '../snapshot/manifest.js';
+import type { SnapshotStore, StagedSnapshot } from '../snapshot/store.js';
+import { assertValidTag } from '../snapshot/tag.js';
+import { inspectDiskImage } from '../vmm/disk.js';
+import {
+  PACK_MANIFEST_ENTRY,
+  PACK_MANIFEST_MAX_BYTES,
+  checkPackedSnapshot,
+  parsePackManifest,
+  type PackFile,
+  type PackManifest,
+} from './pack-manifest.js';
+import { throttledProgress, type TransferProgressFn } from './progress.js';
+import { SparseMapError, SparseMapReader, hashZeros, type Extent } from './sparse.js';
+import { paxRecords, type ArchiveEntry } from './tar-entries.js';
+import type { Header } from 'tar-stream';
+import { zstdDecompress } from './zstd.js';
+
+export interface UnpackLimits {
+  /** Bytes the archive may decompress to in total. */
+  maxDecompressedBytes: number;
+  /** Decompressed bytes per compressed byte, checked once past `ratioGraceBytes`. */
+  maxRatio: number;
+  ratioGraceBytes: number;
+  /** Logical size of any one file (sparse files can claim a lot). */
+  maxFileBytes: number;
+  maxSparseRegions: number;
+}
+
+export const DEFAULT_UNPACK_LIMITS: UnpackLimits = {
+  maxDecompressedBytes: 64 * 2 ** 30,
+  maxRatio: 1000,
+  ratioGraceBytes: 64 * 2 ** 20,
+  maxFileBytes: 2 ** 40,
+  maxSparseRegions: 4_000_000,
+};
+
+export interface UnpackOptions {
+  /** The compressed pack bytes. */
+  source: Readable;
+  /** Names the pack in messages (a path or URL). */
+  sourceName: string;
+  /** Compressed size, when known, for progress. */
+  sourceBytes?: number | null | undefined;
+  store: SnapshotStore;
+  host: HostFacts;
+  /** Install under this tag instead of the pack's own. */
+  tag?: string | undefined;
+  /** Replace an existing snapshot with the same tag. */
+  force?: boolean | undefined;
+  limits?: Partial<UnpackLimits> | undefined;
+  onProgress?: TransferProgressFn | undefined;
+}
+
+export interface UnpackResult {
+  tag: string;
+  dir: string;
+  pack: PackManifest;
+  snapshot: SnapshotManifest;
+  /** Bytes written to disk (data blocks only). */
+  storedBytes: number;
+  ms: number;
+}
+
+/** A pack that breaks a rule; nothing was installed. */
+export class PackRejectedError extends CorruptError {
+  constructor(
+    message: string,
+    source: string,
+    readonly entry: string | null,
+  ) {
+    super(message, source, { hint: 'the pack is damaged or unsafe; get it again from a source you trust' });
+  }
+}
+
+export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
+  const started = Date.now();
+  const limits = { ...DEFAULT_UNPACK_LIMITS, ...opts.limits };
+  if (opts.tag !== undefined) assertValidTag(opts.tag);
+  const staged = await opts.store.beginStaging();
+  const zstd = zstdDecompress();
+  const extract = tar.extract();
+  let compressed = 0;
+  let decompressed = 0;
+  const reading = throttledProgress(opts.onProgress, 'unpack', opts.sourceBytes ?? null);
+  const reject = (message: string, entry: string | null = null) =>
+    new PackRejectedError(`${opts.sourceName}: ${message}`, opts.sourceName, entry);
+
+  const input = pipeline(
+    opts.source,
+    new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        compressed += chunk.length;
+        reading.add(chunk.length);
+        done(null, chunk);
+      },
+    }),
+    zstd.input,
+  );
+  const output = pipeline(
+    zstd.output,
+    new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        decompressed += chunk.length;
+        if (decompressed > limits.maxDecompressedBytes) {
+          return done(reject(`decompresses past the ${limits.maxDecompressedBytes}-byte limit`));
+        }
+        if (decompressed > limits.ratioGraceBytes && decompressed > compressed * limits.maxRatio) {
+          return done(reject(`decompresses past the ${limits.maxRatio}:1 ratio limit`));
+        }
+        done(null, chunk);
+      },
+    }),
+    extract,
+  );
+  // Failures surface in the entry loop; these keep them from going unhandled meanwhile.
+  input.catch(() => {});
+  output.catch(() => {});
+  zstd.exited.catch(() => {});
+
+  try {
+    const state = await readEntries(extract, staged, opts, limits, reject);
+    await Promise.all([input, output, zstd.exited]).catch((err: unknown) => {
+      throw asRejection(err, reject);
+    });
+    reading.done();
+    const snapshot = await finishStaged(staged, state, opts, reject);
+    await staged.install(state.tag, { replace: opts.force ?? false });
+    return {
+      tag: state.tag,
+      dir: opts.store.dataDir.snapshotDir(state.tag),
+      pack: state.manifest,
+      snapshot,
+      storedBytes: state.manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0),
+      ms: Date.now() - started,
+    };
+  } catch (err) {
+    zstd.kill();
+    opts.source.destroy();
+    extract.destroy();
+    await staged.discard();
+    // A truncated or failing stream reports its own error first; the loop sees only its echo.
+    const cause = await Promise.race([
+      Promise.all([input, output, zstd.exited]).then(
+        () => err,
+        (e: unknown) => e,
+      ),
+      new Promise((resolve) => setTimeout(resolve, 50, err)),
+    ]);
+    throw err instanceof ForkdError ? err : asRejection(cause ?? err, reject);
+  }
+}
+
+interface EntryState {
+  manifest: PackManifest;
+  tag: string;
+  seen: Set<string>;
+}
+
+async function readEntries(
+  extract: tar.Extract,
+  staged: StagedSnapshot,
+  opts: UnpackOptions,
+  limits: UnpackLimits,
+  reject: (message: string, entry?: string | null) => PackRejectedError,
+): Promise<EntryState> {
+  let state: EntryState | null = null;
+  for await (const entry of extract) {
+    const header = entry.header;
+    const shownName = JSON.stringify(header.name.slice(0, 120));
+    if (header.name.startsWith('/') || header.name.split('/').includes('..') || header.name.includes('\\')) {
+      throw reject(`entry ${shownName} escapes the snapshot directory`, header.name);
+    }
+    if (header.type !== 'file') {
+      throw reject(`entry ${shownName} is a ${header.type ?? 'special'} entry; packs hold regular files only`, header.name);
+    }
+    if (state === null) {
+      if (header.name !== PACK_MANIFEST_ENTRY) {
+        throw reject(`the first entry is ${shownName}, not the manifest ${PACK_MANIFEST_ENTRY}`, header.name);
+      }
+      state = await readManifestEntry(entry, header, opts, reject);
+      continue;
+    }
+    const name = entryFileName(header, reject);
+    const file = state.manifest.files.find((f) => f.path === name);
+    if (!file) throw reject(`entry ${shownName} is not listed in the manifest`, header.name);
+    if (state.seen.has(name)) throw reject(`entry ${shownName} appears twice`, header.name);
+    state.seen.add(name);
+    if (file.size > limits.maxFileBytes) {
+      throw reject(`${name} claims ${file.size} bytes, past the ${limits.maxFileBytes}-byte limit`, name);
+    }
+    await writeEntryFile(entry, header, file, staged.path(name), limits, reject);
+  }
+  if (state === null) throw reject('the archive is empty (no manifest)');
+  const missing = state.manifest.files.filter((f) => !state.seen.has(f.path)).map((f) => f.path);
+  if (missing.length > 0) throw reject(`the archive is truncated: ${missing.join(', ')} missing`);
+  return state;
+}
+
+async function readManifestEntry(
+  entry: ArchiveEntry,
+  header: Header,
+  opts: UnpackOptions,
+  reject: (message: string) => PackRejectedError,
+): Promise<EntryState> {
+  if ((header.size ?? 0) > PACK_MANIFEST_MAX_BYTES) throw reject('the manifest is too large');
+  const chunks: Buffer[] = [];
+  for await (const chunk of entry) chunks.push(chunk as Buffer);
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw reject('the manifest is not JSON');
+  }
+  const manifest = parsePackManifest(value, opts.sourceName);
+  const tag = opts.tag ?? manifest.tag;
+  checkPackMachine(manifest, opts);
+  if (!opts.force && (await opts.store.exists(tag))) {
+    throw new AlreadyExistsError(
+      `snapshot ${JSON.stringify(tag)} already exists`,
+      { kind: 'snapshot', name: tag },
+      { hint: 'pass --force to replace it, or --tag to unpack under another name' },
+    );
+  }
+  const needed = manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0);
+  const fs = await statfs(opts.store.dataDir.snapshotsDir);
+  const free = fs.bavail * fs.bsize;
+  if (needed > free) {
+    throw new ResourceExhaustedError(
+      `unpacking ${opts.sourceName} needs ${needed} bytes and ${opts.store.dataDir.snapshotsDir} has ${free} free`,
+      { hint: 'free some disk space (forkd rmi, forkd cleanup) and try again' },
+    );
+  }
+  return { manifest, tag, seen: new Set<string>() };
+}
+
+/** Refuse early (before the big files arrive) when this host cannot restore the pack. */
+function checkPackMachine(manifest: PackManifest, opts: UnpackOptions): void {
+  const m = manifest.machine;
+  checkRequirements(
+    { tag: manifest.tag, qemuVersion: m.qemu_version, machineType: m.machine_type, accel: m.accel },
+    opts.host,
+  );
+}
+
+function entryFileName(header: Header, reject: (message: string, entry?: string) => PackRejectedError): string {
+  const pax = paxRecords(header);
+  if (pax['GNU.sparse.major'] === undefined) return header.name;
+  const name = pax['GNU.sparse.name'] ?? '';
+  if (pax['GNU.sparse.major'] !== '1' || pax['GNU.sparse.minor'] !== '0') {
+    throw reject(`entry ${JSON.stringify(name)} uses an unsupported sparse format`, name);
+  }
+  if (name.startsWith('/') || name.split('/').includes('..')) {
+    throw reject(`entry ${JSON.stringify(name.slice(0, 120))} escapes the snapshot directory`, name);
+  }
+  return name;
+}
+
+/**
+ * Write one entry to `path`, verifying it against its manifest line as it
+ * goes: the stored size, the logical size, and the sha256 of the logical
+ * content (holes hash as zeros).
+ */
+async function writeEntryFile(
+  entry: ArchiveEntry,
+  header: Header,
+  file: PackFile,
+  path: string,
+  limits: UnpackLimits,
+  reject: (message: string, entry?: string) => PackRejectedError,
+): Promise<void> {
+  const pax = paxRecords(header);
+  const sparse = pax['GNU.sparse.major'] !== undefined;
+  const realSize = sparse ? Number(pax['GNU.sparse.realsize']) : header.size;
+  if (!Number.isSafeInteger(realSize) || realSize !== file.size) {
+    throw reject(`${file.path} is ${realSize} bytes in the archive but ${file.size} in the manifest`, file.path);
+  }
+  if (!sparse && file.stored_bytes !== file.size) {
+    throw reject(`${file.path} stores ${header.size} bytes but the manifest says ${file.stored_bytes}`, file.path);
+  }
+  const hash = createHash('sha256');
+  const handle = await open(path, 'wx', 0o644);
+  try {
+    const writer = new ExtentWriter(handle, hash);
+    if (sparse) {
+      const mapReader = new SparseMapReader(file.size, { maxRegions: limits.maxSparseRegions });
+      let regions: Extent[] | null = null;
+      for await (const chunk of entry) {
+        if (regions === null) {
+          let parsed: ReturnType<SparseMapReader['push']>;
+          try {
+            parsed = mapReader.push(chunk as Buffer);
+          } catch (err) {
+            throw reject(`${file.path}: ${(err as SparseMapError).message}`, file.path);
+          }
+          if (parsed === null) continue;
+          regions = parsed.regions;
+          const dataBytes = regions.reduce((sum, r) => sum + r.length, 0);
+          if (dataBytes !== file.stored_bytes || mapReader.mapBytes + dataBytes !== header.size) {
+            throw reject(`${file.path}: its sparse map disagrees with the manifest's stored size`, file.path);
+          }
+          writer.setRegions(regions);
+          await writer.write(parsed.rest);
+        } else await writer.write(chunk as Buffer);
+      }
+      if (regions === null) throw reject(`${file.path}: the sparse map is cut short`, file.path);
+    } else {
+      writer.setRegions(file.size > 0 ? [{ offset: 0, length: file.size }] : []);
+      for await (const chunk of entry) await writer.write(chunk as Buffer);
+    }
+    writer.finish(file.size);
+    await handle.truncate(file.size);
+  } finally {
+    await handle.close();
+  }
+  const sha256 = hash.digest('hex');
+  if (sha256 !== file.sha256) throw reject(`${file.path} does not match its sha256 in the manifest`, file.path);
+}
+
+/** Lays entry data out over a file's regions with positional writes, hashing the logical content. */
+class ExtentWriter {
+  private regions: Extent[] = [];
+  private index = 0;
+  private within = 0;
+  private hashedTo = 0;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly hash: Hash,
+  ) {}
+
+  setRegions(regions: Extent[]): void {
+    this.regions = regions;
+  }
+
+  async write(data: Buffer): Promise<void> {
+    let at = 0;
+    while (at < data.length) {
+      const region = this.regions[this.index];
+      if (!region) throw new CorruptError('entry data runs past its regions', '');
+      if (this.within === 0) {
+        hashZeros(this.hash, region.offset - this.hashedTo);
+        this.hashedTo = region.offset;
+      }
+      const take = Math.min(region.length - this.within, data.length - at);
+      const piece = data.subarray(at, at + take);
+      await this.handle.write(piece, 0, take, region.offset + this.within);
+      this.hash.update(piece);
+      this.hashedTo += take;
+      this.within += take;
+      at += take;
+      if (this.within === region.length) {
+        this.index++;
+        this.within = 0;
+      }
+    }
+  }
+
+  finish(size: number): void {
+    hashZeros(this.hash, size - this.hashedTo);
+    this.hashedTo = size;
+  }
+}
+
+/**
+ * After every file arrived: the packed snapshot.json must agree with the pack
+ * manifest, this host must be able to restore it, and the disk layer may
+ * only point at the base image beside it (a qcow2 backing path is a path on
+ * the host that QEMU would open).
+ */
+async function finishStaged(
+  staged: StagedSnapshot,
+  state: EntryState,
+  opts: UnpackOptions,
+  reject: (message: string, entry?: string) => PackRejectedError,
+): Promise<SnapshotManifest> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(staged.path(MANIFEST_FILE), 'utf8'));
+  } catch {
+    throw reject(`its ${MANIFEST_FILE} is not JSON`, MANIFEST_FILE);
+  }
+  const snapshot = checkPackedSnapshot(value, state.manifest, opts.sourceName);
+  checkRestorable(snapshot, opts.host);
+  if (snapshot.disk) {
+    const layer = await inspectDiskImage(staged.path(SNAPSHOT_FILES.disk), 'qcow2');
+    if (
+      layer.backingFile !== SNAPSHOT_FILES.rootfs ||
+      layer.backingFormat !== 'raw' ||
+      layer.dataFile !== null
+    ) {
+      throw reject(
+        `its disk layer refers to ${JSON.stringify(layer.dataFile ?? layer.backingFile)}; only ${SNAPSHOT_FILES.rootfs} beside it is allowed`,
+        SNAPSHOT_FILES.disk,
+      );
+    }
+  }
+  const installed: SnapshotManifest = { ...snapshot, tag: state.tag };
+  if (installed.tag !== snapshot.tag) await writeManifest(staged.dir, installed);
+  return installed;
+}
+
+function asRejection(err: unknown, reject: (message: string) => PackRejectedError): Error {
+  if (err instanceof ForkdError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return reject(`the archive is damaged or truncated (${message})`);
+}
