@@ -17,6 +17,7 @@ export type ForkdErrorCode =
   | 'resource_exhausted'
   | 'missing_dependency'
   | 'command_exit'
+  | 'remote'
   | 'internal';
 
 export interface ForkdErrorOptions {
@@ -181,6 +182,39 @@ export class CommandExitError extends ForkdError {
     super('command_exit', message, options);
   }
 }
+
+/** A hub or object store answered with an error, or could not be reached. */
+export class RemoteError extends ForkdError {
+  constructor(
+    message: string,
+    readonly url: string,
+    /** The HTTP status, or null when no answer came. */
+    readonly status: number | null,
+    options?: ForkdErrorOptions,
+  ) {
+    super('remote', message, options);
+  }
+}
+
+/** The HTTP status that stands for each error code (the daemon and the hub server answer with it). */
+export const HTTP_STATUS: Readonly<Record<ForkdErrorCode, number>> = {
+  invalid_argument: 400,
+  not_found: 404,
+  already_exists: 409,
+  conflict: 409,
+  incompatible: 409,
+  corrupt: 409,
+  timeout: 504,
+  aborted: 499,
+  vm_exited: 500,
+  qmp_error: 500,
+  agent_error: 500,
+  resource_exhausted: 503,
+  missing_dependency: 500,
+  command_exit: 500,
+  remote: 502,
+  internal: 500,
+};
 
 export function errorMessage(err: unknown): string {
   if (err instanceof ForkdError) return err.oneLine();

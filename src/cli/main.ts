@@ -17,6 +17,9 @@ import { registerKill } from './commands/kill.js';
 import { registerSandboxIo } from './commands/sandbox-io.js';
 import { registerMcp } from './commands/mcp.js';
 import { registerSnapshot } from './commands/snapshot.js';
+import { registerPack } from './commands/pack.js';
+import { registerPull } from './commands/pull.js';
+import { registerHub } from './commands/hub.js';
 
 const program = new Command()
   .name('forkd')
@@ -45,6 +48,9 @@ registerLs(program);
 registerKill(program);
 registerSandboxIo(program);
 registerMcp(program);
+registerPack(program);
+registerPull(program);
+registerHub(program);
 
 try {
   await program.parseAsync(process.argv);

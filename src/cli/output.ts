@@ -4,6 +4,7 @@
 
 export interface Printer {
   json: boolean;
+  quiet: boolean;
   /** A progress line on stderr (suppressed with --quiet). */
   progress(message: string): void;
   /** The command's result: JSON when --json, else the human rendering. */
@@ -15,6 +16,7 @@ export function createPrinter(opts: { json: boolean; quiet?: boolean }): Printer
   const started = Date.now();
   return {
     json: opts.json,
+    quiet: opts.quiet ?? false,
     progress(message) {
       if (opts.quiet) return;
       const secs = ((Date.now() - started) / 1000).toFixed(1).padStart(5);

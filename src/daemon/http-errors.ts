@@ -2,25 +2,8 @@
 // {"error": "<message>"} (API-v1.md), including Fastify's own (bad JSON,
 // content type, schema, size).
 import type { FastifyError } from 'fastify';
-import { ForkdError, type ForkdErrorCode } from '../errors.js';
+import { ForkdError, HTTP_STATUS } from '../errors.js';
 
-const STATUS: Record<ForkdErrorCode, number> = {
-  invalid_argument: 400,
-  not_found: 404,
-  already_exists: 409,
-  conflict: 409,
-  incompatible: 409,
-  corrupt: 409,
-  timeout: 504,
-  aborted: 499,
-  vm_exited: 500,
-  qmp_error: 500,
-  agent_error: 500,
-  resource_exhausted: 503,
-  missing_dependency: 500,
-  command_exit: 500,
-  internal: 500,
-};
 
 /** An error raised by a route for an HTTP-only reason (not an engine error). */
 export class HttpError extends Error {
@@ -34,7 +17,7 @@ export class HttpError extends Error {
 
 export function toHttpError(err: unknown): { status: number; message: string } {
   if (err instanceof HttpError) return { status: err.status, message: err.message };
-  if (err instanceof ForkdError) return { status: STATUS[err.code], message: err.oneLine() };
+  if (err instanceof ForkdError) return { status: HTTP_STATUS[err.code], message: err.oneLine() };
   const f = err as Partial<FastifyError> & { validation?: unknown };
   if (f.validation) return { status: 400, message: `invalid request: ${f.message ?? 'schema violation'}` };
   if (f.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')

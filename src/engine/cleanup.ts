@@ -12,6 +12,8 @@ export interface CleanupReport {
   killedVms: number[];
   removedRunDirs: string[];
   removedSnapshots: string[];
+  /** Staging dirs of unpacks whose process died. */
+  removedStaging: string[];
   removedCgroups: string[];
   runningVms: { dir: string; pid: number }[];
 }
@@ -25,6 +27,7 @@ export async function cleanupDataDir(
     killedVms: [],
     removedRunDirs: [],
     removedSnapshots: [],
+    removedStaging: [],
     removedCgroups: [],
     runningVms: [],
   };
@@ -50,6 +53,10 @@ export async function cleanupDataDir(
   for (const record of await store.abandoned()) {
     await rm(record.dir, { recursive: true, force: true });
     report.removedSnapshots.push(record.tag);
+  }
+  for (const dir of await store.abandonedStaging()) {
+    await rm(dir, { recursive: true, force: true });
+    report.removedStaging.push(dir);
   }
   const cgroups = await detectCgroupMemory();
   if (cgroups) {

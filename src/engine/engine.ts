@@ -37,6 +37,11 @@ import { WarmPool, type PoolOptions } from './pool.js';
 import { createSnapshot, type CreateSnapshotOptions } from './parent.js';
 import { join } from 'node:path';
 import { SNAPSHOT_FILES } from '../snapshot/manifest.js';
+import type { HostFacts } from '../snapshot/compat.js';
+import { pathExists } from '../util/files.js';
+import { packSnapshot, type PackOptions, type PackResult } from '../hub/pack.js';
+import { unpackPack, type UnpackOptions, type UnpackResult } from '../hub/unpack.js';
+import { pullPack, type PullOptions, type PullResult } from '../hub/pull.js';
 
 export interface EngineOptions {
   dataDir?: string;
@@ -212,6 +217,32 @@ export class Engine {
       qmp.close();
       throw err;
     }
+  }
+
+  /**
+   * What a pack is checked against before it is unpacked. KVM is only known
+   * for sure by booting (fork does that); here a host without /dev/kvm
+   * cannot take a KVM snapshot.
+   */
+  async hostFacts(): Promise<HostFacts> {
+    const qemu = await this.qemu();
+    return { qemuVersion: qemu.version, kvmUsable: await pathExists('/dev/kvm') };
+  }
+
+  /** Write a snapshot as a portable pack file. */
+  async pack(tag: string, opts: Omit<PackOptions, 'dir' | 'snapshot'>): Promise<PackResult> {
+    const { dir, manifest } = await this.store.getReady(tag);
+    return packSnapshot({ ...opts, dir, snapshot: manifest });
+  }
+
+  /** Unpack a pack stream into this data dir. */
+  async unpack(opts: Omit<UnpackOptions, 'store' | 'host'>): Promise<UnpackResult> {
+    return unpackPack({ ...opts, store: this.store, host: await this.hostFacts() });
+  }
+
+  /** Pull a package from a hub (or a pack URL) into this data dir. */
+  async pull(opts: Omit<PullOptions, 'store' | 'host'>): Promise<PullResult> {
+    return pullPack({ ...opts, store: this.store, host: await this.hostFacts() });
   }
 
   cleanup(opts: { killRunning?: boolean } = {}): Promise<CleanupReport> {

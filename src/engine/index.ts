@@ -10,4 +10,8 @@ export {
 } from './fork.js';
 export type { CleanupReport } from './cleanup.js';
 export { WarmPool, type PoolOptions } from './pool.js';
+export type { PackResult } from '../hub/pack.js';
+export type { UnpackResult } from '../hub/unpack.js';
+export type { PullResult } from '../hub/pull.js';
+export type { TransferPhase, TransferProgress, TransferProgressFn } from '../hub/progress.js';
 export * from '../errors.js';

@@ -14,7 +14,7 @@ export function registerCleanup(program: Command): void {
       out.result(report, () =>
         [
           `stopped ${report.killedVms.length} running VMs`,
-          `removed ${report.removedRunDirs.length} run dirs, ${report.removedSnapshots.length} abandoned snapshots, ${report.removedCgroups.length} cgroups`,
+          `removed ${report.removedRunDirs.length} run dirs, ${report.removedSnapshots.length} abandoned snapshots, ${report.removedStaging.length} unfinished unpacks, ${report.removedCgroups.length} cgroups`,
           report.runningVms.length
             ? `${report.runningVms.length} VMs still running (use --all to stop them)`
             : '',

@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import { listImages, removeImage } from '../../image/index.js';
 import { formatBytes, table } from '../output.js';
-import { makeContext, type GlobalOptions } from '../context.js';
+import { hubUrl, makeContext, type GlobalOptions } from '../context.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { hubPackages, hubTable } from './hub.js';
 
 interface BuildOptions extends GlobalOptions {
   force?: boolean;
@@ -11,10 +13,20 @@ interface BuildOptions extends GlobalOptions {
 export function registerImages(program: Command): void {
   program
     .command('images')
-    .description('list local snapshots and built images')
+    .description('list local snapshots and built images, or with --hub the packages a hub offers')
+    .option('--hub [url]', 'list the hub’s packages instead (default FORKD_HUB_URL)')
     .action(async (_o: unknown, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<GlobalOptions>();
+      const opts = cmd.optsWithGlobals<GlobalOptions & { hub?: string | boolean }>();
       const { engine, out } = makeContext(opts);
+      if (opts.hub !== undefined) {
+        const hub = hubUrl(opts.hub);
+        if (!hub) {
+          throw new InvalidArgumentError('no hub to list', 'hub', { hint: 'pass --hub URL or set FORKD_HUB_URL' });
+        }
+        const { rows } = await hubPackages(hub);
+        out.result({ hub, packages: rows }, () => hubTable(rows));
+        return;
+      }
       const snapshots = (await engine.store.list()).map((r) => ({
         tag: r.tag,
         status: r.manifest?.status ?? 'damaged',

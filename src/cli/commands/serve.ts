@@ -31,7 +31,7 @@ function parsePrewarm(specs: string[] = []): Record<string, number> {
   return pools;
 }
 
-function parseBind(bind: string): { host: string; port: number } {
+export function parseBind(bind: string): { host: string; port: number } {
   const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(bind);
   const port = Number(match?.[2]);
   if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {

@@ -1,0 +1,98 @@
+// `forkd pack` and `forkd unpack`: a snapshot to a portable .forkd.tar.zst
+// and back.
+import type { Command } from 'commander';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { AlreadyExistsError } from '../../errors.js';
+import { intOption, makeContext, type GlobalOptions } from '../context.js';
+import { formatBytes } from '../output.js';
+import { transferProgress } from '../transfer-progress.js';
+
+interface PackCliOptions extends GlobalOptions {
+  tag: string;
+  output?: string;
+  level: number;
+  description?: string;
+  force?: boolean;
+}
+
+interface UnpackCliOptions extends GlobalOptions {
+  tag?: string;
+  force?: boolean;
+}
+
+export function registerPack(program: Command): void {
+  program
+    .command('pack')
+    .description('write a snapshot as one portable .forkd.tar.zst (all its files, zero blocks left out)')
+    .requiredOption('--tag <tag>', 'snapshot to pack')
+    .option('-o, --output <file>', 'where to write it (default ./<tag>.forkd.tar.zst)')
+    .option('--level <n>', 'zstd level 1-19: 19 is a sixth smaller and ten times slower', intOption('--level', 1, 19), 9)
+    .option('--description <text>', 'one line saying what the snapshot is for (shown by hubs)')
+    .option('--force', 'overwrite the output file')
+    .action(async (_o: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<PackCliOptions>();
+      const { engine, out } = makeContext(opts);
+      const output = resolve(opts.output ?? `${opts.tag}.forkd.tar.zst`);
+      if (!opts.force && (await stat(output).then(() => true, () => false))) {
+        throw new AlreadyExistsError(`${output} already exists`, { kind: 'file', name: output }, { hint: 'pass --force to overwrite it, or -o another path' });
+      }
+      out.progress(`packing snapshot ${opts.tag} into ${output}`);
+      const packed = await engine.pack(opts.tag, {
+        output,
+        level: opts.level,
+        description: opts.description,
+        onProgress: transferProgress(out),
+      });
+      const logical = packed.manifest.files.reduce((sum, f) => sum + f.size, 0);
+      out.result(
+        {
+          path: packed.path,
+          bytes: packed.bytes,
+          sha256: packed.sha256,
+          tag: packed.manifest.tag,
+          logical_bytes: logical,
+          stored_bytes: packed.manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0),
+          scan_ms: packed.timings.scanMs,
+          write_ms: packed.timings.writeMs,
+          manifest: packed.manifest,
+        },
+        () =>
+          `packed ${opts.tag} into ${packed.path}: ${formatBytes(packed.bytes)} (from ${formatBytes(logical)} of files) in ${packed.timings.scanMs + packed.timings.writeMs} ms\nsha256 ${packed.sha256}`,
+      );
+    });
+
+  program
+    .command('unpack')
+    .description('install a .forkd.tar.zst as a snapshot, verifying every file (- reads stdin)')
+    .argument('<file>', 'pack file, or - for standard input')
+    .option('--tag <tag>', "install under this tag instead of the pack's own")
+    .option('--force', 'replace a snapshot with the same tag')
+    .action(async (file: string, _o: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<UnpackCliOptions>();
+      const { engine, out } = makeContext(opts);
+      const fromStdin = file === '-';
+      const path = fromStdin ? '(stdin)' : resolve(file);
+      const size = fromStdin ? null : (await stat(path)).size;
+      const unpacked = await engine.unpack({
+        source: fromStdin ? process.stdin : createReadStream(path),
+        sourceName: path,
+        sourceBytes: size,
+        tag: opts.tag,
+        force: opts.force,
+        onProgress: transferProgress(out),
+      });
+      out.result(
+        {
+          tag: unpacked.tag,
+          dir: unpacked.dir,
+          stored_bytes: unpacked.storedBytes,
+          unpack_ms: unpacked.ms,
+          pack: unpacked.pack,
+        },
+        () =>
+          `unpacked snapshot ${unpacked.tag} (${formatBytes(unpacked.storedBytes)} on disk, every file verified) in ${unpacked.ms} ms\nfork it: forkd fork --tag ${unpacked.tag} -n 10`,
+      );
+    });
+}

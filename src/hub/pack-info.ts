@@ -1,0 +1,38 @@
+// Read only the manifest of a pack file: decompress until the first tar
+// entry is complete, then stop. `hub publish` and the hub server use it to
+// check an upload is a pack and to fill the index entry.
+import { createReadStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { CorruptError } from '../errors.js';
+import { PACK_MANIFEST_ENTRY, PACK_MANIFEST_MAX_BYTES, parsePackManifest, type PackManifest } from './pack-manifest.js';
+import { zstdDecompress } from './zstd.js';
+
+export async function readPackManifest(path: string): Promise<PackManifest> {
+  const zstd = zstdDecompress();
+  const extract = tar.extract();
+  const feeding = pipeline(createReadStream(path), zstd.input).catch(() => {});
+  const reading = pipeline(zstd.output, extract).catch(() => {});
+  try {
+    for await (const entry of extract) {
+      if (entry.header.name !== PACK_MANIFEST_ENTRY || entry.header.type !== 'file') break;
+      if (entry.header.size > PACK_MANIFEST_MAX_BYTES) break;
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      let value: unknown;
+      try {
+        value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        break;
+      }
+      return parsePackManifest(value, path);
+    }
+    throw new CorruptError(`${path} is not a forkd pack (no ${PACK_MANIFEST_ENTRY} first)`, path, {
+      hint: 'packs are made by `forkd pack`',
+    });
+  } finally {
+    zstd.kill();
+    extract.destroy();
+    await Promise.all([feeding, reading, zstd.exited.catch(() => {})]);
+  }
+}
