@@ -3,12 +3,14 @@ import { Engine } from '../src/engine/index.js';
 import { errorMessage } from '../src/errors.js';
 import { benchApi } from './api.js';
 import { benchFork } from './fork.js';
+import { benchHub } from './hub.js';
 import { benchLoad } from './load.js';
 
 const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Promise<void>> = {
   fork: benchFork,
   api: benchApi,
   load: benchLoad,
+  hub: benchHub,
 };
 
 const name = process.argv[2];

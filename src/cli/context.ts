@@ -34,7 +34,10 @@ export function intOption(name: string, min: number, max: number) {
 }
 
 /** The hub to use: --hub, else FORKD_HUB_URL, else none. */
-export function hubUrl(option: string | boolean | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function hubUrl(
+  option: string | boolean | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
   if (typeof option === 'string' && option !== '') return option;
   return env.FORKD_HUB_URL || undefined;
 }

@@ -24,7 +24,6 @@ import { registerHub } from './commands/hub.js';
 const program = new Command()
   .name('forkd')
   .description('Fork warmed QEMU microVMs copy-on-write, the way fork(2) forks processes.')
-  .version(FORKD_VERSION)
   .option('--data-dir <dir>', 'state directory (env FORKD_DATA_DIR; default ~/.local/share/forkd)')
   .option('--accel <accel>', 'accelerator: auto (probe KVM, fall back to TCG), kvm or tcg', 'auto')
   .option('--json', 'print one JSON document on stdout')
@@ -33,7 +32,15 @@ const program = new Command()
     // Usage errors: one line, with the way to more help in it.
     outputError: (message, write) => write(`forkd: ${message.trim()} (see --help)\n`),
   })
+  .addHelpText('after', '\nforkd --version (or -V) prints the version.')
   .exitOverride();
+
+// Not commander's .version(): a root option is matched anywhere on the line,
+// and `forkd hub publish --version 1` needs --version for itself.
+if (process.argv[2] === '--version' || process.argv[2] === '-V') {
+  process.stdout.write(`${FORKD_VERSION}\n`);
+  process.exit(0);
+}
 
 registerDoctor(program);
 registerImages(program);

@@ -12,7 +12,10 @@ const LABEL: Record<TransferPhase, string> = {
   upload: 'uploading',
 };
 
-export function transferProgress(out: Printer, stream: NodeJS.WriteStream = process.stderr): TransferProgressFn {
+export function transferProgress(
+  out: Printer,
+  stream: NodeJS.WriteStream = process.stderr,
+): TransferProgressFn {
   if (out.quiet) return () => {};
   let phase: TransferPhase | null = null;
   let started = Date.now();
@@ -34,7 +37,10 @@ export function transferProgress(out: Printer, stream: NodeJS.WriteStream = proc
     if (tty) {
       const width = 30;
       const filled = fraction === null ? 0 : Math.round(fraction * width);
-      const bar = fraction === null ? '' : `[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${Math.round(fraction * 100)}% `;
+      const bar =
+        fraction === null
+          ? ''
+          : `[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${Math.round(fraction * 100)}% `;
       stream.write(`\r${LABEL[p.phase]} ${bar}${amount} ${rate}\x1b[K`);
       if (fraction === 1 && p.doneBytes === p.totalBytes) {
         stream.write('\n');

@@ -4,7 +4,6 @@
 import type { FastifyError } from 'fastify';
 import { ForkdError, HTTP_STATUS } from '../errors.js';
 
-
 /** An error raised by a route for an HTTP-only reason (not an engine error). */
 export class HttpError extends Error {
   constructor(

@@ -35,9 +35,14 @@ async function request(url: URL, init: RequestInit): Promise<Response> {
   } catch (err) {
     if ((err as Error).name === 'AbortError') throw err;
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new RemoteError(`cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, url.href, null, {
-      hint: 'check the hub URL (--hub, FORKD_HUB_URL) and that the hub is running',
-    });
+    throw new RemoteError(
+      `cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+      url.href,
+      null,
+      {
+        hint: 'check the hub URL (--hub, FORKD_HUB_URL) and that the hub is running',
+      },
+    );
   }
 }
 
@@ -46,7 +51,11 @@ export function httpFailure(url: URL, res: Response, body: string): Error {
   if (res.status === 404) {
     return new NotFoundError(`${url.href} was not found (HTTP 404)`, { kind: 'url', name: url.href });
   }
-  return new RemoteError(`${url.href} answered HTTP ${res.status}${detail ? `: ${detail}` : ''}`, url.href, res.status);
+  return new RemoteError(
+    `${url.href} answered HTTP ${res.status}${detail ? `: ${detail}` : ''}`,
+    url.href,
+    res.status,
+  );
 }
 
 export async function fetchJson(url: URL, opts: { signal?: AbortSignal | undefined } = {}): Promise<unknown> {
@@ -128,9 +137,14 @@ async function finish(
   }
   progress.done();
   if (total !== null && bytes !== total) {
-    throw new RemoteError(`the download of ${opts.url.href} stopped at ${bytes} of ${total} bytes`, opts.url.href, res.status, {
-      hint: 'run the same command again to resume it',
-    });
+    throw new RemoteError(
+      `the download of ${opts.url.href} stopped at ${bytes} of ${total} bytes`,
+      opts.url.href,
+      res.status,
+      {
+        hint: 'run the same command again to resume it',
+      },
+    );
   }
   const sha256 = state.hash.digest('hex');
   if (opts.expectedSha256 && sha256 !== opts.expectedSha256) {

@@ -5,7 +5,12 @@ import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { CorruptError } from '../errors.js';
-import { PACK_MANIFEST_ENTRY, PACK_MANIFEST_MAX_BYTES, parsePackManifest, type PackManifest } from './pack-manifest.js';
+import {
+  PACK_MANIFEST_ENTRY,
+  PACK_MANIFEST_MAX_BYTES,
+  parsePackManifest,
+  type PackManifest,
+} from './pack-manifest.js';
 import { zstdDecompress } from './zstd.js';
 
 export async function readPackManifest(path: string): Promise<PackManifest> {

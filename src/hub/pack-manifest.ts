@@ -62,6 +62,9 @@ export const PackManifest = Type.Object({
 });
 export type PackManifest = Static<typeof PackManifest>;
 
+/** Every file a pack may hold: a snapshot dir's files, nothing else. */
+const KNOWN_FILES = new Set<string>([MANIFEST_FILE, ...Object.values(SNAPSHOT_FILES)]);
+
 const REQUIRED_FILES = [
   MANIFEST_FILE,
   SNAPSHOT_FILES.memory,
@@ -98,13 +101,20 @@ export function parsePackManifest(value: unknown, source: string): PackManifest 
   }
   const manifest = value as PackManifest;
   if (!TAG_PATTERN.test(manifest.tag)) {
-    throw new CorruptError(`${source} names an unsafe tag ${JSON.stringify(manifest.tag.slice(0, 80))}`, source, {
-      hint: 'tags are 1-64 characters from A-Z a-z 0-9 _ -',
-    });
+    throw new CorruptError(
+      `${source} names an unsafe tag ${JSON.stringify(manifest.tag.slice(0, 80))}`,
+      source,
+      {
+        hint: 'tags are 1-64 characters from A-Z a-z 0-9 _ -',
+      },
+    );
   }
   const names = new Set<string>();
   for (const file of manifest.files) {
     if (names.has(file.path)) throw new CorruptError(`${source} lists ${file.path} twice`, source);
+    if (!KNOWN_FILES.has(file.path)) {
+      throw new CorruptError(`${source} lists ${file.path}, which is not a snapshot file`, source);
+    }
     if (file.stored_bytes > file.size) {
       throw new CorruptError(`${source} says ${file.path} stores more bytes than it has`, source);
     }
@@ -112,6 +122,13 @@ export function parsePackManifest(value: unknown, source: string): PackManifest 
   }
   for (const required of REQUIRED_FILES) {
     if (!names.has(required)) throw new CorruptError(`${source} lacks ${required}`, source);
+  }
+  const memory = manifest.files.find((f) => f.path === SNAPSHOT_FILES.memory);
+  if (memory && memory.size !== manifest.machine.memory_mib * 2 ** 20) {
+    throw new CorruptError(
+      `${source} says its RAM file is ${memory.size} bytes for ${manifest.machine.memory_mib} MiB`,
+      source,
+    );
   }
   if (manifest.chain.length > 0) {
     throw new IncompatibleError(
@@ -149,7 +166,10 @@ const PackedSnapshotManifest = Type.Object({
     Type.Object({ layer: Type.Literal(SNAPSHOT_FILES.disk), base: Type.Literal(SNAPSHOT_FILES.rootfs) }),
   ]),
   memory: Type.Object({ file: Type.Literal(SNAPSHOT_FILES.memory), logicalBytes: Type.Integer() }),
-  vmstate: Type.Object({ file: Type.Literal(SNAPSHOT_FILES.vmstate), sha256: Type.String({ pattern: SHA256 }) }),
+  vmstate: Type.Object({
+    file: Type.Literal(SNAPSHOT_FILES.vmstate),
+    sha256: Type.String({ pattern: SHA256 }),
+  }),
 });
 
 /** Checks a packed snapshot.json against the pack manifest it came with. */
@@ -168,6 +188,7 @@ export function checkPackedSnapshot(value: unknown, pack: PackManifest, source: 
     snapshot.memory.logicalBytes !== snapshot.machine.memoryMib * 1024 * 1024 ||
     snapshot.qemu.version !== pack.machine.qemu_version ||
     snapshot.machine.machineType !== pack.machine.machine_type ||
+    snapshot.machine.hasDisk !== (snapshot.disk !== null) ||
     (snapshot.disk !== null &&
       (sizeOf(SNAPSHOT_FILES.disk) === undefined || sizeOf(SNAPSHOT_FILES.rootfs) === undefined));
   if (mismatch) {

@@ -92,6 +92,7 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
   const forget = onProcessExit(() => rmSync(partial, { force: true }));
   const zstd = zstdCompress({ level });
   const archive = tar.pack();
+  archive.on('error', () => {}); // its failures reach us through the entries and zstd
   const hash = createHash('sha256');
   let bytes = 0;
   const writing = throttledProgress(
@@ -114,9 +115,11 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
     archive.pipe(zstd.input);
     const entries = (async () => {
       const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
-      await writeEntry(archive, denseHeader({ name: PACK_MANIFEST_ENTRY, size: manifestBytes.length, mtime }), [
-        manifestBytes,
-      ]);
+      await writeEntry(
+        archive,
+        denseHeader({ name: PACK_MANIFEST_ENTRY, size: manifestBytes.length, mtime }),
+        [manifestBytes],
+      );
       for (const name of names) {
         const scan = scans.get(name)!;
         const file = { name, size: scan.size, mtime };
@@ -131,7 +134,17 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
       }
       archive.finalize();
     })();
-    await Promise.all([entries, output, zstd.exited]);
+    // One failure stops the rest (a dead zstd never drains the archive); the
+    // most telling error wins: the output file's, then zstd's, then tar's.
+    const stopOnFailure = (work: Promise<unknown>) =>
+      work.catch((err: unknown) => {
+        zstd.kill();
+        archive.destroy(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      });
+    const results = await Promise.allSettled([output, zstd.exited, entries].map(stopOnFailure));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     writing.done();
     await rename(partial, opts.output);
   } catch (err) {
@@ -157,7 +170,8 @@ function buildPackManifest(opts: PackOptions, files: PackFile[]): PackManifest {
     format: PACK_FORMAT,
     format_version: PACK_FORMAT_VERSION,
     tag: s.tag,
-    description: opts.description ?? `${s.image.recipe} snapshot${s.runtime ? ` (${s.runtime.kind} warm)` : ''}`,
+    description:
+      opts.description ?? `${s.image.recipe} snapshot${s.runtime ? ` (${s.runtime.kind} warm)` : ''}`,
     created_at: s.createdAt,
     forkd_version: FORKD_VERSION,
     machine: {
@@ -189,7 +203,7 @@ export async function* readExtents(
   const file = await open(path, 'r');
   try {
     for (const extent of extents) {
-      for (let at = extent.offset; at < extent.offset + extent.length; ) {
+      for (let at = extent.offset; at < extent.offset + extent.length;) {
         const want = Math.min(1 << 20, extent.offset + extent.length - at);
         const buf = Buffer.allocUnsafe(want);
         const { bytesRead } = await file.read(buf, 0, want, at);

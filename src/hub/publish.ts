@@ -6,7 +6,7 @@ import { copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { AlreadyExistsError, InvalidArgumentError } from '../errors.js';
-import { lockFile } from '../snapshot/lock.js';
+import { lockFileWaiting } from '../snapshot/lock.js';
 import { sha256File } from '../util/files.js';
 import { PACK_EXTENSION, type PackManifest } from './pack-manifest.js';
 import { readPackManifest } from './pack-info.js';
@@ -72,7 +72,7 @@ export async function publishPack(opts: PublishOptions): Promise<PublishResult> 
   checkPackageName(opts.name, version);
   const relative = packRelativePath(opts.name, version);
   const target = join(opts.hubDir, relative);
-  const lock = await lockFile(join(opts.hubDir, `.${INDEX_FILE}.lock`), `hub index in ${opts.hubDir}`);
+  const lock = await lockFileWaiting(join(opts.hubDir, `.${INDEX_FILE}.lock`), `hub index in ${opts.hubDir}`);
   try {
     const index = await readIndexFile(join(opts.hubDir, INDEX_FILE));
     if (index.packages[opts.name]?.versions[version] && !opts.force) {

@@ -13,7 +13,13 @@ import { assertValidTag, isValidTag } from '../snapshot/tag.js';
 import { downloadFile, fetchJson } from './download.js';
 import { PACK_EXTENSION } from './pack-manifest.js';
 import type { TransferProgressFn } from './progress.js';
-import { indexUrlFor, parsePackageRef, parseRegistryIndex, resolvePackage, type IndexVersion } from './registry-index.js';
+import {
+  indexUrlFor,
+  parsePackageRef,
+  parseRegistryIndex,
+  resolvePackage,
+  type IndexVersion,
+} from './registry-index.js';
 import { unpackPack, type UnpackResult } from './unpack.js';
 
 export interface PullOptions {

@@ -78,7 +78,8 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
   app.put<{ Params: UploadParams; Querystring: { force?: string } }>(
     '/packs/:owner/:name/:file',
     async (req, reply) => {
-      if (!opts.token) return refuse(reply, 403, 'uploads are disabled on this hub (start it with --token-file)');
+      if (!opts.token)
+        return refuse(reply, 403, 'uploads are disabled on this hub (start it with --token-file)');
       const auth = bearerStatus(req.headers.authorization, opts.token);
       if (auth !== 'ok') return refuse(reply, 401, `${auth} bearer token`);
       const { owner, name, file } = req.params;

@@ -127,7 +127,8 @@ export class SparseMapReader {
         if (this.digits.length > 16) throw new SparseMapError('a number in the sparse map is too long');
         continue;
       }
-      if (byte !== 0x0a || this.digits === '') throw new SparseMapError('the sparse map is not decimal lines');
+      if (byte !== 0x0a || this.digits === '')
+        throw new SparseMapError('the sparse map is not decimal lines');
       this.numbers.push(Number(this.digits));
       this.digits = '';
       if (this.expected === null) {
@@ -163,7 +164,8 @@ export class SparseMapReader {
       const offset = this.numbers[i]!;
       const length = this.numbers[i + 1]!;
       if (offset < end) throw new SparseMapError('sparse regions overlap or are out of order');
-      if (offset + length > this.size) throw new SparseMapError('a sparse region lies past the end of the file');
+      if (offset + length > this.size)
+        throw new SparseMapError('a sparse region lies past the end of the file');
       end = offset + length;
       if (length > 0) regions.push({ offset, length });
     }

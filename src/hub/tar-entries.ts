@@ -16,7 +16,9 @@ export function paxRecords(header: Header): Record<string, string> {
   const pax = header.pax;
   if (typeof pax !== 'object' || pax === null) return {};
   return Object.fromEntries(
-    Object.entries(pax as Record<string, unknown>).filter((kv): kv is [string, string] => typeof kv[1] === 'string'),
+    Object.entries(pax as Record<string, unknown>).filter(
+      (kv): kv is [string, string] => typeof kv[1] === 'string',
+    ),
   );
 }
 
@@ -36,10 +38,14 @@ export async function writeEntry(
   const written = new Promise<void>((resolve, reject) => {
     settle = (err) => (err ? reject(err) : resolve());
   });
+  written.catch(() => {}); // awaited below; a destroyed archive must not wait for a drain that never comes
   const sink = pack.entry(header, (err) => settle(err ?? null));
+  sink.on('error', () => {}); // reported through the entry callback
   try {
     for await (const chunk of chunks) {
-      if (!sink.write(chunk)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()));
+      if (!sink.write(chunk)) {
+        await Promise.race([new Promise<void>((resolve) => sink.once('drain', () => resolve())), written]);
+      }
     }
     sink.end(undefined);
   } catch (err) {

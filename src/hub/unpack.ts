@@ -28,6 +28,7 @@ import { SparseMapError, SparseMapReader, hashZeros, type Extent } from './spars
 import { paxRecords, type ArchiveEntry } from './tar-entries.js';
 import type { Header } from 'tar-stream';
 import { zstdDecompress } from './zstd.js';
+import { HostCommandError } from '../util/run.js';
 
 export interface UnpackLimits {
   /** Bytes the archive may decompress to in total. */
@@ -44,7 +45,7 @@ export const DEFAULT_UNPACK_LIMITS: UnpackLimits = {
   maxDecompressedBytes: 64 * 2 ** 30,
   maxRatio: 1000,
   ratioGraceBytes: 64 * 2 ** 20,
-  maxFileBytes: 2 ** 40,
+  maxFileBytes: 256 * 2 ** 30,
   maxSparseRegions: 4_000_000,
 };
 
@@ -152,17 +153,23 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
     opts.source.destroy();
     extract.destroy();
     await staged.discard();
-    // A truncated or failing stream reports its own error first; the loop sees only its echo.
+    // A truncated or failing stream reports its own error first; the loop
+    // sees only its echo ("truncated", a missing file, zstd's exit).
     const cause = await Promise.race([
       Promise.all([input, output, zstd.exited]).then(
-        () => err,
+        () => null,
         (e: unknown) => e,
       ),
-      new Promise((resolve) => setTimeout(resolve, 50, err)),
+      new Promise((resolve) => setTimeout(resolve, 50, null)),
     ]);
-    throw err instanceof ForkdError ? err : asRejection(cause ?? err, reject);
+    const echo =
+      err instanceof StreamEndedEarly || err instanceof HostCommandError || !(err instanceof ForkdError);
+    throw asRejection(echo && cause ? cause : err, reject);
   }
 }
+
+/** The archive ended before the manifest or all its files; the stream's own error, if any, says why. */
+class StreamEndedEarly extends PackRejectedError {}
 
 interface EntryState {
   manifest: PackManifest;
@@ -185,7 +192,10 @@ async function readEntries(
       throw reject(`entry ${shownName} escapes the snapshot directory`, header.name);
     }
     if (header.type !== 'file') {
-      throw reject(`entry ${shownName} is a ${header.type ?? 'special'} entry; packs hold regular files only`, header.name);
+      throw reject(
+        `entry ${shownName} is a ${header.type ?? 'special'} entry; packs hold regular files only`,
+        header.name,
+      );
     }
     if (state === null) {
       if (header.name !== PACK_MANIFEST_ENTRY) {
@@ -204,9 +214,21 @@ async function readEntries(
     }
     await writeEntryFile(entry, header, file, staged.path(name), limits, reject);
   }
-  if (state === null) throw reject('the archive is empty (no manifest)');
+  if (state === null) {
+    throw new StreamEndedEarly(
+      `${opts.sourceName}: the archive is empty (no manifest)`,
+      opts.sourceName,
+      null,
+    );
+  }
   const missing = state.manifest.files.filter((f) => !state.seen.has(f.path)).map((f) => f.path);
-  if (missing.length > 0) throw reject(`the archive is truncated: ${missing.join(', ')} missing`);
+  if (missing.length > 0) {
+    throw new StreamEndedEarly(
+      `${opts.sourceName}: the archive is truncated: ${missing.join(', ')} missing`,
+      opts.sourceName,
+      null,
+    );
+  }
   return state;
 }
 
@@ -256,7 +278,10 @@ function checkPackMachine(manifest: PackManifest, opts: UnpackOptions): void {
   );
 }
 
-function entryFileName(header: Header, reject: (message: string, entry?: string) => PackRejectedError): string {
+function entryFileName(
+  header: Header,
+  reject: (message: string, entry?: string) => PackRejectedError,
+): string {
   const pax = paxRecords(header);
   if (pax['GNU.sparse.major'] === undefined) return header.name;
   const name = pax['GNU.sparse.name'] ?? '';
@@ -286,10 +311,16 @@ async function writeEntryFile(
   const sparse = pax['GNU.sparse.major'] !== undefined;
   const realSize = sparse ? Number(pax['GNU.sparse.realsize']) : header.size;
   if (!Number.isSafeInteger(realSize) || realSize !== file.size) {
-    throw reject(`${file.path} is ${realSize} bytes in the archive but ${file.size} in the manifest`, file.path);
+    throw reject(
+      `${file.path} is ${realSize} bytes in the archive but ${file.size} in the manifest`,
+      file.path,
+    );
   }
   if (!sparse && file.stored_bytes !== file.size) {
-    throw reject(`${file.path} stores ${header.size} bytes but the manifest says ${file.stored_bytes}`, file.path);
+    throw reject(
+      `${file.path} stores ${header.size} bytes but the manifest says ${file.stored_bytes}`,
+      file.path,
+    );
   }
   const hash = createHash('sha256');
   const handle = await open(path, 'wx', 0o644);
@@ -327,7 +358,8 @@ async function writeEntryFile(
     await handle.close();
   }
   const sha256 = hash.digest('hex');
-  if (sha256 !== file.sha256) throw reject(`${file.path} does not match its sha256 in the manifest`, file.path);
+  if (sha256 !== file.sha256)
+    throw reject(`${file.path} does not match its sha256 in the manifest`, file.path);
 }
 
 /** Lays entry data out over a file's regions with positional writes, hashing the logical content. */
@@ -396,7 +428,12 @@ async function finishStaged(
   const snapshot = checkPackedSnapshot(value, state.manifest, opts.sourceName);
   checkRestorable(snapshot, opts.host);
   if (snapshot.disk) {
-    const layer = await inspectDiskImage(staged.path(SNAPSHOT_FILES.disk), 'qcow2');
+    const layer = await inspectDiskImage(staged.path(SNAPSHOT_FILES.disk), 'qcow2').catch(() => {
+      throw reject(
+        `its disk layer ${SNAPSHOT_FILES.disk} is not a readable qcow2 image`,
+        SNAPSHOT_FILES.disk,
+      );
+    });
     if (
       layer.backingFile !== SNAPSHOT_FILES.rootfs ||
       layer.backingFormat !== 'raw' ||
@@ -414,7 +451,7 @@ async function finishStaged(
 }
 
 function asRejection(err: unknown, reject: (message: string) => PackRejectedError): Error {
-  if (err instanceof ForkdError) return err;
+  if (err instanceof ForkdError && !(err instanceof HostCommandError)) return err;
   const message = err instanceof Error ? err.message : String(err);
   return reject(`the archive is damaged or truncated (${message})`);
 }

@@ -75,26 +75,40 @@ export async function uploadFile(opts: UploadOptions): Promise<UploadResult> {
   return finish(opts, res, size, started);
 }
 
-async function finish(opts: UploadOptions, res: IncomingMessage, size: number, started: number): Promise<UploadResult> {
+async function finish(
+  opts: UploadOptions,
+  res: IncomingMessage,
+  size: number,
+  started: number,
+): Promise<UploadResult> {
   const chunks: Buffer[] = [];
   for await (const chunk of res) chunks.push(chunk as Buffer);
   const body = Buffer.concat(chunks).toString('utf8');
   const status = res.statusCode ?? 0;
   if (status < 200 || status >= 300) {
     const detail = body.trim().slice(0, 300);
-    throw new RemoteError(`PUT ${redact(opts.url)} answered HTTP ${status}${detail ? `: ${detail}` : ''}`, redact(opts.url), status, {
-      hint:
-        status === 401 || status === 403
-          ? 'check the token (--token-file, FORKD_HUB_TOKEN) or that the presigned URL has not expired'
-          : undefined,
-    });
+    throw new RemoteError(
+      `PUT ${redact(opts.url)} answered HTTP ${status}${detail ? `: ${detail}` : ''}`,
+      redact(opts.url),
+      status,
+      {
+        hint:
+          status === 401 || status === 403
+            ? 'check the token (--token-file, FORKD_HUB_TOKEN) or that the presigned URL has not expired'
+            : undefined,
+      },
+    );
   }
   return { status, bytes: size, body, ms: Date.now() - started };
 }
 
 function unreachable(url: URL, err: unknown): RemoteError {
   const code = (err as NodeJS.ErrnoException).code;
-  return new RemoteError(`cannot upload to ${url.origin}: ${code ?? (err as Error).message}`, redact(url), null);
+  return new RemoteError(
+    `cannot upload to ${url.origin}: ${code ?? (err as Error).message}`,
+    redact(url),
+    null,
+  );
 }
 
 /** A presigned URL's query string is a credential: never print it. */

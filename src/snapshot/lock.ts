@@ -55,3 +55,20 @@ export async function lockFile(path: string, what: string): Promise<TagLock> {
   }
   throw new ConflictError(`${what} is busy`);
 }
+
+/**
+ * Like lockFile, but waits (polling) while another holder is at work, up to
+ * `timeoutMs`: for short critical sections many callers share, such as
+ * rewriting a hub's index.
+ */
+export async function lockFileWaiting(path: string, what: string, timeoutMs = 30_000): Promise<TagLock> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+    try {
+      return await lockFile(path, what);
+    } catch (err) {
+      if (!(err instanceof ConflictError) || Date.now() + delay > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}

@@ -92,7 +92,10 @@ export class StagedSnapshot {
       let displaced: string | null = null;
       if (await this.store.exists(tag)) {
         if (!opts.replace) await this.store.assertTagFree(tag);
-        displaced = join(this.store.dataDir.snapshotsDir, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}-old`);
+        displaced = join(
+          this.store.dataDir.snapshotsDir,
+          `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}-old`,
+        );
         await rename(target, displaced);
       }
       await rename(this.dir, target);
@@ -238,7 +241,10 @@ export class SnapshotStore {
   /** A fresh staging dir on the snapshots' filesystem, so install is a rename. */
   async beginStaging(): Promise<StagedSnapshot> {
     await mkdir(this.dataDir.snapshotsDir, { recursive: true });
-    const dir = join(this.dataDir.snapshotsDir, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
+    const dir = join(
+      this.dataDir.snapshotsDir,
+      `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`,
+    );
     await mkdir(dir);
     return new StagedSnapshot(dir, this);
   }

@@ -30,7 +30,9 @@ export function registerHub(program: Command): void {
   const hub = program.command('hub').description('run a snapshot hub, and publish packs to one');
   hub
     .command('serve')
-    .description('serve DIR/index.json and DIR/packs/ (Range requests), and accept token-authenticated PUT uploads')
+    .description(
+      'serve DIR/index.json and DIR/packs/ (Range requests), and accept token-authenticated PUT uploads',
+    )
     .argument('<dir>', 'hub directory (created if missing)')
     .option('--bind <host:port>', 'address to listen on', '127.0.0.1:7070')
     .option('--token-file <file>', 'bearer token that uploads need; without it the hub is read-only')

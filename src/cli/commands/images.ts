@@ -21,7 +21,9 @@ export function registerImages(program: Command): void {
       if (opts.hub !== undefined) {
         const hub = hubUrl(opts.hub);
         if (!hub) {
-          throw new InvalidArgumentError('no hub to list', 'hub', { hint: 'pass --hub URL or set FORKD_HUB_URL' });
+          throw new InvalidArgumentError('no hub to list', 'hub', {
+            hint: 'pass --hub URL or set FORKD_HUB_URL',
+          });
         }
         const { rows } = await hubPackages(hub);
         out.result({ hub, packages: rows }, () => hubTable(rows));

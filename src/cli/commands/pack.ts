@@ -28,15 +28,30 @@ export function registerPack(program: Command): void {
     .description('write a snapshot as one portable .forkd.tar.zst (all its files, zero blocks left out)')
     .requiredOption('--tag <tag>', 'snapshot to pack')
     .option('-o, --output <file>', 'where to write it (default ./<tag>.forkd.tar.zst)')
-    .option('--level <n>', 'zstd level 1-19: 19 is a sixth smaller and ten times slower', intOption('--level', 1, 19), 9)
+    .option(
+      '--level <n>',
+      'zstd level 1-19: 19 is a sixth smaller and ten times slower',
+      intOption('--level', 1, 19),
+      9,
+    )
     .option('--description <text>', 'one line saying what the snapshot is for (shown by hubs)')
     .option('--force', 'overwrite the output file')
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<PackCliOptions>();
       const { engine, out } = makeContext(opts);
       const output = resolve(opts.output ?? `${opts.tag}.forkd.tar.zst`);
-      if (!opts.force && (await stat(output).then(() => true, () => false))) {
-        throw new AlreadyExistsError(`${output} already exists`, { kind: 'file', name: output }, { hint: 'pass --force to overwrite it, or -o another path' });
+      if (
+        !opts.force &&
+        (await stat(output).then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        throw new AlreadyExistsError(
+          `${output} already exists`,
+          { kind: 'file', name: output },
+          { hint: 'pass --force to overwrite it, or -o another path' },
+        );
       }
       out.progress(`packing snapshot ${opts.tag} into ${output}`);
       const packed = await engine.pack(opts.tag, {

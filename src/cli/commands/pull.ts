@@ -26,7 +26,9 @@ interface PushCliOptions extends GlobalOptions {
 export function registerPull(program: Command): void {
   program
     .command('pull')
-    .description('download a snapshot from a hub (owner/name[@version]) or a pack URL, verify it and unpack it')
+    .description(
+      'download a snapshot from a hub (owner/name[@version]) or a pack URL, verify it and unpack it',
+    )
     .argument('<ref>', 'owner/name[@version] (resolved through the hub index) or http(s)://…/x.forkd.tar.zst')
     .option('--tag <tag>', 'install under this tag (default: the package name, or the pack’s own tag)')
     .option('--force', 'replace a snapshot with the same tag')
@@ -71,7 +73,10 @@ export function registerPull(program: Command): void {
     .argument('<url>', 'e.g. http://hub:7070/packs/<owner>/<name>/<version>.forkd.tar.zst')
     .option('--tag <tag>', 'snapshot to pack and push')
     .option('--file <pack>', 'push an existing .forkd.tar.zst instead')
-    .option('--token-file <file>', 'bearer token for the hub (env FORKD_HUB_TOKEN); not needed for presigned URLs')
+    .option(
+      '--token-file <file>',
+      'bearer token for the hub (env FORKD_HUB_TOKEN); not needed for presigned URLs',
+    )
     .option('--level <n>', 'zstd level when packing', intOption('--level', 1, 19), 9)
     .action(async (target: string, _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<PushCliOptions>();
@@ -117,4 +122,3 @@ export function registerPull(program: Command): void {
       }
     });
 }
-

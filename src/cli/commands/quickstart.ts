@@ -1,10 +1,15 @@
-// `forkd quickstart`: the whole idea in one command. Build the python-numpy
-// image if missing, snapshot a warm parent if missing, fork 10 children and
-// eval numpy in each, then print what it cost.
+// `forkd quickstart`: the whole idea in one command. Get a warm python-numpy
+// parent (pulled from a hub when one is configured and reachable, otherwise
+// built here: debootstrap, boot, warm-up), fork 10 children, eval numpy in
+// each, and print what it cost.
 import type { Command } from 'commander';
 import { errorMessage } from '../../errors.js';
-import { makeContext, type GlobalOptions } from '../context.js';
-import { percentile, table } from '../output.js';
+import type { Engine } from '../../engine/index.js';
+import { hubUrl, makeContext, type GlobalOptions } from '../context.js';
+import { percentile, table, type Printer } from '../output.js';
+import { transferProgress } from '../transfer-progress.js';
+
+const DEFAULT_PACKAGE = 'forkd/python-numpy';
 
 const TAG = 'python-numpy';
 const CODE = 'import os; (numpy.arange(5) * 2).tolist(), os.getpid(), int.from_bytes(os.urandom(4), "big")';
@@ -12,17 +17,21 @@ const CODE = 'import os; (numpy.arange(5) * 2).tolist(), os.getpid(), int.from_b
 export function registerQuickstart(program: Command): void {
   program
     .command('quickstart')
-    .description(
-      'build python-numpy (if missing), snapshot a warm parent, fork 10 children and eval numpy in each',
-    )
+    .description('pull (or build) a warm python-numpy parent, fork 10 children and eval numpy in each')
     .option('-n, --n <count>', 'children to fork', (v) => Number(v), 10)
+    .option('--hub <url>', 'hub to pull the parent from (env FORKD_HUB_URL); without one it is built here')
+    .option('--package <owner/name>', 'package to pull', DEFAULT_PACKAGE)
     .action(async (_o: unknown, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<GlobalOptions & { n: number }>();
+      const opts = cmd.optsWithGlobals<GlobalOptions & { n: number; hub?: string; package: string }>();
       const { engine, out } = makeContext(opts);
       const existing = (await engine.store.list()).find((r) => r.tag === TAG);
+      let source: 'existing' | 'pulled' | 'built' = 'existing';
       if (existing?.manifest?.status === 'ready') {
         out.progress(`snapshot ${TAG} exists; reusing it (remove it with \`forkd rmi ${TAG}\` to rebuild)`);
+      } else if (existing === undefined && (await pullParent(engine, out, hubUrl(opts.hub), opts.package))) {
+        source = 'pulled';
       } else {
+        source = 'built';
         if (existing) await engine.store.remove(TAG);
         out.progress(
           `creating snapshot ${TAG} (first run builds the image: debootstrap + numpy, a few minutes)`,
@@ -76,7 +85,13 @@ export function registerQuickstart(program: Command): void {
           }
         }),
       );
-      const summary = { n: opts.n, ok, restore_wall_ms: restore.wallMs, eval_p50_ms: percentile(evalMs, 50) };
+      const summary = {
+        n: opts.n,
+        ok,
+        parent: source,
+        restore_wall_ms: restore.wallMs,
+        eval_p50_ms: percentile(evalMs, 50),
+      };
       out.result(summary, () =>
         [
           table(['#', 'SANDBOX', 'RESTORE', 'EVAL', 'RESULT ([numpy], pid, urandom)'], rows),
@@ -87,4 +102,30 @@ export function registerQuickstart(program: Command): void {
       );
       if (ok !== opts.n) process.exitCode = 1;
     });
+}
+
+/** Pull the parent from a hub; false (having said why) when there is none or it fails. */
+async function pullParent(
+  engine: Engine,
+  out: Printer,
+  hub: string | undefined,
+  pkg: string,
+): Promise<boolean> {
+  if (!hub) {
+    out.progress(
+      'no hub configured (set FORKD_HUB_URL or pass --hub to pull a ready parent): building locally',
+    );
+    return false;
+  }
+  out.progress(`pulling ${pkg} from ${hub}`);
+  try {
+    const pulled = await engine.pull({ ref: pkg, hub, tag: TAG, onProgress: transferProgress(out) });
+    out.progress(
+      `pulled ${pkg}: ${pulled.downloadBytes} bytes in ${pulled.downloadMs} ms, unpacked and verified in ${pulled.unpackMs} ms`,
+    );
+    return true;
+  } catch (err) {
+    out.progress(`could not pull ${pkg} from ${hub}: ${errorMessage(err)}; building locally instead`);
+    return false;
+  }
 }

@@ -1,0 +1,156 @@
+// The hub's "done when", through the CLI as a user runs it: a python-numpy
+// parent is packed, published to a `forkd hub serve` on loopback, and a
+// clean data dir's quickstart pulls it (no image build) and forks 10
+// children that all answer a numpy eval.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Engine } from '../../src/engine/index.js';
+import { runCli } from '../support/cli.js';
+import { qemuProcessesUsing, testEngine } from '../support/engine.js';
+
+const TAG = 'test-hub-python-numpy';
+let engine: Engine;
+let work: string;
+let hub: ChildProcess | null = null;
+let hubUrl = '';
+
+before(async () => {
+  engine = testEngine();
+  work = await mkdtemp(join(tmpdir(), 'forkd-hub-cli-'));
+  await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy', replace: true });
+  const packed = runCli([
+    '--data-dir',
+    engine.dataDir.root,
+    'pack',
+    '--tag',
+    TAG,
+    '--level',
+    '3',
+    '-o',
+    join(work, 'pn.forkd.tar.zst'),
+    '--json',
+  ]);
+  assert.equal(packed.status, 0, packed.stderr);
+  const published = runCli([
+    'hub',
+    'publish',
+    join(work, 'pn.forkd.tar.zst'),
+    '--name',
+    'forkd/python-numpy',
+    '--version',
+    '1',
+    '--dir',
+    join(work, 'hub'),
+  ]);
+  assert.equal(published.status, 0, published.stderr);
+  await writeFile(join(work, 'token'), 'a-test-token-that-is-long-enough\n');
+  hub = spawn(
+    process.execPath,
+    [
+      'dist/src/cli/main.js',
+      'hub',
+      'serve',
+      join(work, 'hub'),
+      '--bind',
+      '127.0.0.1:0',
+      '--token-file',
+      join(work, 'token'),
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  hubUrl = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    hub!.stderr!.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const match = / on (http:\/\/127\.0\.0\.1:\d+)/.exec(text);
+      if (match) resolve(match[1]!);
+    });
+    hub!.once('exit', (code) => reject(new Error(`hub exited ${code}: ${text}`)));
+  });
+});
+
+after(async () => {
+  if (hub && hub.exitCode === null) {
+    const exited = new Promise((resolve) => hub!.once('exit', resolve));
+    hub.kill('SIGTERM');
+    await exited;
+  }
+  await engine.store.remove(TAG).catch(() => undefined);
+  await rm(work, { recursive: true, force: true });
+});
+
+void test('on a clean data dir, quickstart pulls python-numpy from the hub (no image build) and 10 children answer', async () => {
+  const dataDir = join(work, 'clean');
+  const r = runCli(['--data-dir', dataDir, 'quickstart', '--hub', hubUrl, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const summary = JSON.parse(r.stdout) as { n: number; ok: number; parent: string };
+  assert.deepEqual(
+    { n: summary.n, ok: summary.ok, parent: summary.parent },
+    { n: 10, ok: 10, parent: 'pulled' },
+  );
+  assert.match(r.stderr, /pulling forkd\/python-numpy/);
+  const entries = await readdir(dataDir);
+  assert.ok(!entries.includes('images'), `no image was built (data dir has ${entries.join(', ')})`);
+  assert.deepEqual(await readdir(join(dataDir, 'cache', 'downloads')), [], 'the download is not kept');
+  assert.deepEqual(qemuProcessesUsing(dataDir), []);
+});
+
+void test('images --hub lists the package and its latest version; pull refuses an existing tag before downloading', () => {
+  const listed = runCli(['images', '--hub', hubUrl, '--json']);
+  assert.equal(listed.status, 0, listed.stderr);
+  const { packages } = JSON.parse(listed.stdout) as {
+    packages: { name: string; version: string; same_as: string | null }[];
+  };
+  assert.deepEqual(
+    packages.map((p) => [p.name, p.version, p.same_as]),
+    [
+      ['forkd/python-numpy', '1', null],
+      ['forkd/python-numpy', 'latest', '1'],
+    ],
+  );
+  const again = runCli(['--data-dir', join(work, 'clean'), 'pull', 'forkd/python-numpy', '--hub', hubUrl]);
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /^forkd: error: snapshot "python-numpy" already exists \(pass --force/);
+});
+
+void test('without a hub, pull of a package name says how to name one; a dead hub is named', () => {
+  const none = runCli(['--data-dir', join(work, 'none'), 'pull', 'forkd/python-numpy']);
+  assert.equal(none.status, 2);
+  assert.match(
+    none.stderr,
+    /no hub to resolve forkd\/python-numpy against \(pass --hub URL or set FORKD_HUB_URL/,
+  );
+  const dead = runCli([
+    '--data-dir',
+    join(work, 'none'),
+    'pull',
+    'forkd/python-numpy',
+    '--hub',
+    'http://127.0.0.1:9',
+  ]);
+  assert.equal(dead.status, 1);
+  assert.match(dead.stderr, /cannot reach http:\/\/127\.0\.0\.1:9/);
+});
+
+void test('push needs the hub token, and with it publishes a new version', () => {
+  const url = `${hubUrl}/packs/forkd/python-numpy/2.forkd.tar.zst`;
+  const denied = runCli(['push', '--file', join(work, 'pn.forkd.tar.zst'), url]);
+  assert.equal(denied.status, 1);
+  assert.match(denied.stderr, /HTTP 401/);
+  const pushed = runCli([
+    'push',
+    '--file',
+    join(work, 'pn.forkd.tar.zst'),
+    url,
+    '--token-file',
+    join(work, 'token'),
+    '--json',
+  ]);
+  assert.equal(pushed.status, 0, pushed.stderr);
+  const answer = (JSON.parse(pushed.stdout) as { answer: { version: string } }).answer;
+  assert.equal(answer.version, '2');
+});
