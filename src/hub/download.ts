@@ -2,10 +2,11 @@
 // `.partial` file that a later run resumes with an HTTP Range request. The
 // sha256 covers the whole file, resumed or not; a mismatch deletes it.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { CorruptError, NotFoundError, RemoteError } from '../errors.js';
 import { throttledProgress, type TransferProgressFn } from './progress.js';
@@ -112,17 +113,21 @@ async function finish(
   const total = Number.isFinite(length) && length > 0 ? state.have + length : null;
   const progress = throttledProgress(opts.onProgress, 'download', total);
   progress.add(state.have);
-  const file = await open(partial, state.have > 0 ? 'a' : 'w');
   let bytes = state.have;
   try {
     if (res.body) {
-      for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
-        const buf = chunk as Buffer;
-        await file.write(buf);
-        state.hash.update(buf);
-        bytes += buf.length;
-        progress.add(buf.length);
-      }
+      await pipeline(
+        Readable.fromWeb(res.body as WebReadableStream<Uint8Array>),
+        new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            state.hash.update(chunk);
+            bytes += chunk.length;
+            progress.add(chunk.length);
+            done(null, chunk);
+          },
+        }),
+        createWriteStream(partial, { flags: state.have > 0 ? 'a' : 'w' }),
+      );
     }
   } catch (err) {
     if ((err as Error).name === 'AbortError') throw err;
@@ -132,8 +137,6 @@ async function finish(
       res.status,
       { hint: 'run the same command again to resume it' },
     );
-  } finally {
-    await file.close();
   }
   progress.done();
   if (total !== null && bytes !== total) {

@@ -2,7 +2,7 @@
 // guest runs with init_on_free=1) and its ext4 image mostly holes, so packs
 // store only the 4 KiB blocks that hold data, in tar's standard GNU sparse 1.0
 // encoding: GNU tar extracts a pack into the same sparse files forkd does.
-import { createHash, type Hash } from 'node:crypto';
+import { BackgroundHasher } from './background-hash.js';
 import { open } from 'node:fs/promises';
 
 export const SPARSE_BLOCK = 4096;
@@ -37,7 +37,9 @@ export function isDense(scan: Pick<FileScan, 'size' | 'extents'>): boolean {
  * `sha256sum` agrees) and the 4 KiB-aligned runs that are not all zero.
  */
 export async function scanFile(path: string, onBytes?: (n: number) => void): Promise<FileScan> {
-  const hash = createHash('sha256');
+  // Hashing runs on a worker, beside the reads and the zero checks here; a
+  // zero chunk is sent as a count, not as bytes.
+  const hasher = new BackgroundHasher();
   const extents: Extent[] = [];
   const buf = Buffer.allocUnsafe(READ_CHUNK);
   const file = await open(path, 'r');
@@ -47,8 +49,9 @@ export async function scanFile(path: string, onBytes?: (n: number) => void): Pro
       const { bytesRead } = await file.read(buf, 0, READ_CHUNK, offset);
       if (bytesRead === 0) break;
       const chunk = buf.subarray(0, bytesRead);
-      hash.update(chunk);
-      if (!(bytesRead === READ_CHUNK && chunk.equals(ZERO_CHUNK))) {
+      if (bytesRead === READ_CHUNK && chunk.equals(ZERO_CHUNK)) hasher.zeros(bytesRead);
+      else {
+        hasher.update(chunk);
         for (let at = 0; at < bytesRead; at += SPARSE_BLOCK) {
           const block = chunk.subarray(at, Math.min(at + SPARSE_BLOCK, bytesRead));
           if (block.length === SPARSE_BLOCK ? block.equals(ZERO_BLOCK) : isZero(block)) continue;
@@ -58,11 +61,13 @@ export async function scanFile(path: string, onBytes?: (n: number) => void): Pro
       offset += bytesRead;
       onBytes?.(bytesRead);
     }
+    const sha256 = await hasher.finish();
+    const dataBytes = extents.reduce((sum, e) => sum + e.length, 0);
+    return { size: offset, sha256, extents, dataBytes };
   } finally {
     await file.close();
+    await hasher.close();
   }
-  const dataBytes = extents.reduce((sum, e) => sum + e.length, 0);
-  return { size: offset, sha256: hash.digest('hex'), extents, dataBytes };
 }
 
 function isZero(buf: Buffer): boolean {
@@ -170,12 +175,5 @@ export class SparseMapReader {
       if (length > 0) regions.push({ offset, length });
     }
     return regions;
-  }
-}
-
-/** Feeds a hash the zeros a hole stands for, without allocating them. */
-export function hashZeros(hash: Hash, count: number): void {
-  for (let left = count; left > 0; left -= READ_CHUNK) {
-    hash.update(left >= READ_CHUNK ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, left));
   }
 }

@@ -4,7 +4,6 @@
 // a staging dir beside the snapshots, sizes and sha256 are verified, and only
 // a complete, verified snapshot is renamed into place. On any failure the
 // staging dir goes and nothing else was touched.
-import { createHash, type Hash } from 'node:crypto';
 import { open, readFile, statfs, type FileHandle } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -24,7 +23,8 @@ import {
   type PackManifest,
 } from './pack-manifest.js';
 import { throttledProgress, type TransferProgressFn } from './progress.js';
-import { SparseMapError, SparseMapReader, hashZeros, type Extent } from './sparse.js';
+import { SparseMapError, SparseMapReader, type Extent } from './sparse.js';
+import { BackgroundHasher } from './background-hash.js';
 import { paxRecords, type ArchiveEntry } from './tar-entries.js';
 import type { Header } from 'tar-stream';
 import { zstdDecompress } from './zstd.js';
@@ -132,14 +132,16 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
   output.catch(() => {});
   zstd.exited.catch(() => {});
 
+  const hasher = new BackgroundHasher();
   try {
-    const state = await readEntries(extract, staged, opts, limits, reject);
+    const state = await readEntries(extract, staged, opts, limits, reject, hasher);
     await Promise.all([input, output, zstd.exited]).catch((err: unknown) => {
       throw asRejection(err, reject);
     });
     reading.done();
     const snapshot = await finishStaged(staged, state, opts, reject);
     await staged.install(state.tag, { replace: opts.force ?? false });
+    await hasher.close();
     return {
       tag: state.tag,
       dir: opts.store.dataDir.snapshotDir(state.tag),
@@ -153,6 +155,7 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
     opts.source.destroy();
     extract.destroy();
     await staged.discard();
+    await hasher.close();
     // A truncated or failing stream reports its own error first; the loop
     // sees only its echo ("truncated", a missing file, zstd's exit).
     const cause = await Promise.race([
@@ -183,8 +186,10 @@ async function readEntries(
   opts: UnpackOptions,
   limits: UnpackLimits,
   reject: (message: string, entry?: string | null) => PackRejectedError,
+  hasher: BackgroundHasher,
 ): Promise<EntryState> {
   let state: EntryState | null = null;
+  const digests: { file: PackFile; digest: Promise<string> }[] = [];
   for await (const entry of extract) {
     const header = entry.header;
     const shownName = JSON.stringify(header.name.slice(0, 120));
@@ -212,7 +217,10 @@ async function readEntries(
     if (file.size > limits.maxFileBytes) {
       throw reject(`${name} claims ${file.size} bytes, past the ${limits.maxFileBytes}-byte limit`, name);
     }
-    await writeEntryFile(entry, header, file, staged.path(name), limits, reject);
+    await writeEntryFile(entry, header, file, staged.path(name), limits, reject, hasher);
+    const digest = hasher.finish();
+    digest.catch(() => {}); // awaited below, once every file is written
+    digests.push({ file, digest });
   }
   if (state === null) {
     throw new StreamEndedEarly(
@@ -228,6 +236,11 @@ async function readEntries(
       opts.sourceName,
       null,
     );
+  }
+  for (const { file, digest } of digests) {
+    if ((await digest) !== file.sha256) {
+      throw reject(`${file.path} does not match its sha256 in the manifest`, file.path);
+    }
   }
   return state;
 }
@@ -306,6 +319,7 @@ async function writeEntryFile(
   path: string,
   limits: UnpackLimits,
   reject: (message: string, entry?: string) => PackRejectedError,
+  hasher: BackgroundHasher,
 ): Promise<void> {
   const pax = paxRecords(header);
   const sparse = pax['GNU.sparse.major'] !== undefined;
@@ -322,10 +336,9 @@ async function writeEntryFile(
       file.path,
     );
   }
-  const hash = createHash('sha256');
   const handle = await open(path, 'wx', 0o644);
   try {
-    const writer = new ExtentWriter(handle, hash);
+    const writer = new ExtentWriter(handle, hasher);
     if (sparse) {
       const mapReader = new SparseMapReader(file.size, { maxRegions: limits.maxSparseRegions });
       let regions: Extent[] | null = null;
@@ -357,12 +370,9 @@ async function writeEntryFile(
   } finally {
     await handle.close();
   }
-  const sha256 = hash.digest('hex');
-  if (sha256 !== file.sha256)
-    throw reject(`${file.path} does not match its sha256 in the manifest`, file.path);
 }
 
-/** Lays entry data out over a file's regions with positional writes, hashing the logical content. */
+/** Lays entry data out over a file's regions with positional writes; hashes the logical content (holes as zeros). */
 class ExtentWriter {
   private regions: Extent[] = [];
   private index = 0;
@@ -371,7 +381,7 @@ class ExtentWriter {
 
   constructor(
     private readonly handle: FileHandle,
-    private readonly hash: Hash,
+    private readonly hash: Pick<BackgroundHasher, 'update' | 'zeros'>,
   ) {}
 
   setRegions(regions: Extent[]): void {
@@ -384,7 +394,7 @@ class ExtentWriter {
       const region = this.regions[this.index];
       if (!region) throw new CorruptError('entry data runs past its regions', '');
       if (this.within === 0) {
-        hashZeros(this.hash, region.offset - this.hashedTo);
+        this.hash.zeros(region.offset - this.hashedTo);
         this.hashedTo = region.offset;
       }
       const take = Math.min(region.length - this.within, data.length - at);
@@ -402,7 +412,7 @@ class ExtentWriter {
   }
 
   finish(size: number): void {
-    hashZeros(this.hash, size - this.hashedTo);
+    this.hash.zeros(size - this.hashedTo);
     this.hashedTo = size;
   }
 }

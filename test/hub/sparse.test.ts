@@ -11,7 +11,6 @@ import {
   SparseMapError,
   SparseMapReader,
   encodeSparseMap,
-  hashZeros,
   isDense,
   scanFile,
 } from '../../src/hub/sparse.js';
@@ -76,9 +75,12 @@ void test('a file without zero blocks is one extent (stored dense); an all-zero 
     async (path) => {
       const scan = await scanFile(path);
       assert.deepEqual(scan.extents, []);
-      const zeros = createHash('sha256');
-      hashZeros(zeros, 5 * 1024 * 1024);
-      assert.equal(scan.sha256, zeros.digest('hex'));
+      assert.equal(
+        scan.sha256,
+        createHash('sha256')
+          .update(Buffer.alloc(5 * 1024 * 1024))
+          .digest('hex'),
+      );
     },
   );
 });

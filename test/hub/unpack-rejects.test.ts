@@ -31,7 +31,7 @@ import {
   type PackFile,
   type PackManifest,
 } from '../../src/hub/pack-manifest.js';
-import { hashZeros, type Extent } from '../../src/hub/sparse.js';
+import type { Extent } from '../../src/hub/sparse.js';
 import { denseHeader, sparseHeader, type PaxHeaders } from '../../src/hub/tar-entries.js';
 import { PackRejectedError, unpackPack, type UnpackOptions } from '../../src/hub/unpack.js';
 import { DataDir } from '../../src/snapshot/data-dir.js';
@@ -68,9 +68,7 @@ function sha256(data: Buffer): string {
 }
 
 function zerosSha256(size: number): string {
-  const hash = createHash('sha256');
-  hashZeros(hash, size);
-  return hash.digest('hex');
+  return sha256(Buffer.alloc(size));
 }
 
 /** Deterministic, not all-zero, not very compressible filler. */
