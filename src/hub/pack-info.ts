@@ -4,7 +4,8 @@
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { CorruptError } from '../errors.js';
+import { stat } from 'node:fs/promises';
+import { CorruptError, NotFoundError } from '../errors.js';
 import {
   PACK_MANIFEST_ENTRY,
   PACK_MANIFEST_MAX_BYTES,
@@ -13,7 +14,23 @@ import {
 } from './pack-manifest.js';
 import { zstdDecompress } from './zstd.js';
 
+/** The size of a pack file, or a NotFoundError naming it. */
+export async function packFileSize(path: string): Promise<number> {
+  const info = await stat(path).catch(() => null);
+  if (!info?.isFile()) {
+    throw new NotFoundError(
+      `pack file ${path} not found`,
+      { kind: 'file', name: path },
+      {
+        hint: 'make one with `forkd pack --tag T -o FILE`',
+      },
+    );
+  }
+  return info.size;
+}
+
 export async function readPackManifest(path: string): Promise<PackManifest> {
+  await packFileSize(path);
   const zstd = zstdDecompress();
   const extract = tar.extract();
   const feeding = pipeline(createReadStream(path), zstd.input).catch(() => {});

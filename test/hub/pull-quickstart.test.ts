@@ -154,3 +154,26 @@ void test('push needs the hub token, and with it publishes a new version', () =>
   const answer = (JSON.parse(pushed.stdout) as { answer: { version: string } }).answer;
   assert.equal(answer.version, '2');
 });
+
+void test('CLI usage errors name the problem and the fix', () => {
+  const missing = runCli(['unpack', join(work, 'nope.forkd.tar.zst')]);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /pack file .*nope\.forkd\.tar\.zst not found \(make one with `forkd pack/);
+  const noTag = runCli(['pack']);
+  assert.equal(noTag.status, 2);
+  assert.match(noTag.stderr, /required option '--tag <tag>'/);
+  const both = runCli(['push', 'http://127.0.0.1:9/x']);
+  assert.equal(both.status, 2);
+  assert.match(both.stderr, /pass exactly one of --tag and --file/);
+  const badName = runCli([
+    'hub',
+    'publish',
+    join(work, 'pn.forkd.tar.zst'),
+    '--name',
+    'NoSlash',
+    '--dir',
+    join(work, 'x'),
+  ]);
+  assert.equal(badName.status, 2);
+  assert.match(badName.stderr, /invalid package name "NoSlash"/);
+});

@@ -8,6 +8,7 @@ import { AlreadyExistsError } from '../../errors.js';
 import { intOption, makeContext, type GlobalOptions } from '../context.js';
 import { formatBytes } from '../output.js';
 import { transferProgress } from '../transfer-progress.js';
+import { packFileSize } from '../../hub/pack-info.js';
 
 interface PackCliOptions extends GlobalOptions {
   tag: string;
@@ -89,7 +90,7 @@ export function registerPack(program: Command): void {
       const { engine, out } = makeContext(opts);
       const fromStdin = file === '-';
       const path = fromStdin ? '(stdin)' : resolve(file);
-      const size = fromStdin ? null : (await stat(path)).size;
+      const size = fromStdin ? null : await packFileSize(path);
       const unpacked = await engine.unpack({
         source: fromStdin ? process.stdin : createReadStream(path),
         sourceName: path,
