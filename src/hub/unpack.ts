@@ -29,6 +29,7 @@ import { paxRecords, type ArchiveEntry } from './tar-entries.js';
 import type { Header } from 'tar-stream';
 import { zstdDecompress } from './zstd.js';
 import { HostCommandError } from '../util/run.js';
+import { syncToDisk } from '../util/files.js';
 
 export interface UnpackLimits {
   /** Bytes the archive may decompress to in total. */
@@ -140,6 +141,10 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
     });
     reading.done();
     const snapshot = await finishStaged(staged, state, opts, reject);
+    await syncToDisk(
+      staged.dir,
+      state.manifest.files.map((f) => f.path),
+    );
     await staged.install(state.tag, { replace: opts.force ?? false });
     await hasher.close();
     return {

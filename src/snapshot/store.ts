@@ -11,7 +11,7 @@ import { AlreadyExistsError, ConflictError, CorruptError, NotFoundError } from '
 import { DataDir } from './data-dir.js';
 import { isProcessAlive, lockFile, type TagLock } from './lock.js';
 import { MANIFEST_FILE, readManifest, writeManifest, type SnapshotManifest } from './manifest.js';
-import { linkOrCopy } from '../util/files.js';
+import { linkOrCopy, syncToDisk } from '../util/files.js';
 import { assertValidTag, isValidTag } from './tag.js';
 
 export interface SnapshotRecord {
@@ -99,6 +99,7 @@ export class StagedSnapshot {
         await rename(target, displaced);
       }
       await rename(this.dir, target);
+      await syncToDisk(this.store.dataDir.snapshotsDir, []); // the rename itself
       this.finished = true;
       this.forget();
       if (displaced) await rm(displaced, { recursive: true, force: true });

@@ -1,7 +1,8 @@
 // Small filesystem helpers shared by the store, the engine and the image builder.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, copyFile, link, stat } from 'node:fs/promises';
+import { access, copyFile, link, open, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 
 /** Hard-link when possible (same filesystem: free), copy otherwise. */
 export async function linkOrCopy(from: string, to: string): Promise<void> {
@@ -28,5 +29,23 @@ export function pathExists(path: string): Promise<boolean> {
   return access(path).then(
     () => true,
     () => false,
+  );
+}
+
+/**
+ * Flush files (and the directory holding them) to disk, all at once. Before
+ * a staged snapshot is renamed into place: after a crash a "ready" snapshot
+ * must not turn out to hold zeros where its data should be.
+ */
+export async function syncToDisk(dir: string, names: readonly string[]): Promise<void> {
+  await Promise.all(
+    [...names.map((name) => join(dir, name)), dir].map(async (path) => {
+      const handle = await open(path, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }),
   );
 }
