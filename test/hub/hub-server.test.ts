@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -496,4 +496,40 @@ void test('concurrent uploads to one hub server are all published', async () => 
   assert.deepEqual(failures, [], 'every upload answers 201');
   const published = (await readIndex(dir)).packages[PACKAGE]?.versions ?? {};
   assert.deepEqual(Object.keys(published).sort(), [...versions, 'latest']);
+});
+
+void test('push to a presigned object-store URL: exact Content-Length, no chunking, no Authorization, URL redacted', async () => {
+  const seen: { headers: Record<string, string | string[] | undefined>; bytes: number }[] = [];
+  const store = createHttpServer((req, res) => {
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    req.on('end', () => {
+      seen.push({ headers: req.headers, bytes });
+      res
+        .writeHead(seen.length === 1 ? 200 : 403)
+        .end(seen.length === 1 ? '' : '<Error>SignatureDoesNotMatch</Error>');
+    });
+  });
+  await new Promise<void>((resolve) => store.listen(0, '127.0.0.1', resolve));
+  const port = (store.address() as AddressInfo).port;
+  const url = new URL(`http://127.0.0.1:${port}/bucket/tiny.forkd.tar.zst?X-Amz-Signature=secret123`);
+  try {
+    const sent = await uploadFile({ url, path: packed.path });
+    assert.equal(sent.status, 200);
+    const first = seen[0]!;
+    assert.equal(first.headers['content-length'], String(packBytes.length));
+    assert.equal(first.bytes, packBytes.length);
+    assert.equal(first.headers['transfer-encoding'], undefined);
+    assert.equal(first.headers.authorization, undefined);
+    await assert.rejects(
+      uploadFile({ url, path: packed.path }),
+      (err: unknown) =>
+        err instanceof RemoteError &&
+        err.status === 403 &&
+        !err.message.includes('secret123') &&
+        /SignatureDoesNotMatch/.test(err.message),
+    );
+  } finally {
+    await new Promise((resolve) => store.close(resolve));
+  }
 });

@@ -177,3 +177,28 @@ void test('CLI usage errors name the problem and the fix', () => {
   assert.equal(badName.status, 2);
   assert.match(badName.stderr, /invalid package name "NoSlash"/);
 });
+
+void test('quickstart with an unreachable hub says so and builds the parent locally', async () => {
+  // The shared test data dir has the python-numpy image cached, so this is a boot, not a debootstrap.
+  const r = runCli([
+    '--data-dir',
+    engine.dataDir.root,
+    'quickstart',
+    '--hub',
+    'http://127.0.0.1:9',
+    '-n',
+    '2',
+    '--json',
+  ]);
+  try {
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /could not pull forkd\/python-numpy from http:\/\/127\.0\.0\.1:9: cannot reach .*building locally instead/,
+    );
+    const summary = JSON.parse(r.stdout) as { ok: number; parent: string };
+    assert.deepEqual([summary.ok, summary.parent], [2, 'built']);
+  } finally {
+    await engine.store.remove('python-numpy').catch(() => undefined);
+  }
+});
