@@ -42,6 +42,7 @@ import { pathExists } from '../util/files.js';
 import { packSnapshot, type PackOptions, type PackResult } from '../hub/pack.js';
 import { unpackPack, type UnpackOptions, type UnpackResult } from '../hub/unpack.js';
 import { pullPack, type PullOptions, type PullResult } from '../hub/pull.js';
+import { assertNotBranching, branchSandbox, type BranchOptions, type BranchResult } from './branch.js';
 
 export interface EngineOptions {
   dataDir?: string;
@@ -216,6 +217,22 @@ export class Engine {
     } catch (err) {
       qmp.close();
       throw err;
+    }
+  }
+
+  /**
+   * Snapshot a running sandbox into a new tag while it keeps running (live
+   * branch). Children of the new tag start from exactly this moment.
+   */
+  async branch(sandbox: Sandbox, opts: BranchOptions): Promise<BranchResult> {
+    assertValidTag(opts.tag);
+    await this.store.assertTagFree(opts.tag);
+    assertNotBranching(sandbox);
+    sandbox.isBranching = true;
+    try {
+      return await branchSandbox({ dataDir: this.dataDir, store: this.store, qemu: await this.qemu() }, sandbox, opts);
+    } finally {
+      sandbox.isBranching = false;
     }
   }
 

@@ -10,6 +10,7 @@ export {
 } from './fork.js';
 export type { CleanupReport } from './cleanup.js';
 export { WarmPool, type PoolOptions } from './pool.js';
+export type { BranchOptions, BranchResult, BranchTimings } from './branch.js';
 export type { PackResult } from '../hub/pack.js';
 export type { UnpackResult } from '../hub/unpack.js';
 export type { PullResult } from '../hub/pull.js';

@@ -17,6 +17,8 @@ export interface SandboxInfo {
 
 export class Sandbox {
   private killed = false;
+  /** Set while a live branch of this sandbox is in flight (one at a time). */
+  isBranching = false;
 
   constructor(
     readonly info: SandboxInfo,
@@ -27,6 +29,11 @@ export class Sandbox {
 
   get id(): string {
     return this.info.id;
+  }
+
+  /** The QEMU behind it, for the engine's own use (live branch). */
+  get vmHandle(): VmHandle {
+    return this.vm;
   }
 
   get pid(): number {

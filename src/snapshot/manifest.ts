@@ -48,6 +48,8 @@ export interface SnapshotManifest {
   runtime: RuntimeDescription | null;
   timings: { bootToReadyMs: number; freezeMs: number; totalMs: number };
   branchedFrom?: string;
+  /** For a live branch of a running sandbox: where it came from and what it cost. */
+  branch?: { sandboxId: string; depth: number; pauseMs: number; migrateMs: number; finishMs: number };
   warning?: string;
 }
 

@@ -13,6 +13,8 @@ function shellQuote(path: string): string {
 
 export interface MigrationCapabilities {
   ignoreShared: boolean;
+  /** Throttle a guest that dirties memory faster than a live copy can follow. */
+  autoConverge?: boolean;
 }
 
 export async function setMigrationCapabilities(
@@ -26,6 +28,7 @@ export async function setMigrationCapabilities(
       capabilities: [
         { capability: 'x-ignore-shared', state: caps.ignoreShared },
         { capability: 'events', state: true },
+        { capability: 'auto-converge', state: caps.autoConverge ?? false },
       ],
     },
     opts,

@@ -1,0 +1,314 @@
+// Live branch: a new snapshot taken from a *running* sandbox, which keeps
+// running. The sandbox is live-migrated into a local "writer" QEMU that never
+// runs guest code (-S) and whose RAM is a shared file in the new snapshot
+// dir. When the migration completes QEMU has paused the source: its disk
+// layer is frozen there (the sandbox goes on writing a fresh overlay), it is
+// resumed, and the writer's device state is saved like any snapshot's.
+//
+// A branch is self-contained like a built snapshot: kernel, initrd and base
+// image are hard-linked in, and the frozen layers above the base are
+// flattened into one qcow2 layer over it. So branches of branches cost the
+// same at any depth, and a branch can be packed, moved or outlive its source.
+import { SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
+import type { SnapshotStore } from '../snapshot/store.js';
+import { ConflictError, QmpError } from '../errors.js';
+import { deadlineSignal, type CallOptions } from '../util/abort.js';
+import { fileSizes, linkOrCopy, sha256File } from '../util/files.js';
+import { run } from '../util/run.js';
+import { createOverlay } from '../vmm/disk.js';
+import { saveDeviceState, setMigrationCapabilities } from '../vmm/migration.js';
+import type { QmpClient, QmpEvent } from '../vmm/qmp.js';
+import type { QemuInstallation } from '../vmm/qemu-binary.js';
+import type { DataDir } from '../snapshot/data-dir.js';
+import { machineFor } from './machine-for.js';
+import { createRunDir, randomId, type RunDir } from './run-dir.js';
+import type { Sandbox } from './sandbox.js';
+import { destroyVm, launchVm, unlessExited, type LaunchedVm } from './vm.js';
+import { join } from 'node:path';
+import { createConnection, type Socket } from 'node:net';
+
+/**
+ * Migration tuning, chosen for a local writer over a unix socket:
+ * - bandwidth unlimited (10 GiB/s): the copy is bound by CPU, not a link,
+ *   and a throttled copy only lengthens the time the guest keeps dirtying;
+ * - downtime limit 5 ms: QEMU stops the source only when what is left fits
+ *   in 5 ms at the measured rate, which is the pause the user sees;
+ * - auto-converge: a guest that dirties memory faster than it can be copied
+ *   is slowed down step by step instead of never converging.
+ */
+export const BRANCH_MIGRATION = {
+  maxBandwidthBytes: 10 * 2 ** 30,
+  downtimeLimitMs: 5,
+  autoConverge: true,
+} as const;
+
+export interface BranchContext {
+  dataDir: DataDir;
+  store: SnapshotStore;
+  qemu: QemuInstallation;
+}
+
+export interface BranchOptions extends CallOptions {
+  tag: string;
+  onProgress?: (step: string) => void;
+}
+
+export interface BranchTimings {
+  /** From the moment the source stopped to the moment it ran again. */
+  pauseMs: number;
+  /** Live copy of RAM into the writer. */
+  migrateMs: number;
+  /** Flattening the disk layers and saving device state, after the source resumed. */
+  finishMs: number;
+  totalMs: number;
+}
+
+export interface BranchResult {
+  manifest: SnapshotManifest;
+  timings: BranchTimings;
+}
+
+function eventMs(e: QmpEvent | undefined, fallback: number): number {
+  return e?.timestamp ? e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000 : fallback;
+}
+
+/** The node the sandbox's disk device writes to now (changes with every branch). */
+async function activeDiskNode(qmp: QmpClient): Promise<{ node: string; file: string }> {
+  type BlockInfo = { inserted?: { 'node-name'?: string; image?: { filename?: string } } };
+  const blocks = await qmp.execute<BlockInfo[]>('query-block');
+  const disk = blocks.find((b) => b.inserted?.['node-name'] && b.inserted.image?.filename);
+  if (!disk?.inserted?.['node-name'] || !disk.inserted.image?.filename) {
+    throw new QmpError('the sandbox has no disk node to freeze', 'query-block', undefined);
+  }
+  return { node: disk.inserted['node-name'], file: disk.inserted.image.filename };
+}
+
+export async function branchSandbox(
+  ctx: BranchContext,
+  source: Sandbox,
+  opts: BranchOptions,
+): Promise<BranchResult> {
+  const started = Date.now();
+  const vm = source.vmHandle;
+  const { dir: sourceDir, manifest: base } = await ctx.store.getReady(source.info.snapshotTag);
+  const signal = deadlineSignal({ signal: opts.signal, timeoutMs: opts.timeoutMs ?? 120_000 }, 'branching');
+  const writer = await ctx.store.begin(opts.tag);
+  let writerVm: LaunchedVm | undefined;
+  let writerRun: RunDir | undefined;
+  let sourceStopped = false;
+  let writerAgent: Socket | undefined;
+  try {
+    opts.onProgress?.('linking kernel, initrd and base image');
+    await linkOrCopy(join(sourceDir, SNAPSHOT_FILES.kernel), writer.path(SNAPSHOT_FILES.kernel));
+    await linkOrCopy(join(sourceDir, SNAPSHOT_FILES.initrd), writer.path(SNAPSHOT_FILES.initrd));
+    if (base.disk) {
+      await linkOrCopy(join(sourceDir, base.disk.base), writer.path(SNAPSHOT_FILES.rootfs));
+    }
+
+    opts.onProgress?.('starting the writer');
+    writerRun = await createRunDir(ctx.dataDir, randomId('w'));
+    if (base.disk) {
+      // The writer never runs guest code, but its device layout must match the source's.
+      await createOverlay(
+        writerRun.paths.diskOverlay,
+        { path: join(sourceDir, base.disk.layer), format: 'qcow2' },
+        { signal },
+      );
+    }
+    writerVm = await launchVm(
+      machineFor({
+        qemuBinary: ctx.qemu.binary,
+        snapshotDir: writer.dir,
+        manifest: base,
+        runDir: writerRun,
+        role: 'writer',
+        network: { restrictEgress: source.info.restrictEgress, hostForwards: [] },
+      }),
+      writerRun,
+      { signal },
+    );
+    // A host stays attached to the writer's agent port, as it is to the
+    // source's: the guest state saved from the writer must say "host
+    // connected", or every child of the branch starts with a stale hang-up.
+    writerAgent = await connectUnix(writerVm.machine.paths.agentSocket, signal);
+    const incomingSocket = join(writerRun.dir, 'incoming.sock');
+    await setMigrationCapabilities(writerVm.qmp, { ignoreShared: false }, { signal });
+    await writerVm.qmp.execute('migrate-incoming', { uri: `unix:${incomingSocket}` }, { signal });
+
+    opts.onProgress?.('copying memory live');
+    await setMigrationCapabilities(
+      vm.qmp,
+      { ignoreShared: false, autoConverge: BRANCH_MIGRATION.autoConverge },
+      { signal },
+    );
+    await vm.qmp.execute(
+      'migrate-set-parameters',
+      {
+        'max-bandwidth': BRANCH_MIGRATION.maxBandwidthBytes,
+        'downtime-limit': BRANCH_MIGRATION.downtimeLimitMs,
+      },
+      { signal },
+    );
+    const stopped = vm.qmp.waitForEvent('STOP', () => true, { signal });
+    stopped.catch(() => undefined);
+    const sourceDone = vm.qmp.waitForEvent(
+      'MIGRATION',
+      (e) => ['completed', 'failed', 'cancelled'].includes(String(e.data?.status)),
+      { signal },
+    );
+    sourceDone.catch(() => undefined);
+    const writerDone = writerVm.qmp.waitForEvent(
+      'MIGRATION',
+      (e) => ['completed', 'failed', 'cancelled'].includes(String(e.data?.status)),
+      { signal },
+    );
+    writerDone.catch(() => undefined);
+    const migrateStarted = Date.now();
+    await vm.qmp.execute('migrate', { uri: `unix:${incomingSocket}` }, { signal });
+    const end = await unlessExited(
+      writerVm.process,
+      'receiving the branch',
+      unlessExited(vm.process, 'sending the branch', sourceDone),
+    );
+    const stopEvent = await Promise.race([stopped, Promise.resolve(undefined)]);
+    sourceStopped = true;
+    if (end.data?.status !== 'completed') {
+      throw new QmpError(`the live copy ${String(end.data?.status)}`, 'migrate', undefined);
+    }
+    const migrateMs = Date.now() - migrateStarted;
+
+    // The source is paused: freeze the disk layer it was writing.
+    let frozenLayer: string | null = null;
+    if (base.disk) {
+      const active = await activeDiskNode(vm.qmp);
+      const next = join(vm.runDir.dir, `disk-${randomId('l')}.qcow2`);
+      await vm.qmp.execute(
+        'blockdev-snapshot-sync',
+        {
+          'node-name': active.node,
+          'snapshot-file': next,
+          'snapshot-node-name': randomId('n').replace('-', ''),
+          format: 'qcow2',
+        },
+        { signal },
+      );
+      frozenLayer = active.file;
+    }
+    const resumed = vm.qmp.waitForEvent('RESUME', () => true, { signal });
+    resumed.catch(() => undefined);
+    await vm.qmp.execute('cont', undefined, { signal });
+    sourceStopped = false;
+    const resumeEvent = await resumed.catch(() => undefined);
+    const stopAt = eventMs(stopEvent, migrateStarted + migrateMs);
+    const pauseMs = Math.max(0, Math.round(eventMs(resumeEvent, Date.now()) - stopAt));
+
+    opts.onProgress?.('saving device state');
+    const finishStarted = Date.now();
+    const writerEnd = await unlessExited(writerVm.process, 'receiving the branch', writerDone);
+    if (writerEnd.data?.status !== 'completed') {
+      throw new QmpError(
+        `the writer's incoming copy ${String(writerEnd.data?.status)}`,
+        'migrate-incoming',
+        undefined,
+      );
+    }
+    await unlessExited(
+      writerVm.process,
+      'saving device state',
+      saveDeviceState(writerVm.qmp, writer.path(SNAPSHOT_FILES.vmstate), { signal }),
+    );
+    await destroyVm(writerVm);
+    writerAgent.destroy();
+    writerVm = undefined;
+    writerRun = undefined;
+
+    let disk: SnapshotManifest['disk'] = null;
+    if (base.disk && frozenLayer) {
+      opts.onProgress?.('flattening the disk layers onto the base image');
+      // -B: only what differs from the base is written; the backing path is relative.
+      await run(
+        [
+          'qemu-img',
+          'convert',
+          '-q',
+          '-U',
+          '-f',
+          'qcow2',
+          '-O',
+          'qcow2',
+          '-B',
+          SNAPSHOT_FILES.rootfs,
+          '-F',
+          'raw',
+          frozenLayer,
+          writer.path(SNAPSHOT_FILES.disk),
+        ],
+        { signal, cwd: writer.dir },
+      );
+      disk = { layer: SNAPSHOT_FILES.disk, base: SNAPSHOT_FILES.rootfs };
+    }
+    await run(['fallocate', '--dig-holes', writer.path(SNAPSHOT_FILES.memory)], { signal });
+    const memory = await fileSizes(writer.path(SNAPSHOT_FILES.memory));
+    const vmstatePath = writer.path(SNAPSHOT_FILES.vmstate);
+    const finishMs = Date.now() - finishStarted;
+    const totalMs = Date.now() - started;
+    const manifest = await writer.commit({
+      ...base,
+      tag: opts.tag,
+      status: 'writing',
+      createdAt: new Date().toISOString(),
+      disk,
+      memory: { file: SNAPSHOT_FILES.memory, ...memory },
+      vmstate: {
+        file: SNAPSHOT_FILES.vmstate,
+        bytes: (await fileSizes(vmstatePath)).logicalBytes,
+        sha256: await sha256File(vmstatePath),
+      },
+      timings: { bootToReadyMs: 0, freezeMs: pauseMs, totalMs },
+      branchedFrom: source.info.snapshotTag,
+      branch: { sandboxId: source.id, depth: (base.branch?.depth ?? 0) + 1, pauseMs, migrateMs, finishMs },
+    });
+    return { manifest, timings: { pauseMs, migrateMs, finishMs, totalMs } };
+  } catch (err) {
+    if (sourceStopped || !(await isRunning(vm.qmp))) {
+      await vm.qmp.execute('migrate_cancel').catch(() => undefined);
+      await vm.qmp.execute('cont').catch(() => undefined);
+    }
+    writerAgent?.destroy();
+    if (writerVm) await destroyVm(writerVm);
+    else await writerRun?.remove().catch(() => undefined);
+    await writer.abort();
+    throw err;
+  }
+}
+
+function connectUnix(path: string, signal: AbortSignal): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    const fail = (err: Error) => {
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('connect', () => {
+      socket.off('error', fail);
+      socket.on('error', () => undefined);
+      socket.on('data', () => undefined); // never read: the writer's guest never runs
+      resolve(socket);
+    });
+    socket.once('error', fail);
+    signal.addEventListener('abort', () => fail(new Error('aborted')), { once: true });
+  });
+}
+
+async function isRunning(qmp: QmpClient): Promise<boolean> {
+  const status = await qmp.execute<{ running: boolean }>('query-status').catch(() => null);
+  return status?.running ?? true;
+}
+
+export function assertNotBranching(sandbox: Sandbox): void {
+  if (sandbox.isBranching) {
+    throw new ConflictError(`sandbox ${sandbox.id} is already being branched`, {
+      hint: 'wait for that branch to finish',
+    });
+  }
+}
