@@ -83,6 +83,17 @@ export const CreateSandboxesBody = Type.Object({
 });
 export type CreateSandboxesBody = Static<typeof CreateSandboxesBody>;
 
+export const BranchBody = Type.Object({
+  tag: Type.Optional(Type.String()),
+  mode: Type.Optional(Type.Union([Type.Literal('full'), Type.Literal('diff'), Type.Literal('live')])),
+  diff: Type.Optional(Type.Boolean()),
+  live: Type.Optional(Type.Boolean()),
+  measure_diff: Type.Optional(Type.Boolean()),
+  wait: Type.Optional(Type.Boolean()),
+  parent_tag: Type.Optional(Type.String()),
+});
+export type BranchBody = Static<typeof BranchBody>;
+
 export const ExecBody = Type.Object({
   args: Type.Array(Type.String()),
   timeout_secs: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),

@@ -20,6 +20,7 @@ import { registerSnapshot } from './commands/snapshot.js';
 import { registerPack } from './commands/pack.js';
 import { registerPull } from './commands/pull.js';
 import { registerHub } from './commands/hub.js';
+import { registerBranch } from './commands/branch.js';
 
 const program = new Command()
   .name('forkd')
@@ -58,6 +59,7 @@ registerMcp(program);
 registerPack(program);
 registerPull(program);
 registerHub(program);
+registerBranch(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -5,12 +5,14 @@ import type { Engine } from '../engine/index.js';
 import type { DaemonMetrics } from './metrics.js';
 import type { SandboxRegistry } from './sandbox-registry.js';
 import type { StateDb } from './state-db.js';
+import type { BranchJobs } from './branch-jobs.js';
 
 export interface DaemonContext {
   engine: Engine;
   registry: SandboxRegistry;
   metrics: DaemonMetrics;
   db: StateDb;
+  branches: BranchJobs;
 }
 
 export type App = FastifyInstance<

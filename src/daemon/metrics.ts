@@ -3,8 +3,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { FORKD_VERSION } from '../version.js';
 
-export const BRANCH_CONCURRENCY_CAP = 4;
-
 export interface DaemonMetrics {
   registry: Registry;
   spawnSeconds: Histogram;
@@ -15,6 +13,8 @@ export interface DaemonMetrics {
 export function createMetrics(sources: {
   snapshots: () => Promise<number>;
   sandboxes: () => number;
+  branches: () => number;
+  branchCap: number;
 }): DaemonMetrics {
   const registry = new Registry();
   new Gauge({
@@ -33,14 +33,19 @@ export function createMetrics(sources: {
       this.set(sources.sandboxes());
     },
   });
-  new Gauge({ name: 'forkd_branches_in_flight', help: 'Branches being written', registers: [registry] }).set(
-    0,
-  );
+  new Gauge({
+    name: 'forkd_branches_in_flight',
+    help: 'Branches being written',
+    registers: [registry],
+    collect() {
+      this.set(sources.branches());
+    },
+  });
   new Gauge({
     name: 'forkd_branch_concurrency_cap',
     help: 'Branches allowed at once',
     registers: [registry],
-  }).set(BRANCH_CONCURRENCY_CAP);
+  }).set(sources.branchCap);
   new Gauge({ name: 'forkd_build_info', help: 'forkd build', labelNames: ['version'], registers: [registry] })
     .labels(FORKD_VERSION)
     .set(1);

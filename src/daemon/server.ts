@@ -14,6 +14,7 @@ import { checkBearer, isOpenPath, loadToken } from './auth.js';
 import type { App, DaemonContext } from './context.js';
 import { toHttpError } from './http-errors.js';
 import { createMetrics } from './metrics.js';
+import { BranchJobs } from './branch-jobs.js';
 import { registerMetaRoutes } from './routes/meta.js';
 import { registerSandboxRoutes } from './routes/sandboxes.js';
 import { registerCommandRoutes } from './routes/commands.js';
@@ -71,11 +72,14 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   const db = new StateDb(opts.stateDb ?? join(engine.dataDir.root, 'forkd.db'));
   await syncSnapshotTable(engine, db);
   const registry = new SandboxRegistry(engine, db);
+  const branches = new BranchJobs(engine);
   const metrics = createMetrics({
     snapshots: async () => (await engine.store.list()).length,
     sandboxes: () => registry.size,
+    branches: () => branches.running,
+    branchCap: branches.cap,
   });
-  const context: DaemonContext = { engine, registry, metrics, db };
+  const context: DaemonContext = { engine, registry, metrics, db, branches };
   const adopted = await registry.adoptRunning(log);
   if (adopted) log(`re-attached ${adopted} running sandboxes`);
   for (const [tag, size] of Object.entries(opts.prewarm ?? {})) {

@@ -16,11 +16,15 @@ export function snapshotInfo(record: SnapshotRecord): SnapshotInfo {
     status: m?.status ?? 'failed',
     bootable: m?.status === 'ready',
     ...(m?.branchedFrom ? { branched_from: m.branchedFrom } : {}),
+    ...(m?.branch ? { pause_ms: m.branch.pauseMs } : {}),
     ...(m?.warning ? { warning: m.warning } : record.problem ? { warning: record.problem } : {}),
   };
 }
 
-export function sandboxInfo(sandbox: Sandbox): SandboxInfo {
+export function sandboxInfo(
+  sandbox: Sandbox,
+  branches: { count: number; lastMemoryPath: string | null } = { count: 0, lastMemoryPath: null },
+): SandboxInfo {
   const i = sandbox.info;
   return {
     id: i.id,
@@ -30,8 +34,8 @@ export function sandboxInfo(sandbox: Sandbox): SandboxInfo {
     created_at_unix: i.createdAtUnix,
     pid: i.pid,
     memory_limit_mib: i.memoryLimitMib,
-    has_branched: false,
-    last_branch_memory_path: null,
-    branch_count: 0,
+    has_branched: branches.count > 0,
+    last_branch_memory_path: branches.lastMemoryPath,
+    branch_count: branches.count,
   };
 }

@@ -230,7 +230,11 @@ export class Engine {
     assertNotBranching(sandbox);
     sandbox.isBranching = true;
     try {
-      return await branchSandbox({ dataDir: this.dataDir, store: this.store, qemu: await this.qemu() }, sandbox, opts);
+      return await branchSandbox(
+        { dataDir: this.dataDir, store: this.store, qemu: await this.qemu() },
+        sandbox,
+        opts,
+      );
     } finally {
       sandbox.isBranching = false;
     }

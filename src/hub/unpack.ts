@@ -156,13 +156,9 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
       ms: Date.now() - started,
     };
   } catch (err) {
-    zstd.kill();
-    opts.source.destroy();
-    extract.destroy();
-    await staged.discard();
-    await hasher.close();
     // A truncated or failing stream reports its own error first; the loop
-    // sees only its echo ("truncated", a missing file, zstd's exit).
+    // sees only its echo ("truncated", a missing file, zstd's exit). Look
+    // for it before stopping anything: our own kill is not a cause.
     const cause = await Promise.race([
       Promise.all([input, output, zstd.exited]).then(
         () => null,
@@ -170,6 +166,11 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
       ),
       new Promise((resolve) => setTimeout(resolve, 50, null)),
     ]);
+    zstd.kill();
+    opts.source.destroy();
+    extract.destroy();
+    await staged.discard();
+    await hasher.close();
     const echo =
       err instanceof StreamEndedEarly || err instanceof HostCommandError || !(err instanceof ForkdError);
     throw asRejection(echo && cause ? cause : err, reject);

@@ -86,6 +86,22 @@ export function registerTools(server: McpServer, forkd: Controller): void {
     (a) => run(() => forkd.eval(a.id, a.code)),
   );
   server.registerTool(
+    'branch_sandbox',
+    {
+      description:
+        'Snapshot a running sandbox into a new tag while it keeps running (live branch). New sandboxes created from that tag start exactly where it was: files, variables, processes.',
+      inputSchema: {
+        id,
+        tag: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/)
+          .optional()
+          .describe('new snapshot tag (default: generated)'),
+      },
+    },
+    (a) => run(() => forkd.branch(a.id, { tag: a.tag })),
+  );
+  server.registerTool(
     'ping_sandbox',
     { description: "Check that a sandbox's agent answers.", inputSchema: { id } },
     (a) => run(() => forkd.ping(a.id)),

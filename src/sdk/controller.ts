@@ -27,6 +27,16 @@ export interface ControllerOptions {
   fetch?: typeof fetch;
 }
 
+/** `branch` parameters (`POST /v1/sandboxes/:id/branch`). */
+export interface BranchParams {
+  tag?: string;
+  mode?: 'full' | 'diff' | 'live';
+  /** false: return at once with status "writing". */
+  wait?: boolean;
+  measureDiff?: boolean;
+  parentTag?: string;
+}
+
 /** `createSnapshot` parameters (`POST /v1/snapshots`). */
 export interface CreateSnapshotParams {
   tag: string;
@@ -225,6 +235,22 @@ export class Controller {
   /** `POST /v1/sandboxes/:id/eval`: evaluates code in the guest's runtime. */
   eval(id: string, code: string, opts?: RequestOpts): Promise<EvalResult> {
     return this.http.json('POST', `/v1/sandboxes/${seg(id)}/eval`, { json: { code } }, opts);
+  }
+
+  /**
+   * `POST /v1/sandboxes/:id/branch`: snapshot the running sandbox into a new
+   * tag while it keeps running. With `wait: false` it answers at once with
+   * status "writing"; poll listSnapshots until "ready" or "failed".
+   */
+  branch(id: string, params: BranchParams = {}, opts?: RequestOpts): Promise<SnapshotInfo> {
+    const json = {
+      tag: params.tag,
+      mode: params.mode,
+      wait: params.wait,
+      measure_diff: params.measureDiff,
+      parent_tag: params.parentTag,
+    };
+    return this.http.json('POST', `/v1/sandboxes/${seg(id)}/branch`, { json }, opts);
   }
 
   // ---- commands (extension) ----

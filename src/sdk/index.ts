@@ -2,6 +2,7 @@
 // for the forkd daemon. Named exports only; nothing here reaches the engine.
 export { Controller } from './controller.js';
 export type {
+  BranchParams,
   CommandParams,
   ControllerOptions,
   CreateSandboxesParams,

@@ -2,11 +2,11 @@
 // one child from a snapshot; commands, files and eval all go through a
 // Controller for the same daemon.
 import { Commands } from './commands.js';
-import { Controller, type ControllerOptions } from './controller.js';
+import { Controller, type BranchParams, type ControllerOptions } from './controller.js';
 import { SandboxEvalError } from './errors.js';
 import { Files } from './files.js';
 import type { RequestOpts } from './http.js';
-import type { PingResult, SandboxInfo } from './types.js';
+import type { PingResult, SandboxInfo, SnapshotInfo } from './types.js';
 
 /** Which daemon to use, plus per-request options. */
 export interface SandboxConnectOpts extends ControllerOptions, RequestOpts {}
@@ -94,6 +94,14 @@ export class Sandbox {
     const r = await this.controller.eval(this.id, code, opts);
     if (r.error !== null) throw new SandboxEvalError(r.error, r.exit_code);
     return r.result;
+  }
+
+  /**
+   * Snapshots this sandbox into a new tag while it keeps running; children
+   * of that tag (Sandbox.create({ snapshotTag })) start from this moment.
+   */
+  branch(params: BranchParams = {}, opts?: RequestOpts): Promise<SnapshotInfo> {
+    return this.controller.branch(this.id, params, opts);
   }
 
   /** Kills the sandbox. */

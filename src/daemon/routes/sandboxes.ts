@@ -17,17 +17,86 @@ import {
   IdParams,
   PingResult,
   SandboxInfo,
+  BranchBody,
+  SnapshotInfo,
 } from '../../api/schemas.js';
-import { sandboxInfo } from '../views.js';
+import { sandboxInfo, snapshotInfo } from '../views.js';
+import { BranchJobs } from '../branch-jobs.js';
+import { syncSnapshotTable } from '../snapshot-sync.js';
 
 /** The longest exec the API runs (a request must not hold a connection forever). */
 export const MAX_EXEC_TIMEOUT_SECS = 3600;
 
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
 
+/** What a branch request asked for, checked for contradictions (API-v1: 400 conflicting options). */
+function branchMode(body: BranchBody): 'full' | 'diff' | 'live' {
+  const implied = [body.diff ? 'diff' : null, body.live ? 'live' : null].filter(
+    (m): m is 'diff' | 'live' => m !== null,
+  );
+  if (implied.length > 1) throw new HttpError(400, 'conflicting options: diff and live are both true');
+  if (body.mode && implied[0] && body.mode !== implied[0]) {
+    throw new HttpError(400, `conflicting options: mode ${body.mode} with ${implied[0]}: true`);
+  }
+  return body.mode ?? implied[0] ?? 'live';
+}
+
 export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
+  app.post(
+    '/v1/sandboxes/:id/branch',
+    {
+      schema: {
+        params: IdParams,
+        body: BranchBody,
+        response: { 201: SnapshotInfo, 202: SnapshotInfo, ...errors, 503: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const body = req.body ?? {};
+      const mode = branchMode(body);
+      const sandbox = ctx.registry.get(req.params.id);
+      const tag = body.tag ?? BranchJobs.defaultTag(sandbox);
+      assertValidTag(tag);
+      if (body.parent_tag !== undefined && body.parent_tag !== sandbox.info.snapshotTag) {
+        throw new HttpError(
+          400,
+          `parent_tag ${body.parent_tag} is not the sandbox's snapshot (${sandbox.info.snapshotTag})`,
+        );
+      }
+      const job = await ctx.branches.start(sandbox, tag);
+      // Every mode runs the one mechanism: a live copy into a self-contained snapshot. Say so.
+      const note =
+        mode === 'live'
+          ? undefined
+          : `mode ${mode} ran as a live branch: forkd copies memory live and stores a self-contained snapshot`;
+      if (body.wait === false) {
+        job.done.catch(() => undefined);
+        return reply.code(202).send({
+          tag,
+          dir: ctx.engine.dataDir.snapshotDir(tag),
+          created_at_unix: Math.floor(Date.now() / 1000),
+          status: 'writing',
+          bootable: false,
+          branched_from: sandbox.info.snapshotTag,
+          ...(note ? { warning: note } : {}),
+        });
+      }
+      const result = await job.done;
+      await syncSnapshotTable(ctx.engine, ctx.db);
+      const info = snapshotInfo(await ctx.engine.store.get(result.manifest.tag));
+      const diff = body.measure_diff
+        ? {
+            diff_ms: result.timings.finishMs,
+            diff_physical_bytes: result.manifest.memory.physicalBytes,
+            diff_logical_bytes: result.manifest.memory.logicalBytes,
+          }
+        : {};
+      return reply.code(201).send({ ...info, ...diff, ...(note ? { warning: note } : {}) });
+    },
+  );
+
   app.get('/v1/sandboxes', { schema: { response: { 200: Type.Array(SandboxInfo) } } }, () =>
-    ctx.registry.list().map(sandboxInfo),
+    ctx.registry.list().map((s) => sandboxInfo(s, ctx.branches.branchesOf(s.id))),
   );
 
   app.post(
@@ -54,14 +123,17 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
       const sandboxes = result.children.flatMap((c) => (c.ok ? [c.sandbox] : []));
       sandboxes.forEach((s) => ctx.registry.add(s));
       timer();
-      return reply.code(201).send(sandboxes.map(sandboxInfo));
+      return reply.code(201).send(sandboxes.map((s) => sandboxInfo(s)));
     },
   );
 
   app.get(
     '/v1/sandboxes/:id',
     { schema: { params: IdParams, response: { 200: SandboxInfo, ...errors } } },
-    (req) => sandboxInfo(ctx.registry.get(req.params.id)),
+    (req) => {
+      const sandbox = ctx.registry.get(req.params.id);
+      return sandboxInfo(sandbox, ctx.branches.branchesOf(sandbox.id));
+    },
   );
 
   app.delete(

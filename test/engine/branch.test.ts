@@ -1,0 +1,106 @@
+// Live branch correctness probes on the python-numpy guest (a disk and a warm
+// runtime): a grandchild of a branch sees exactly the branch point, at depth 1
+// and at depth 5, and every sandbox that was branched keeps running with its
+// own later changes, which never leak into the branch.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildResult, Engine, Sandbox } from '../../src/engine/index.js';
+import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
+
+const TAG = 'test-branch-numpy';
+const DEPTH = 5;
+let engine: Engine;
+const live: Sandbox[] = [];
+const branchTags: string[] = [];
+
+async function forkOne(tag: string): Promise<Sandbox> {
+  const result = await engine.fork({ tag, n: 1 });
+  const child = result.children[0] as ChildResult;
+  if (!child.ok) throw child.error;
+  live.push(child.sandbox);
+  return child.sandbox;
+}
+
+async function sh(sandbox: Sandbox, script: string): Promise<string> {
+  const r = await sandbox.agent.exec({ shell: script });
+  assert.equal(r.exitCode, 0, r.stderr.toString());
+  return r.stdout.toString();
+}
+
+before(async () => {
+  engine = testEngine();
+  await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy', replace: true });
+});
+
+after(async () => {
+  await Promise.all(live.map((s) => s.kill()));
+  for (const tag of [...branchTags, TAG]) await engine.store.remove(tag).catch(() => undefined);
+  assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
+  assert.deepEqual(runDirEntries(engine), []);
+});
+
+void test(`a grandchild sees exactly the branch point, at depth 1 and at depth ${DEPTH}`, async () => {
+  let tag = TAG;
+  const branched: Sandbox[] = [];
+  for (let depth = 1; depth <= DEPTH; depth++) {
+    const sandbox = await forkOne(tag);
+    await sandbox.agent.eval(`x${depth} = ${depth * 11}`);
+    await sh(
+      sandbox,
+      `echo ${depth} > /root/before${depth}; sleep 100000 >/dev/null 2>&1 & echo $! > /root/pid${depth}`,
+    );
+    const result = await engine.branch(sandbox, { tag: `${TAG}-d${depth}` });
+    branchTags.push(result.manifest.tag);
+    assert.equal(result.manifest.status, 'ready');
+    assert.equal(result.manifest.branch?.depth, depth);
+    assert.equal(result.manifest.branchedFrom, tag);
+    assert.ok(result.timings.pauseMs >= 0 && result.timings.pauseMs < result.timings.totalMs);
+    // After the branch point: must never reach the branch.
+    await sh(sandbox, `echo after > /root/after${depth}`);
+    await sandbox.agent.eval(`x${depth} = -1`);
+    branched.push(sandbox);
+    tag = result.manifest.tag;
+
+    if (depth === 1 || depth === DEPTH) {
+      const grandchild = await forkOne(tag);
+      const vars = await grandchild.agent.eval(
+        `[${Array.from({ length: depth }, (_, i) => `x${i + 1}`).join(', ')}]`,
+      );
+      assert.equal(vars.error, null);
+      assert.deepEqual(
+        vars.result,
+        Array.from({ length: depth }, (_, i) => (i + 1) * 11),
+      );
+      const files = (await sh(grandchild, 'ls /root')).split('\n').filter(Boolean);
+      for (let i = 1; i <= depth; i++) {
+        assert.ok(files.includes(`before${i}`), `before${i} present at depth ${depth}`);
+        assert.ok(!files.includes(`after${i}`), `after${i} absent at depth ${depth}`);
+      }
+      const alive = await sh(
+        grandchild,
+        `for i in $(seq 1 ${depth}); do kill -0 $(cat /root/pid$i) && echo $i; done`,
+      );
+      assert.deepEqual(
+        alive.trim().split('\n'),
+        Array.from({ length: depth }, (_, i) => String(i + 1)),
+        'processes started before the branch still run',
+      );
+    }
+  }
+  // Every sandbox that was branched is still running, with its own later state.
+  for (const [i, sandbox] of branched.entries()) {
+    assert.ok(sandbox.isAlive);
+    assert.deepEqual((await sandbox.agent.eval(`x${i + 1}`)).result, -1);
+    assert.match(await sh(sandbox, `cat /root/after${i + 1}`), /after/);
+  }
+});
+
+void test('a tag that exists, or a second branch of a sandbox in flight, is refused and nothing is left', async () => {
+  const sandbox = await forkOne(TAG);
+  await assert.rejects(engine.branch(sandbox, { tag: TAG }), /already exists/);
+  const first = engine.branch(sandbox, { tag: `${TAG}-once` });
+  await assert.rejects(engine.branch(sandbox, { tag: `${TAG}-twice` }), /already being branched/);
+  branchTags.push((await first).manifest.tag);
+  assert.equal(await engine.store.exists(`${TAG}-twice`), false);
+  assert.ok(sandbox.isAlive);
+});
