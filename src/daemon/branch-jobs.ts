@@ -71,6 +71,11 @@ export class BranchJobs {
     return { done };
   }
 
+  /** Record a branch that cannot finish (e.g. interrupted by a daemon restart). */
+  markFailed(tag: string, warning: string): void {
+    this.failed.set(tag, { warning, at: Date.now() });
+  }
+
   branchesOf(sandboxId: string): SandboxBranches {
     return this.perSandbox.get(sandboxId) ?? { count: 0, lastMemoryPath: null };
   }

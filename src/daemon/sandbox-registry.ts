@@ -15,8 +15,12 @@ export class SandboxRegistry {
     private readonly db: StateDb,
   ) {}
 
-  /** Reconcile the database with what is running; returns how many were re-attached. */
-  async adoptRunning(log: (msg: string) => void): Promise<number> {
+  /**
+   * Reconcile the database with what is running. Returns how many sandboxes
+   * were re-attached, and the snapshots a previous daemon left half-written
+   * (now removed), such as branches it was writing when it stopped.
+   */
+  async adoptRunning(log: (msg: string) => void): Promise<{ adopted: number; interrupted: string[] }> {
     const running = new Set((await this.engine.sandboxes()).map((s) => s.id));
     for (const row of this.db.sandboxes('running')) {
       if (running.has(row.id)) continue;
@@ -25,7 +29,7 @@ export class SandboxRegistry {
       log(`sandbox ${row.id} died while the daemon was down`);
     }
     // Run dirs of dead VMs, empty cgroups, snapshots a crash left half-written.
-    await this.engine.cleanup();
+    const report = await this.engine.cleanup();
     for (const id of running) {
       try {
         this.add(await this.engine.attach(id));
@@ -33,7 +37,7 @@ export class SandboxRegistry {
         log(`could not re-attach ${id}: ${errorMessage(err)}`);
       }
     }
-    return this.live.size;
+    return { adopted: this.live.size, interrupted: report.removedSnapshots };
   }
 
   add(sandbox: Sandbox): void {

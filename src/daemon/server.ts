@@ -80,8 +80,12 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
     branchCap: branches.cap,
   });
   const context: DaemonContext = { engine, registry, metrics, db, branches };
-  const adopted = await registry.adoptRunning(log);
+  const { adopted, interrupted } = await registry.adoptRunning(log);
   if (adopted) log(`re-attached ${adopted} running sandboxes`);
+  for (const tag of interrupted) {
+    branches.markFailed(tag, 'interrupted: the daemon stopped while this snapshot was being written');
+    log(`snapshot ${tag} was being written when the daemon stopped: removed, listed as failed`);
+  }
   for (const [tag, size] of Object.entries(opts.prewarm ?? {})) {
     await engine.prewarm(tag, size);
     log(`warm pool for ${tag}: ${size} children`);

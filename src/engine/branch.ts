@@ -11,8 +11,8 @@
 // same at any depth, and a branch can be packed, moved or outlive its source.
 import { SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotStore } from '../snapshot/store.js';
-import { ConflictError, QmpError } from '../errors.js';
-import { deadlineSignal, type CallOptions } from '../util/abort.js';
+import { ConflictError, QmpError, ResourceExhaustedError } from '../errors.js';
+import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
 import { fileSizes, linkOrCopy, sha256File } from '../util/files.js';
 import { run } from '../util/run.js';
 import { createOverlay } from '../vmm/disk.js';
@@ -172,9 +172,7 @@ export async function branchSandbox(
     );
     const stopEvent = await Promise.race([stopped, Promise.resolve(undefined)]);
     sourceStopped = true;
-    if (end.data?.status !== 'completed') {
-      throw new QmpError(`the live copy ${String(end.data?.status)}`, 'migrate', undefined);
-    }
+    if (end.data?.status !== 'completed') throw await copyFailure(vm.qmp, writerVm, writer.dir);
     const migrateMs = Date.now() - migrateStarted;
 
     // The source is paused: freeze the disk layer it was writing.
@@ -298,6 +296,33 @@ function connectUnix(path: string, signal: AbortSignal): Promise<Socket> {
     socket.once('error', fail);
     signal.addEventListener('abort', () => fail(new Error('aborted')), { once: true });
   });
+}
+
+/** Why the live copy failed, as precisely as can be told: a dead writer says more than the source. */
+async function copyFailure(qmp: QmpClient, writerVm: LaunchedVm, dir: string): Promise<Error> {
+  const info = await qmp
+    .execute<{ 'error-desc'?: string }>('query-migrate')
+    .catch(() => ({}) as { 'error-desc'?: string });
+  const died = await Promise.race([writerVm.process.exited.then(() => true), sleep(500).then(() => false)]);
+  if (!died) {
+    return new QmpError(
+      `the live copy failed${info['error-desc'] ? `: ${info['error-desc']}` : ''}`,
+      'migrate',
+      undefined,
+    );
+  }
+  const exit = await writerVm.process.exitError('receiving the branch');
+  if (exit.exit.signal === 'SIGBUS') {
+    // A shared file mapping that cannot get a block raises SIGBUS: the disk is full.
+    return new ResourceExhaustedError(
+      `the branch's RAM file could not be written in ${dir}: the disk is full (the writer QEMU got SIGBUS)`,
+      {
+        hint: 'free disk space (forkd rmi, forkd cleanup) and branch again',
+        cause: exit,
+      },
+    );
+  }
+  return exit;
 }
 
 async function isRunning(qmp: QmpClient): Promise<boolean> {

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { DataDir } from '../snapshot/data-dir.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import { detectCgroupMemory } from './memory-limit.js';
-import { isVmAlive, readVmRecord } from './run-dir.js';
+import { isVmAlive, readVmRecord, type VmRecord } from './run-dir.js';
+import { isProcessAlive } from '../snapshot/lock.js';
 
 export interface CleanupReport {
   killedVms: number[];
@@ -35,7 +36,7 @@ export async function cleanupDataDir(
     const dir = join(dataDir.runDir, name);
     const record = await readVmRecord(dir);
     if (record && isVmAlive(dir, record.pid)) {
-      if (!opts.killRunning) {
+      if (!opts.killRunning && !isOrphan(record)) {
         report.runningVms.push({ dir, pid: record.pid });
         continue;
       }
@@ -72,6 +73,12 @@ export async function cleanupDataDir(
     }
   }
   return report;
+}
+
+/** A parent being booted or a branch writer whose forkd process is gone: nothing will ever finish it. */
+function isOrphan(record: VmRecord): boolean {
+  if (record.role !== 'writer' && record.role !== 'parent') return false;
+  return record.ownerPid !== undefined && record.ownerPid !== process.pid && !isProcessAlive(record.ownerPid);
 }
 
 async function waitGone(dir: string, pid: number): Promise<void> {

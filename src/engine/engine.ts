@@ -55,6 +55,18 @@ export interface SnapshotRequest extends Omit<CreateSnapshotOptions, 'image'> {
   onImageProgress?: ProgressFn;
 }
 
+/**
+ * forkd never pauses a sandbox except inside a live branch. A sandbox found
+ * paused was left so by a process that died mid-branch (its live copy may
+ * even have completed into a writer that is gone): cancel that and resume.
+ */
+async function resumeIfLeftPaused(qmp: QmpClient): Promise<void> {
+  const status = await qmp.execute<{ running: boolean; status: string }>('query-status');
+  if (status.running) return;
+  await qmp.execute('migrate_cancel').catch(() => undefined);
+  await qmp.execute('cont');
+}
+
 export class Engine {
   readonly dataDir: DataDir;
   readonly store: SnapshotStore;
@@ -212,6 +224,7 @@ export class Engine {
     });
     const qmp = await QmpClient.connect(runDir.paths.qmpSocket, { timeoutMs: 10_000 });
     try {
+      await resumeIfLeftPaused(qmp);
       const agent = await AgentClient.connect(runDir.paths.agentSocket, { timeoutMs: 10_000 });
       return new Sandbox(record.sandbox, { process, qmp, runDir }, agent, await findMemoryCgroup(id));
     } catch (err) {

@@ -84,6 +84,11 @@ export interface VmRecord {
   pid: number;
   role: string;
   startedAt: string;
+  /**
+   * The forkd process that started it. A parent or writer VM never outlives
+   * it on purpose: if the owner died, cleanup stops the VM.
+   */
+  ownerPid?: number;
   /** Set once a child is handed out: what a later process needs to re-attach. */
   sandbox?: SandboxInfo;
 }

@@ -39,7 +39,12 @@ export async function launchVm(
     killOnExit: opts.killOnExit ?? true,
   });
   try {
-    await writeVmRecord(runDir, { pid: proc.pid, role: machine.role, startedAt: new Date().toISOString() });
+    await writeVmRecord(runDir, {
+      pid: proc.pid,
+      role: machine.role,
+      startedAt: new Date().toISOString(),
+      ownerPid: process.pid,
+    });
     const signal = deadlineSignal(
       { signal: opts.signal, timeoutMs: opts.timeoutMs ?? 15_000 },
       'starting QEMU',

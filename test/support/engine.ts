@@ -7,11 +7,11 @@ import { Engine } from '../../src/engine/index.js';
 /** Images and kernels are cached here across test files (and runs). */
 export const TEST_DATA_DIR = resolve(process.env.FORKD_TEST_DATA_DIR ?? '.forkd-test');
 
-export function testEngine(): Engine {
-  mkdirSync(TEST_DATA_DIR, { recursive: true });
+export function testEngine(dataDir = TEST_DATA_DIR): Engine {
+  mkdirSync(dataDir, { recursive: true });
   // Tests must pass on hosts with and without KVM; the default probe decides.
   return new Engine({
-    dataDir: TEST_DATA_DIR,
+    dataDir,
     accel: (process.env.FORKD_TEST_ACCEL as 'tcg' | 'kvm' | undefined) ?? 'auto',
   });
 }
