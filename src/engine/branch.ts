@@ -302,7 +302,7 @@ function connectUnix(path: string, signal: AbortSignal): Promise<Socket> {
 async function copyFailure(qmp: QmpClient, writerVm: LaunchedVm, dir: string): Promise<Error> {
   const info = await qmp
     .execute<{ 'error-desc'?: string }>('query-migrate')
-    .catch(() => ({}) as { 'error-desc'?: string });
+    .catch(() => ({}));
   const died = await Promise.race([writerVm.process.exited.then(() => true), sleep(500).then(() => false)]);
   if (!died) {
     return new QmpError(
