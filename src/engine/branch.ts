@@ -300,9 +300,8 @@ function connectUnix(path: string, signal: AbortSignal): Promise<Socket> {
 
 /** Why the live copy failed, as precisely as can be told: a dead writer says more than the source. */
 async function copyFailure(qmp: QmpClient, writerVm: LaunchedVm, dir: string): Promise<Error> {
-  const info = await qmp
-    .execute<{ 'error-desc'?: string }>('query-migrate')
-    .catch(() => ({}));
+  type MigrateInfo = { 'error-desc'?: string };
+  const info = await qmp.execute<MigrateInfo>('query-migrate').catch((): MigrateInfo => ({}));
   const died = await Promise.race([writerVm.process.exited.then(() => true), sleep(500).then(() => false)]);
   if (!died) {
     return new QmpError(
