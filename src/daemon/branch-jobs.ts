@@ -71,6 +71,15 @@ export class BranchJobs {
     return { done };
   }
 
+  /** Refuse to restore a snapshot that is still being written (API-v1: 409). */
+  assertNotWriting(tag: string): void {
+    if (this.inFlight.has(tag)) {
+      throw new ConflictError(`snapshot ${JSON.stringify(tag)} is writing, not ready`, {
+        hint: 'wait until GET /v1/snapshots lists it as ready',
+      });
+    }
+  }
+
   /** Record a branch that cannot finish (e.g. interrupted by a daemon restart). */
   markFailed(tag: string, warning: string): void {
     this.failed.set(tag, { warning, at: Date.now() });

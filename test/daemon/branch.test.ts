@@ -78,6 +78,8 @@ void test('wait:false answers 202 "writing", and the snapshot turns ready', asyn
   assert.equal((res.json as Info).status, 'writing');
   const again = await call('POST', `/v1/sandboxes/${id}/branch`, { tag: `${TAG}-b2` });
   assert.equal(again.status, 409, 'a tag in flight is a conflict');
+  const early = await call('POST', '/v1/sandboxes', { snapshot_tag: `${TAG}-b2` });
+  assert.equal(early.status, 409, 'a snapshot that is writing is never restored');
   let status = 'writing';
   for (let i = 0; i < 600 && status === 'writing'; i++) {
     const list = (await call('GET', '/v1/snapshots')).json as Info[];
@@ -97,4 +99,31 @@ void test('branch errors: 400 conflicting options or bad tag, 404 unknown sandbo
   created.push(`${TAG}-b3`);
   assert.equal(diff.status, 201);
   assert.match((diff.json as Info).warning ?? '', /ran as a live branch/);
+});
+
+void test('past the concurrency cap a branch answers 503; the others finish', async () => {
+  const more = await call('POST', '/v1/sandboxes', { snapshot_tag: TAG, n: 4 });
+  const ids = [id, ...(more.json as { id: string }[]).map((s) => s.id)];
+  const tags = ids.map((_, i) => `${TAG}-cap${i}`);
+  created.push(...tags);
+  const first = await Promise.all(
+    ids
+      .slice(0, 4)
+      .map((sid, i) => call('POST', `/v1/sandboxes/${sid}/branch`, { tag: tags[i], wait: false })),
+  );
+  assert.deepEqual(
+    first.map((r) => r.status),
+    [202, 202, 202, 202],
+  );
+  const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+  assert.match(metrics, /forkd_branches_in_flight 4/);
+  const fifth = await call('POST', `/v1/sandboxes/${ids[4]}/branch`, { tag: tags[4] });
+  assert.equal(fifth.status, 503);
+  created.pop();
+  for (let i = 0; i < 900; i++) {
+    const list = (await call('GET', '/v1/snapshots')).json as Info[];
+    if (tags.slice(0, 4).every((t) => list.find((s) => s.tag === t)?.status === 'ready')) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail('the four branches did not all become ready');
 });

@@ -105,6 +105,7 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
     async (req, reply) => {
       const body = req.body;
       assertValidTag(body.snapshot_tag, 'snapshot_tag');
+      ctx.branches.assertNotWriting(body.snapshot_tag);
       const n = checkChildCount(body.n ?? 1);
       const timer = ctx.metrics.spawnSeconds.startTimer();
       const result = await ctx.engine.fork({
