@@ -25,7 +25,7 @@ async function startServe(): Promise<void> {
   daemon = child;
   url = await new Promise<string>((resolve, reject) => {
     let log = '';
-    child.stderr!.on('data', (d: Buffer) => {
+    child.stderr.on('data', (d: Buffer) => {
       log += d.toString();
       const match = /listening on (http:\/\/\S+)/.exec(log);
       if (match) resolve(match[1]!);
