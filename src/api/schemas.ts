@@ -94,6 +94,29 @@ export const BranchBody = Type.Object({
 });
 export type BranchBody = Static<typeof BranchBody>;
 
+export const WorkspaceInfo = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  source_snapshot_tag: Type.String(),
+  current_state_tag: Type.Optional(Type.String()),
+  status: Type.Union([Type.Literal('running'), Type.Literal('suspended'), Type.Literal('stale')]),
+  live_sandbox_id: Type.Optional(Type.String()),
+  created_at_unix: Type.Integer(),
+  last_active_unix: Type.Integer(),
+});
+export type WorkspaceInfo = Static<typeof WorkspaceInfo>;
+
+export const CreateWorkspaceBody = Type.Object({
+  name: Type.String(),
+  snapshot_tag: Type.String(),
+  memory_limit_mib: Type.Optional(Type.Integer({ minimum: 16 })),
+});
+export type CreateWorkspaceBody = Static<typeof CreateWorkspaceBody>;
+
+export const SuspendWorkspaceBody = Type.Object({ diff: Type.Optional(Type.Boolean()) });
+
+export const NameParams = Type.Object({ name: Type.String() });
+
 export const ExecBody = Type.Object({
   args: Type.Array(Type.String()),
   timeout_secs: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),

@@ -21,6 +21,7 @@ import { registerPack } from './commands/pack.js';
 import { registerPull } from './commands/pull.js';
 import { registerHub } from './commands/hub.js';
 import { registerBranch } from './commands/branch.js';
+import { registerWorkspace } from './commands/workspace.js';
 
 const program = new Command()
   .name('forkd')
@@ -60,6 +61,7 @@ registerPack(program);
 registerPull(program);
 registerHub(program);
 registerBranch(program);
+registerWorkspace(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -17,6 +17,7 @@ import { createMetrics } from './metrics.js';
 import { BranchJobs } from './branch-jobs.js';
 import { registerMetaRoutes } from './routes/meta.js';
 import { registerSandboxRoutes } from './routes/sandboxes.js';
+import { registerWorkspaceRoutes } from './routes/workspaces.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerFileRoutes } from './routes/files.js';
 import { CommandRegistry } from './command-registry.js';
@@ -148,6 +149,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   registerMetaRoutes(app, context);
   registerSnapshotRoutes(app, context);
   registerSandboxRoutes(app, context);
+  registerWorkspaceRoutes(app, context);
   const commands = new CommandRegistry();
   registerCommandRoutes(app, context, commands);
   registerFileRoutes(app, context);

@@ -36,7 +36,31 @@ const MIGRATIONS = [
      status TEXT NOT NULL,
      created_at_unix INTEGER NOT NULL
    );`,
+  `CREATE TABLE workspaces (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     source_snapshot_tag TEXT NOT NULL,
+     current_state_tag TEXT,
+     status TEXT NOT NULL CHECK (status IN ('running', 'suspended')),
+     live_sandbox_id TEXT,
+     memory_limit_mib INTEGER,
+     created_at_unix INTEGER NOT NULL,
+     last_active_unix INTEGER NOT NULL
+   );`,
 ];
+
+/** A workspace as stored; "stale" is worked out from what is running. */
+export interface WorkspaceRow {
+  id: string;
+  name: string;
+  source_snapshot_tag: string;
+  current_state_tag: string | null;
+  status: 'running' | 'suspended';
+  live_sandbox_id: string | null;
+  memory_limit_mib: number | null;
+  created_at_unix: number;
+  last_active_unix: number;
+}
 
 export class StateDb {
   private readonly db: Database.Database;
@@ -97,6 +121,44 @@ export class StateDb {
     return (this.db.prepare('SELECT tag FROM snapshots ORDER BY tag').all() as { tag: string }[]).map(
       (r) => r.tag,
     );
+  }
+
+  insertWorkspace(row: WorkspaceRow): void {
+    this.db
+      .prepare(
+        `INSERT INTO workspaces (id, name, source_snapshot_tag, current_state_tag, status, live_sandbox_id,
+           memory_limit_mib, created_at_unix, last_active_unix)
+         VALUES (@id, @name, @source_snapshot_tag, @current_state_tag, @status, @live_sandbox_id,
+           @memory_limit_mib, @created_at_unix, @last_active_unix)`,
+      )
+      .run(row);
+  }
+
+  workspace(name: string): WorkspaceRow | null {
+    return (
+      (this.db.prepare('SELECT * FROM workspaces WHERE name = ?').get(name) as WorkspaceRow | undefined) ??
+      null
+    );
+  }
+
+  workspaces(): WorkspaceRow[] {
+    return this.db.prepare('SELECT * FROM workspaces ORDER BY created_at_unix, name').all() as WorkspaceRow[];
+  }
+
+  updateWorkspace(
+    name: string,
+    patch: Pick<WorkspaceRow, 'status' | 'live_sandbox_id' | 'current_state_tag'>,
+  ): void {
+    this.db
+      .prepare(
+        `UPDATE workspaces SET status = @status, live_sandbox_id = @live_sandbox_id,
+           current_state_tag = @current_state_tag, last_active_unix = @now WHERE name = @name`,
+      )
+      .run({ ...patch, name, now: Math.floor(Date.now() / 1000) });
+  }
+
+  deleteWorkspace(name: string): void {
+    this.db.prepare('DELETE FROM workspaces WHERE name = ?').run(name);
   }
 
   close(): void {

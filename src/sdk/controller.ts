@@ -13,6 +13,7 @@ import type {
   SandboxInfo,
   SnapshotDetails,
   SnapshotInfo,
+  WorkspaceInfo,
   StartedCommand,
   VersionInfo,
 } from './types.js';
@@ -251,6 +252,46 @@ export class Controller {
       parent_tag: params.parentTag,
     };
     return this.http.json('POST', `/v1/sandboxes/${seg(id)}/branch`, { json }, opts);
+  }
+
+  // ---- workspaces ----
+
+  /** `GET /v1/workspaces`. */
+  listWorkspaces(opts?: RequestOpts): Promise<WorkspaceInfo[]> {
+    return this.http.json('GET', '/v1/workspaces', {}, opts);
+  }
+
+  /** `POST /v1/workspaces`: a named sandbox forked from `snapshotTag`. */
+  createWorkspace(
+    params: { name: string; snapshotTag: string; memoryLimitMib?: number },
+    opts?: RequestOpts,
+  ): Promise<WorkspaceInfo> {
+    const json = {
+      name: params.name,
+      snapshot_tag: params.snapshotTag,
+      memory_limit_mib: params.memoryLimitMib,
+    };
+    return this.http.json('POST', '/v1/workspaces', { json }, opts);
+  }
+
+  /** `GET /v1/workspaces/:name`. */
+  getWorkspace(name: string, opts?: RequestOpts): Promise<WorkspaceInfo> {
+    return this.http.json('GET', `/v1/workspaces/${seg(name)}`, {}, opts);
+  }
+
+  /** `POST /v1/workspaces/:name/suspend`: save its state (live branch) and stop its sandbox. */
+  suspendWorkspace(name: string, opts?: RequestOpts): Promise<WorkspaceInfo> {
+    return this.http.json('POST', `/v1/workspaces/${seg(name)}/suspend`, { json: {} }, opts);
+  }
+
+  /** `POST /v1/workspaces/:name/resume`: a new sandbox from the saved state. */
+  resumeWorkspace(name: string, opts?: RequestOpts): Promise<WorkspaceInfo> {
+    return this.http.json('POST', `/v1/workspaces/${seg(name)}/resume`, { json: {} }, opts);
+  }
+
+  /** `DELETE /v1/workspaces/:name`: its sandbox and saved states go; the source snapshot stays. */
+  deleteWorkspace(name: string, opts?: RequestOpts): Promise<void> {
+    return this.http.empty('DELETE', `/v1/workspaces/${seg(name)}`, {}, opts);
   }
 
   // ---- commands (extension) ----

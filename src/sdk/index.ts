@@ -35,4 +35,5 @@ export type {
   SnapshotInfo,
   StartedCommand,
   VersionInfo,
+  WorkspaceInfo,
 } from './types.js';

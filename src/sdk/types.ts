@@ -14,6 +14,9 @@ export type SnapshotDetails = Static<typeof wire.SnapshotDetails>;
 /** A running child VM (`GET/POST /v1/sandboxes`). */
 export type SandboxInfo = Static<typeof wire.SandboxInfo>;
 
+/** A named, suspendable sandbox (`/v1/workspaces`). */
+export type WorkspaceInfo = Static<typeof wire.WorkspaceInfo>;
+
 /** `GET /healthz`. */
 export type HealthInfo = Static<typeof wire.Health>;
 

@@ -53,6 +53,7 @@ test('the server lists every tool with an input schema', async () => {
   const { tools } = await client.listTools();
   const names = tools.map((t) => t.name).sort();
   assert.deepEqual(names, [
+    'branch_sandbox',
     'eval_code',
     'exec_command',
     'get_sandbox',

@@ -1,0 +1,62 @@
+// /v1/workspaces: named sandboxes that suspend (live branch + kill) and
+// resume (fork the saved state), per API-v1.md.
+import Type from 'typebox';
+import type { App, DaemonContext } from '../context.js';
+import {
+  CreateWorkspaceBody,
+  ErrorBody,
+  NameParams,
+  SuspendWorkspaceBody,
+  WorkspaceInfo,
+} from '../../api/schemas.js';
+import { Workspaces } from '../workspaces.js';
+
+const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody, 503: ErrorBody };
+
+export function registerWorkspaceRoutes(app: App, ctx: DaemonContext): void {
+  const workspaces = new Workspaces(ctx);
+  app.get('/v1/workspaces', { schema: { response: { 200: Type.Array(WorkspaceInfo) } } }, () =>
+    workspaces.list(),
+  );
+  app.post(
+    '/v1/workspaces',
+    { schema: { body: CreateWorkspaceBody, response: { 201: WorkspaceInfo, ...errors } } },
+    async (req, reply) => {
+      const info = await workspaces.create({
+        name: req.body.name,
+        snapshotTag: req.body.snapshot_tag,
+        memoryLimitMib: req.body.memory_limit_mib ?? null,
+      });
+      return reply.code(201).send(info);
+    },
+  );
+  app.get(
+    '/v1/workspaces/:name',
+    { schema: { params: NameParams, response: { 200: WorkspaceInfo, ...errors } } },
+    (req) => workspaces.get(req.params.name),
+  );
+  app.delete(
+    '/v1/workspaces/:name',
+    { schema: { params: NameParams, response: { 204: Type.Null(), ...errors } } },
+    async (req, reply) => {
+      await workspaces.delete(req.params.name);
+      return reply.code(204).send(null);
+    },
+  );
+  app.post(
+    '/v1/workspaces/:name/suspend',
+    {
+      schema: {
+        params: NameParams,
+        body: Type.Optional(SuspendWorkspaceBody),
+        response: { 200: WorkspaceInfo, ...errors },
+      },
+    },
+    (req) => workspaces.suspend(req.params.name),
+  );
+  app.post(
+    '/v1/workspaces/:name/resume',
+    { schema: { params: NameParams, response: { 200: WorkspaceInfo, ...errors } } },
+    (req) => workspaces.resume(req.params.name),
+  );
+}

@@ -1,0 +1,141 @@
+// Workspaces: named sandboxes that can be suspended and resumed. Suspend is a
+// live branch into a state snapshot, then the sandbox is killed; resume forks
+// that state with the workspace's memory limit. A workspace's state
+// snapshots are its own and go with it; the snapshot it started from never
+// does. Rows live in the state database, so workspaces survive restarts.
+import { randomBytes } from 'node:crypto';
+import type { Sandbox } from '../engine/index.js';
+import { AlreadyExistsError, ConflictError, NotFoundError, errorMessage } from '../errors.js';
+import { assertValidTag } from '../snapshot/tag.js';
+import type { WorkspaceInfo } from '../api/schemas.js';
+import type { DaemonContext } from './context.js';
+import { HttpError } from './http-errors.js';
+import type { WorkspaceRow } from './state-db.js';
+
+export class Workspaces {
+  constructor(private readonly ctx: DaemonContext) {}
+
+  list(): WorkspaceInfo[] {
+    return this.ctx.db.workspaces().map((row) => this.info(row));
+  }
+
+  get(name: string): WorkspaceInfo {
+    return this.info(this.row(name));
+  }
+
+  async create(body: {
+    name: string;
+    snapshotTag: string;
+    memoryLimitMib: number | null;
+  }): Promise<WorkspaceInfo> {
+    assertValidTag(body.name, 'name');
+    assertValidTag(body.snapshotTag, 'snapshot_tag');
+    if (this.ctx.db.workspace(body.name)) {
+      throw new AlreadyExistsError(`workspace ${body.name} already exists`, {
+        kind: 'workspace',
+        name: body.name,
+      });
+    }
+    const sandbox = await this.spawn(body.snapshotTag, body.memoryLimitMib);
+    const now = Math.floor(Date.now() / 1000);
+    this.ctx.db.insertWorkspace({
+      id: `ws-${randomBytes(6).toString('hex')}`,
+      name: body.name,
+      source_snapshot_tag: body.snapshotTag,
+      current_state_tag: null,
+      status: 'running',
+      live_sandbox_id: sandbox.id,
+      memory_limit_mib: body.memoryLimitMib,
+      created_at_unix: now,
+      last_active_unix: now,
+    });
+    return this.get(body.name);
+  }
+
+  /** Branch the live sandbox into a new state snapshot, then kill it; the previous state goes. */
+  async suspend(name: string): Promise<WorkspaceInfo> {
+    const row = this.row(name);
+    const sandbox = this.liveSandbox(row);
+    if (!sandbox) throw new ConflictError(`workspace ${name} is ${this.status(row)}, not running`);
+    const tag = stateTag(name);
+    const { done } = await this.ctx.branches.start(sandbox, tag);
+    await done;
+    await this.ctx.registry.kill(sandbox.id);
+    this.ctx.db.updateWorkspace(name, { status: 'suspended', live_sandbox_id: null, current_state_tag: tag });
+    if (row.current_state_tag) await this.removeState(row.current_state_tag);
+    return this.get(name);
+  }
+
+  /** Fork the saved state again, with the workspace's memory limit. */
+  async resume(name: string): Promise<WorkspaceInfo> {
+    const row = this.row(name);
+    if (this.status(row) === 'running') throw new ConflictError(`workspace ${name} is already running`);
+    const from = row.current_state_tag ?? row.source_snapshot_tag;
+    const sandbox = await this.spawn(from, row.memory_limit_mib);
+    this.ctx.db.updateWorkspace(name, {
+      status: 'running',
+      live_sandbox_id: sandbox.id,
+      current_state_tag: row.current_state_tag,
+    });
+    return this.get(name);
+  }
+
+  /** Kill its sandbox and remove its state snapshots; the source snapshot stays. */
+  async delete(name: string): Promise<void> {
+    const row = this.row(name);
+    const sandbox = this.liveSandbox(row);
+    if (sandbox) await this.ctx.registry.kill(sandbox.id);
+    if (row.current_state_tag) await this.removeState(row.current_state_tag);
+    this.ctx.db.deleteWorkspace(name);
+  }
+
+  private async spawn(tag: string, memoryLimitMib: number | null): Promise<Sandbox> {
+    this.ctx.branches.assertNotWriting(tag);
+    const result = await this.ctx.engine.fork({ tag, n: 1, memoryLimitMib, detach: true });
+    const child = result.children[0];
+    if (!child?.ok) throw new HttpError(500, `the workspace's sandbox failed: ${errorMessage(child?.error)}`);
+    this.ctx.registry.add(child.sandbox);
+    return child.sandbox;
+  }
+
+  private async removeState(tag: string): Promise<void> {
+    await this.ctx.engine.store.remove(tag).catch(() => undefined);
+  }
+
+  private row(name: string): WorkspaceRow {
+    assertValidTag(name, 'name');
+    const row = this.ctx.db.workspace(name);
+    if (!row) throw new NotFoundError(`workspace ${name} not found`, { kind: 'workspace', name });
+    return row;
+  }
+
+  private liveSandbox(row: WorkspaceRow): Sandbox | null {
+    if (row.status !== 'running' || !row.live_sandbox_id) return null;
+    return this.ctx.registry.list().find((s) => s.id === row.live_sandbox_id) ?? null;
+  }
+
+  /** "stale": the database says running but its sandbox is gone (it died, or was killed directly). */
+  private status(row: WorkspaceRow): WorkspaceInfo['status'] {
+    if (row.status === 'running' && !this.liveSandbox(row)) return 'stale';
+    return row.status;
+  }
+
+  private info(row: WorkspaceRow): WorkspaceInfo {
+    const status = this.status(row);
+    return {
+      id: row.id,
+      name: row.name,
+      source_snapshot_tag: row.source_snapshot_tag,
+      ...(row.current_state_tag ? { current_state_tag: row.current_state_tag } : {}),
+      status,
+      ...(status === 'running' && row.live_sandbox_id ? { live_sandbox_id: row.live_sandbox_id } : {}),
+      created_at_unix: row.created_at_unix,
+      last_active_unix: row.last_active_unix,
+    };
+  }
+}
+
+/** A fresh state tag per suspend: the old state stays restorable until the new one is ready. */
+function stateTag(name: string): string {
+  return `ws-${name.slice(0, 48)}-${randomBytes(4).toString('hex')}`;
+}

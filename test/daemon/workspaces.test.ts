@@ -1,0 +1,138 @@
+// /v1/workspaces over real HTTP (tiny guest), and the CLI over it: create,
+// suspend (state saved, sandbox gone), resume (state back, memory limit
+// kept), suspend again (old state replaced), stale when its sandbox is
+// killed directly, and delete (state gone, source snapshot kept).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
+import type { Engine } from '../../src/engine/index.js';
+import { runCliAsync } from '../support/cli.js';
+import { runDirEntries, testEngine, TEST_DATA_DIR } from '../support/engine.js';
+
+const TAG = 'test-workspaces';
+let engine: Engine;
+let daemon: RunningDaemon;
+let scratch: string;
+
+type Workspace = {
+  name: string;
+  status: string;
+  live_sandbox_id?: string;
+  current_state_tag?: string;
+  source_snapshot_tag: string;
+};
+
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(daemon.url + path, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
+}
+
+async function sh(id: string, script: string): Promise<string> {
+  const r = await call('POST', `/v1/sandboxes/${id}/exec`, { args: ['sh', '-c', script] });
+  assert.equal(r.status, 200);
+  return (r.json as { stdout: string }).stdout;
+}
+
+before(async () => {
+  engine = testEngine();
+  await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 256 });
+  scratch = await mkdtemp(join(tmpdir(), 'forkd-ws-'));
+  daemon = await startDaemon({ dataDir: TEST_DATA_DIR, port: 0, auditLog: join(scratch, 'audit.jsonl') });
+  await deleteAllWorkspaces(); // the state database outlives an interrupted earlier run
+});
+
+async function deleteAllWorkspaces(): Promise<void> {
+  for (const w of (await call('GET', '/v1/workspaces')).json as Workspace[]) {
+    await call('DELETE', `/v1/workspaces/${w.name}`);
+  }
+}
+
+after(async () => {
+  await deleteAllWorkspaces();
+  await daemon.close();
+  await engine.store.remove(TAG).catch(() => undefined);
+  await rm(scratch, { recursive: true, force: true });
+  assert.deepEqual(runDirEntries(engine), []);
+});
+
+void test('a workspace suspends with its state and resumes where it was, keeping its memory limit', async () => {
+  const created = await call('POST', '/v1/workspaces', {
+    name: 'w1',
+    snapshot_tag: TAG,
+    memory_limit_mib: 512,
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.json));
+  const w = created.json as Workspace;
+  assert.equal(w.status, 'running');
+  await sh(w.live_sandbox_id!, 'echo kept > /tmp/state');
+  assert.equal((await call('POST', '/v1/workspaces', { name: 'w1', snapshot_tag: TAG })).status, 409);
+
+  const suspend = await call('POST', '/v1/workspaces/w1/suspend', {});
+  assert.equal(suspend.status, 200, JSON.stringify(suspend.json));
+  const suspended = suspend.json as Workspace;
+  assert.equal(suspended.status, 'suspended');
+  assert.equal(suspended.live_sandbox_id, undefined);
+  const firstState = suspended.current_state_tag!;
+  assert.ok(await engine.store.exists(firstState));
+  assert.equal((await call('GET', `/v1/sandboxes/${w.live_sandbox_id}`)).status, 404, 'its sandbox is gone');
+  assert.equal((await call('POST', '/v1/workspaces/w1/suspend', {})).status, 409, 'not running');
+
+  const resume = await call('POST', '/v1/workspaces/w1/resume', {});
+  assert.equal(resume.status, 200, JSON.stringify(resume.json));
+  const resumed = resume.json as Workspace;
+  assert.equal(resumed.status, 'running');
+  assert.equal(await sh(resumed.live_sandbox_id!, 'cat /tmp/state'), 'kept\n');
+  const sandbox = (await call('GET', `/v1/sandboxes/${resumed.live_sandbox_id}`)).json as {
+    memory_limit_mib: number;
+  };
+  assert.equal(sandbox.memory_limit_mib, 512);
+  assert.equal((await call('POST', '/v1/workspaces/w1/resume', {})).status, 409, 'already running');
+
+  const again = (await call('POST', '/v1/workspaces/w1/suspend', {})).json as Workspace;
+  assert.notEqual(again.current_state_tag, firstState);
+  assert.equal(await engine.store.exists(firstState), false, 'the previous state is replaced');
+
+  assert.equal((await call('DELETE', '/v1/workspaces/w1')).status, 204);
+  assert.equal(await engine.store.exists(again.current_state_tag!), false, 'its state goes with it');
+  assert.ok(await engine.store.exists(TAG), 'the source snapshot stays');
+  assert.equal((await call('GET', '/v1/workspaces/w1')).status, 404);
+});
+
+void test('a workspace whose sandbox was killed directly is stale, and resumes', async () => {
+  const w = (await call('POST', '/v1/workspaces', { name: 'w2', snapshot_tag: TAG })).json as Workspace;
+  await call('DELETE', `/v1/sandboxes/${w.live_sandbox_id}`);
+  assert.equal(((await call('GET', '/v1/workspaces/w2')).json as Workspace).status, 'stale');
+  const resumed = (await call('POST', '/v1/workspaces/w2/resume', {})).json as Workspace;
+  assert.equal(resumed.status, 'running');
+  assert.equal((await call('POST', '/v1/workspaces', { name: '../x', snapshot_tag: TAG })).status, 400);
+  assert.equal((await call('POST', '/v1/workspaces/nope/resume', {})).status, 404);
+});
+
+void test('forkd workspace drives the same API', async () => {
+  const url = daemon.url;
+  const create = await runCliAsync(['workspace', 'create', 'w3', '--tag', TAG, '--url', url, '--json']);
+  assert.equal(create.status, 0, create.stderr);
+  assert.equal((JSON.parse(create.stdout) as Workspace).status, 'running');
+  const suspend = await runCliAsync(['workspace', 'suspend', 'w3', '--url', url]);
+  assert.equal(suspend.status, 0, suspend.stderr);
+  assert.match(suspend.stdout, /^workspace w3: suspended \(state ws-w3-/);
+  const list = await runCliAsync(['workspace', 'list', '--url', url]);
+  assert.match(list.stdout, /w3\s+suspended/);
+  const del = await runCliAsync(['workspace', 'delete', 'w3', '--url', url]);
+  assert.equal(del.status, 0, del.stderr);
+  const missing = await runCliAsync(['workspace', 'resume', 'w3', '--url', url]);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /workspace w3 not found/);
+});
