@@ -110,6 +110,8 @@ export const CreateWorkspaceBody = Type.Object({
   name: Type.String(),
   snapshot_tag: Type.String(),
   memory_limit_mib: Type.Optional(Type.Integer({ minimum: 16 })),
+  /** Default-deny egress for its sandboxes (kept across resumes). */
+  restrict_egress: Type.Optional(Type.Boolean()),
 });
 export type CreateWorkspaceBody = Static<typeof CreateWorkspaceBody>;
 

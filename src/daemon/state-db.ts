@@ -44,6 +44,7 @@ const MIGRATIONS = [
      status TEXT NOT NULL CHECK (status IN ('running', 'suspended')),
      live_sandbox_id TEXT,
      memory_limit_mib INTEGER,
+     restrict_egress INTEGER NOT NULL DEFAULT 0,
      created_at_unix INTEGER NOT NULL,
      last_active_unix INTEGER NOT NULL
    );`,
@@ -58,6 +59,8 @@ export interface WorkspaceRow {
   status: 'running' | 'suspended';
   live_sandbox_id: string | null;
   memory_limit_mib: number | null;
+  /** 1: default-deny egress (SQLite has no booleans). */
+  restrict_egress: number;
   created_at_unix: number;
   last_active_unix: number;
 }
@@ -127,9 +130,9 @@ export class StateDb {
     this.db
       .prepare(
         `INSERT INTO workspaces (id, name, source_snapshot_tag, current_state_tag, status, live_sandbox_id,
-           memory_limit_mib, created_at_unix, last_active_unix)
+           memory_limit_mib, restrict_egress, created_at_unix, last_active_unix)
          VALUES (@id, @name, @source_snapshot_tag, @current_state_tag, @status, @live_sandbox_id,
-           @memory_limit_mib, @created_at_unix, @last_active_unix)`,
+           @memory_limit_mib, @restrict_egress, @created_at_unix, @last_active_unix)`,
       )
       .run(row);
   }

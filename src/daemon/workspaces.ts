@@ -1,6 +1,6 @@
 // Workspaces: named sandboxes that can be suspended and resumed. Suspend is a
 // live branch into a state snapshot, then the sandbox is killed; resume forks
-// that state with the workspace's memory limit. A workspace's state
+// that state with the workspace's memory limit and egress setting. A workspace's state
 // snapshots are its own and go with it; the snapshot it started from never
 // does. Rows live in the state database, so workspaces survive restarts.
 import { randomBytes } from 'node:crypto';
@@ -27,6 +27,7 @@ export class Workspaces {
     name: string;
     snapshotTag: string;
     memoryLimitMib: number | null;
+    restrictEgress: boolean;
   }): Promise<WorkspaceInfo> {
     assertValidTag(body.name, 'name');
     assertValidTag(body.snapshotTag, 'snapshot_tag');
@@ -36,7 +37,7 @@ export class Workspaces {
         name: body.name,
       });
     }
-    const sandbox = await this.spawn(body.snapshotTag, body.memoryLimitMib);
+    const sandbox = await this.spawn(body.snapshotTag, body.memoryLimitMib, body.restrictEgress);
     const now = Math.floor(Date.now() / 1000);
     this.ctx.db.insertWorkspace({
       id: `ws-${randomBytes(6).toString('hex')}`,
@@ -46,6 +47,7 @@ export class Workspaces {
       status: 'running',
       live_sandbox_id: sandbox.id,
       memory_limit_mib: body.memoryLimitMib,
+      restrict_egress: body.restrictEgress ? 1 : 0,
       created_at_unix: now,
       last_active_unix: now,
     });
@@ -71,7 +73,7 @@ export class Workspaces {
     const row = this.row(name);
     if (this.status(row) === 'running') throw new ConflictError(`workspace ${name} is already running`);
     const from = row.current_state_tag ?? row.source_snapshot_tag;
-    const sandbox = await this.spawn(from, row.memory_limit_mib);
+    const sandbox = await this.spawn(from, row.memory_limit_mib, row.restrict_egress === 1);
     this.ctx.db.updateWorkspace(name, {
       status: 'running',
       live_sandbox_id: sandbox.id,
@@ -89,9 +91,9 @@ export class Workspaces {
     this.ctx.db.deleteWorkspace(name);
   }
 
-  private async spawn(tag: string, memoryLimitMib: number | null): Promise<Sandbox> {
+  private async spawn(tag: string, memoryLimitMib: number | null, restrictEgress: boolean): Promise<Sandbox> {
     this.ctx.branches.assertNotWriting(tag);
-    const result = await this.ctx.engine.fork({ tag, n: 1, memoryLimitMib, detach: true });
+    const result = await this.ctx.engine.fork({ tag, n: 1, memoryLimitMib, restrictEgress, detach: true });
     const child = result.children[0];
     if (!child?.ok) throw new HttpError(500, `the workspace's sandbox failed: ${errorMessage(child?.error)}`);
     this.ctx.registry.add(child.sandbox);

@@ -263,7 +263,7 @@ export class Controller {
 
   /** `POST /v1/workspaces`: a named sandbox forked from `snapshotTag`. */
   createWorkspace(
-    params: { name: string; snapshotTag: string; memoryLimitMib?: number },
+    params: { name: string; snapshotTag: string; memoryLimitMib?: number; restrictEgress?: boolean },
     opts?: RequestOpts,
   ): Promise<WorkspaceInfo> {
     const json = {

@@ -72,6 +72,7 @@ void test('a workspace suspends with its state and resumes where it was, keeping
     name: 'w1',
     snapshot_tag: TAG,
     memory_limit_mib: 512,
+    restrict_egress: true,
   });
   assert.equal(created.status, 201, JSON.stringify(created.json));
   const w = created.json as Workspace;
@@ -98,6 +99,8 @@ void test('a workspace suspends with its state and resumes where it was, keeping
     memory_limit_mib: number;
   };
   assert.equal(sandbox.memory_limit_mib, 512);
+  const running = (await engine.sandboxes()).find((s) => s.id === resumed.live_sandbox_id);
+  assert.equal(running?.restrictEgress, true, 'egress stays restricted');
   assert.equal((await call('POST', '/v1/workspaces/w1/resume', {})).status, 409, 'already running');
 
   const again = (await call('POST', '/v1/workspaces/w1/suspend', {})).json as Workspace;

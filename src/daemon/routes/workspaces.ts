@@ -26,6 +26,7 @@ export function registerWorkspaceRoutes(app: App, ctx: DaemonContext): void {
         name: req.body.name,
         snapshotTag: req.body.snapshot_tag,
         memoryLimitMib: req.body.memory_limit_mib ?? null,
+        restrictEgress: req.body.restrict_egress ?? false,
       });
       return reply.code(201).send(info);
     },
