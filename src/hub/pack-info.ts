@@ -13,6 +13,7 @@ import {
   type PackManifest,
 } from './pack-manifest.js';
 import { zstdDecompress } from './zstd.js';
+import type { ArchiveEntry } from './tar-entries.js';
 
 /** The size of a pack file, or a NotFoundError naming it. */
 export async function packFileSize(path: string): Promise<number> {
@@ -29,6 +30,24 @@ export async function packFileSize(path: string): Promise<number> {
   return info.size;
 }
 
+/** The first entry of a pack, parsed and checked; `fail` makes the error for a bad one. */
+export async function readManifestEntry(
+  entry: ArchiveEntry,
+  source: string,
+  fail: (message: string) => Error,
+): Promise<PackManifest> {
+  if (entry.header.size > PACK_MANIFEST_MAX_BYTES) throw fail('the manifest is too large');
+  const chunks: Buffer[] = [];
+  for await (const chunk of entry) chunks.push(chunk as Buffer);
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw fail('the manifest is not JSON');
+  }
+  return parsePackManifest(value, source);
+}
+
 export async function readPackManifest(path: string): Promise<PackManifest> {
   await packFileSize(path);
   const zstd = zstdDecompress();
@@ -38,16 +57,7 @@ export async function readPackManifest(path: string): Promise<PackManifest> {
   try {
     for await (const entry of extract) {
       if (entry.header.name !== PACK_MANIFEST_ENTRY || entry.header.type !== 'file') break;
-      if (entry.header.size > PACK_MANIFEST_MAX_BYTES) break;
-      const chunks: Buffer[] = [];
-      for await (const chunk of entry) chunks.push(chunk as Buffer);
-      let value: unknown;
-      try {
-        value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch {
-        break;
-      }
-      return parsePackManifest(value, path);
+      return await readManifestEntry(entry, path, (message) => new CorruptError(`${path}: ${message}`, path));
     }
     throw new CorruptError(`${path} is not a forkd pack (no ${PACK_MANIFEST_ENTRY} first)`, path, {
       hint: 'packs are made by `forkd pack`',

@@ -16,9 +16,7 @@ import { assertValidTag } from '../snapshot/tag.js';
 import { inspectDiskImage } from '../vmm/disk.js';
 import {
   PACK_MANIFEST_ENTRY,
-  PACK_MANIFEST_MAX_BYTES,
   checkPackedSnapshot,
-  parsePackManifest,
   type PackFile,
   type PackManifest,
 } from './pack-manifest.js';
@@ -28,6 +26,7 @@ import { BackgroundHasher } from './background-hash.js';
 import { paxRecords, type ArchiveEntry } from './tar-entries.js';
 import type { Header } from 'tar-stream';
 import { zstdDecompress } from './zstd.js';
+import { readManifestEntry } from './pack-info.js';
 import { HostCommandError } from '../util/run.js';
 import { syncToDisk } from '../util/files.js';
 
@@ -212,7 +211,7 @@ async function readEntries(
       if (header.name !== PACK_MANIFEST_ENTRY) {
         throw reject(`the first entry is ${shownName}, not the manifest ${PACK_MANIFEST_ENTRY}`, header.name);
       }
-      state = await readManifestEntry(entry, header, opts, reject);
+      state = await startFromManifest(entry, opts, reject);
       continue;
     }
     const name = entryFileName(header, reject);
@@ -251,22 +250,12 @@ async function readEntries(
   return state;
 }
 
-async function readManifestEntry(
+async function startFromManifest(
   entry: ArchiveEntry,
-  header: Header,
   opts: UnpackOptions,
   reject: (message: string) => PackRejectedError,
 ): Promise<EntryState> {
-  if ((header.size ?? 0) > PACK_MANIFEST_MAX_BYTES) throw reject('the manifest is too large');
-  const chunks: Buffer[] = [];
-  for await (const chunk of entry) chunks.push(chunk as Buffer);
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw reject('the manifest is not JSON');
-  }
-  const manifest = parsePackManifest(value, opts.sourceName);
+  const manifest = await readManifestEntry(entry, opts.sourceName, reject);
   const tag = opts.tag ?? manifest.tag;
   checkPackMachine(manifest, opts);
   if (!opts.force && (await opts.store.exists(tag))) {

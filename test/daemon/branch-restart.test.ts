@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import type { Engine } from '../../src/engine/index.js';
+import { jsonCaller } from '../support/http.js';
 import { qemuProcessesUsing, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 
 const TAG = 'test-branch-restart';
@@ -34,19 +35,7 @@ async function startServe(): Promise<void> {
   });
 }
 
-async function call(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(url + path, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
-}
+const call = jsonCaller(() => url);
 
 async function writerRunDirs(): Promise<string[]> {
   return (await readdir(engine.dataDir.runDir).catch(() => [] as string[])).filter((n) => n.startsWith('w-'));

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
 import type { Engine } from '../../src/engine/index.js';
+import { jsonCaller } from '../support/http.js';
 import { runDirEntries, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 
 const TAG = 'test-daemon-branch';
@@ -17,19 +18,7 @@ let scratch: string;
 let id: string;
 const created: string[] = [];
 
-async function call(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(daemon.url + path, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
-}
+const call = jsonCaller(() => daemon.url);
 
 type Info = { tag: string; status: string; pause_ms?: number; branched_from?: string; warning?: string };
 

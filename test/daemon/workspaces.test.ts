@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
 import type { Engine } from '../../src/engine/index.js';
 import { runCliAsync } from '../support/cli.js';
+import { jsonCaller } from '../support/http.js';
 import { runDirEntries, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 
 const TAG = 'test-workspaces';
@@ -25,19 +26,7 @@ type Workspace = {
   source_snapshot_tag: string;
 };
 
-async function call(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(daemon.url + path, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
-}
+const call = jsonCaller(() => daemon.url);
 
 async function sh(id: string, script: string): Promise<string> {
   const r = await call('POST', `/v1/sandboxes/${id}/exec`, { args: ['sh', '-c', script] });
