@@ -2,6 +2,7 @@
 import { Engine } from '../src/engine/index.js';
 import { errorMessage } from '../src/errors.js';
 import { benchApi } from './api.js';
+import { benchBranch } from './branch.js';
 import { benchFork } from './fork.js';
 import { benchHub } from './hub.js';
 import { benchLoad } from './load.js';
@@ -9,6 +10,7 @@ import { benchLoad } from './load.js';
 const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Promise<void>> = {
   fork: benchFork,
   api: benchApi,
+  branch: benchBranch,
   load: benchLoad,
   hub: benchHub,
 };

@@ -13,7 +13,10 @@ import { HttpError } from './http-errors.js';
 import type { WorkspaceRow } from './state-db.js';
 
 export class Workspaces {
-  constructor(private readonly ctx: DaemonContext) {}
+  constructor(
+    private readonly ctx: DaemonContext,
+    private readonly log: (message: string) => void = () => undefined,
+  ) {}
 
   list(): WorkspaceInfo[] {
     return this.ctx.db.workspaces().map((row) => this.info(row));
@@ -101,7 +104,20 @@ export class Workspaces {
   }
 
   private async removeState(tag: string): Promise<void> {
-    await this.ctx.engine.store.remove(tag).catch(() => undefined);
+    // The tag is briefly locked while anything else touches it; wait that out.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.ctx.engine.store.remove(tag);
+        return;
+      } catch (err) {
+        if (err instanceof NotFoundError) return;
+        if (!(err instanceof ConflictError) || attempt >= 50) {
+          this.log(`could not remove workspace state ${tag}: ${errorMessage(err)}`);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
   }
 
   private row(name: string): WorkspaceRow {

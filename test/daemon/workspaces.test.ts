@@ -4,7 +4,7 @@
 // killed directly, and delete (state gone, source snapshot kept).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
@@ -94,7 +94,11 @@ void test('a workspace suspends with its state and resumes where it was, keeping
 
   const again = (await call('POST', '/v1/workspaces/w1/suspend', {})).json as Workspace;
   assert.notEqual(again.current_state_tag, firstState);
-  assert.equal(await engine.store.exists(firstState), false, 'the previous state is replaced');
+  assert.equal(
+    await engine.store.exists(firstState),
+    false,
+    `the previous state is replaced (locks: ${(await readdir(join(engine.dataDir.snapshotsDir, '.locks')).catch(() => [])).join(', ')}; dir: ${(await readdir(join(engine.dataDir.snapshotsDir, firstState)).catch(() => [])).join(', ')})`,
+  );
 
   assert.equal((await call('DELETE', '/v1/workspaces/w1')).status, 204);
   assert.equal(await engine.store.exists(again.current_state_tag!), false, 'its state goes with it');

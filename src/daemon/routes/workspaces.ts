@@ -14,7 +14,7 @@ import { Workspaces } from '../workspaces.js';
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody, 503: ErrorBody };
 
 export function registerWorkspaceRoutes(app: App, ctx: DaemonContext): void {
-  const workspaces = new Workspaces(ctx);
+  const workspaces = new Workspaces(ctx, (message) => app.log.warn(message));
   app.get('/v1/workspaces', { schema: { response: { 200: Type.Array(WorkspaceInfo) } } }, () =>
     workspaces.list(),
   );
