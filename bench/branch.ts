@@ -39,22 +39,29 @@ interface QmpTrace {
 
 /** The pause, cut at the source's QMP events and commands (ms; null when a mark is missing). */
 interface PauseBreakdown {
-  /** STOP → MIGRATION "device": vm_stop after the STOP event (drain and flush of the disk). */
-  stopToDevice: number | null;
-  /** MIGRATION "device" → "completed": the last RAM round, device state, inactivating the disk. */
-  deviceToCompleted: number | null;
-  /** MIGRATION "completed" → forkd sends query-block (event delivery, promise chain). */
+  /**
+   * STOP → MIGRATION "completed": vm_stop (drain, flush), the last RAM round,
+   * device state and inactivating the disk. (QEMU 7.2 reports no "device"
+   * status without pause-before-switchover, so this is one span.)
+   */
+  stopToCompleted: number | null;
+  /** MIGRATION "completed" → forkd sends its first command (event delivery, promise chain). */
   completedToNextCommand: number | null;
+  /** query-block round trip inside the pause (0 when the engine looks the disk up before the copy). */
   queryBlock: number | null;
   blockdevSnapshotSync: number | null;
   /** `cont` sent → RESUME event (reactivating the disk, restarting the vCPUs). */
   contToResume: number | null;
+  /** `cont` sent → its reply. */
+  contRoundTrip: number | null;
   /** STOP → RESUME from the events (should equal the engine's pauseMs). */
   stopToResume: number | null;
   /** QEMU's own downtime figure (query-migrate), which ends at "completed". */
   qemuDowntime: number | null;
   /** Dirty-memory passes of the live copy (MIGRATION_PASS events). */
   passes: number;
+  /** The pause window as traced, in ms from STOP: events at QEMU's time, commands sent → replied. */
+  window: string[];
 }
 
 interface BranchRun {
@@ -65,6 +72,8 @@ interface BranchRun {
   migrateMs: number;
   finishMs: number;
   totalMs: number;
+  /** Backing files under the source's active disk layer after this branch (query-block). */
+  diskChainDepth: number | null;
   memoryPhysicalMib: number;
   pause: PauseBreakdown;
   /** Whether a grandchild was forked from this branch (every GRANDCHILD_EVERY-th). */
@@ -117,29 +126,53 @@ function traceQmp(qmp: QmpClient): { trace: QmpTrace; reset: () => void; stop: (
 function breakdown(trace: QmpTrace, qemuDowntime: number | null): PauseBreakdown {
   const ev = (event: string, status?: string) =>
     trace.events.find((e) => e.event === event && (status === undefined || e.status === status))?.at;
-  const cmd = (command: string) => trace.commands.find((c) => c.command === command);
   const span = (from: number | undefined, to: number | undefined) =>
     from === undefined || to === undefined || Number.isNaN(from) || Number.isNaN(to)
       ? null
       : round(to - from, 1);
   const stop = ev('STOP');
-  const device = ev('MIGRATION', 'device');
   const completed = ev('MIGRATION', 'completed');
   const resume = ev('RESUME');
+  // Only what forkd sends once the source has stopped is part of the pause.
+  const inPause = trace.commands.filter((c) => stop !== undefined && c.sent >= stop);
+  const cmd = (command: string) => inPause.find((c) => c.command === command);
   const queryBlock = cmd('query-block');
   const snap = cmd('blockdev-snapshot-sync');
   const cont = cmd('cont');
   return {
-    stopToDevice: span(stop, device),
-    deviceToCompleted: span(device, completed),
-    completedToNextCommand: span(completed, queryBlock?.sent ?? snap?.sent ?? cont?.sent),
-    queryBlock: span(queryBlock?.sent, queryBlock?.replied),
+    stopToCompleted: span(stop, completed),
+    completedToNextCommand: span(completed, inPause[0]?.sent),
+    queryBlock: queryBlock ? span(queryBlock.sent, queryBlock.replied) : 0,
     blockdevSnapshotSync: span(snap?.sent, snap?.replied),
     contToResume: span(cont?.sent, resume),
+    contRoundTrip: span(cont?.sent, cont?.replied),
     stopToResume: span(stop, resume),
     qemuDowntime,
     passes: trace.events.filter((e) => e.event === 'MIGRATION_PASS').length,
+    window: stop === undefined ? [] : pauseWindow(trace, stop),
   };
+}
+
+function pauseWindow(trace: QmpTrace, stop: number): string[] {
+  const at = (t: number) => round(t - stop, 1);
+  const lines = [
+    ...trace.events
+      .filter((e) => e.at >= stop - 1)
+      .map((e) => ({ t: e.at, text: `${at(e.at)} ${e.event}${e.status ? ` ${e.status}` : ''}` })),
+    ...trace.commands
+      .filter((c) => c.replied >= stop - 1)
+      .map((c) => ({
+        t: c.sent,
+        text: `${at(c.sent)}..${at(c.replied)} ${c.command}${c.ok ? '' : ' (failed)'}`,
+      })),
+  ];
+  return lines.sort((a, b) => a.t - b.t).map((l) => l.text);
+}
+
+async function backingDepth(qmp: QmpClient): Promise<number | null> {
+  type BlockInfo = { inserted?: { backing_file_depth?: number } };
+  const blocks = await qmp.execute<BlockInfo[]>('query-block').catch((): BlockInfo[] => []);
+  return blocks.find((b) => b.inserted)?.inserted?.backing_file_depth ?? null;
 }
 
 async function forkOne(engine: Engine, tag: string): Promise<Sandbox> {
@@ -250,15 +283,18 @@ async function workload(
       const started = nowMs();
       res.tags.add(tag);
       const branch = await engine.branch(source, { tag });
+      const traced = { events: [...tracer.trace.events], commands: [...tracer.trace.commands] };
       type MigrateInfo = { downtime?: number };
       const info = await qmp.execute<MigrateInfo>('query-migrate').catch((): MigrateInfo => ({}));
-      const pause = breakdown(tracer.trace, info.downtime ?? null);
+      const pause = breakdown(traced, info.downtime ?? null);
+      const diskChainDepth = await backingDepth(qmp);
 
       const run: BranchRun = {
         workloadMib: mib,
         index: i,
         tag,
         ...branch.timings,
+        diskChainDepth,
         memoryPhysicalMib: round(branch.manifest.memory.physicalBytes / 2 ** 20, 1),
         pause,
         grandchild: (i + 1) % GRANDCHILD_EVERY === 0,
@@ -289,7 +325,9 @@ async function workload(
       await res.removeTag(tag);
       log(
         `  ${tag}: pause ${run.pauseMs} ms (qemu downtime ${pause.qemuDowntime ?? '?'} ms, ` +
-          `${pause.passes} passes), copy ${run.migrateMs} ms, total ${run.totalMs} ms, ` +
+          `${pause.passes} passes; query-block ${pause.queryBlock}, snapshot-sync ${pause.blockdevSnapshotSync}, ` +
+          `cont→RESUME ${pause.contToResume} ms; chain ${diskChainDepth}), ` +
+          `copy ${run.migrateMs} ms, total ${run.totalMs} ms, ` +
           `RAM file ${run.memoryPhysicalMib} MiB` +
           (!run.grandchild
             ? ''
@@ -334,13 +372,31 @@ function summarize(runs: BranchRun[]): BenchRow[] {
       ),
       unit: 'ms',
     });
+    const first = mine.slice(0, 5);
+    const last = mine.slice(-5);
+    rows.push({
+      metric: `~${mib} MiB: pause p50, first 5 branches → last 5`,
+      value: p(
+        last.map((r) => r.pauseMs),
+        50,
+      ),
+      unit: 'ms',
+      note: `first 5: ${p(
+        first.map((r) => r.pauseMs),
+        50,
+      )} ms; the source's disk chain grows one layer per branch, ${first[0]?.diskChainDepth ?? '?'} → ${
+        last.at(-1)?.diskChainDepth ?? '?'
+      } backing files`,
+    });
     const parts: [string, (r: BranchRun) => number | null][] = [
-      ['STOP → last copy round begins (vm_stop: drain + flush)', (r) => r.pause.stopToDevice],
-      ['last RAM round + device state + disk inactivation', (r) => r.pause.deviceToCompleted],
+      [
+        'STOP → migration completed (vm_stop flush, last RAM round, device state, disk inactivation)',
+        (r) => r.pause.stopToCompleted,
+      ],
       ['migration completed → forkd acts', (r) => r.pause.completedToNextCommand],
-      ['query-block round trip', (r) => r.pause.queryBlock],
+      ['query-block round trip (0: looked up before the copy)', (r) => r.pause.queryBlock],
       ['blockdev-snapshot-sync round trip', (r) => r.pause.blockdevSnapshotSync],
-      ['cont → RESUME', (r) => r.pause.contToResume],
+      ['cont sent → RESUME event (disk reactivation, vCPUs restart)', (r) => r.pause.contToResume],
     ];
     for (const [what, f] of parts) {
       rows.push({

@@ -163,6 +163,8 @@ export async function branchSandbox(
       { signal },
     );
     writerDone.catch(() => undefined);
+    // Looked up before the copy: every round trip after the pause is pause.
+    const active = base.disk ? await activeDiskNode(vm.qmp) : null;
     const migrateStarted = Date.now();
     await vm.qmp.execute('migrate', { uri: `unix:${incomingSocket}` }, { signal });
     const end = await unlessExited(
@@ -177,8 +179,7 @@ export async function branchSandbox(
 
     // The source is paused: freeze the disk layer it was writing.
     let frozenLayer: string | null = null;
-    if (base.disk) {
-      const active = await activeDiskNode(vm.qmp);
+    if (active) {
       const next = join(vm.runDir.dir, `disk-${randomId('l')}.qcow2`);
       await vm.qmp.execute(
         'blockdev-snapshot-sync',
