@@ -4,6 +4,7 @@
 // own later changes, which never leak into the branch.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
 import type { ChildResult, Engine, Sandbox } from '../../src/engine/index.js';
 import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
 
@@ -103,4 +104,29 @@ void test('a tag that exists, or a second branch of a sandbox in flight, is refu
   branchTags.push((await first).manifest.tag);
   assert.equal(await engine.store.exists(`${TAG}-twice`), false);
   assert.ok(sandbox.isAlive);
+});
+
+void test('branching one sandbox again and again keeps its disk chain short and its run dir tidy', async () => {
+  const sandbox = await forkOne(TAG);
+  for (let i = 0; i < 3; i++) {
+    await sh(sandbox, `echo ${i} > /root/round${i}`);
+    const result = await engine.branch(sandbox, { tag: `${TAG}-again${i}` });
+    branchTags.push(result.manifest.tag);
+  }
+  type Image = { filename: string; 'backing-image'?: Image };
+  const blocks = await sandbox.vmHandle.qmp.execute<{ inserted?: { image: Image } }[]>('query-block');
+  const chain: string[] = [];
+  for (let image = blocks.find((b) => b.inserted)?.inserted?.image; image; image = image['backing-image']) {
+    chain.push(image.filename);
+  }
+  assert.equal(chain.length, 3, `overlay → snapshot layer → base, got ${chain.join(' → ')}`);
+  const layers = (await readdir(sandbox.info.runDir)).filter((n) => n.endsWith('.qcow2'));
+  assert.equal(layers.length, 1, `one overlay in the run dir, got ${layers.join(', ')}`);
+  assert.equal(
+    await sh(sandbox, 'cat /root/round0 /root/round1 /root/round2'),
+    '0\n1\n2\n',
+    'its own data survived the merges',
+  );
+  const grandchild = await forkOne(`${TAG}-again2`);
+  assert.equal(await sh(grandchild, 'cat /root/round0 /root/round2'), '0\n2\n');
 });
