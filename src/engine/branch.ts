@@ -98,7 +98,6 @@ export async function branchSandbox(
   let writerRun: RunDir | undefined;
   let sourceStopped = false;
   let writerAgent: Socket | undefined;
-  let prepared: { node: string; file: string } | null = null;
   try {
     opts.onProgress?.('linking kernel, initrd and base image');
     await linkOrCopy(join(sourceDir, SNAPSHOT_FILES.kernel), writer.path(SNAPSHOT_FILES.kernel));
@@ -165,12 +164,8 @@ export async function branchSandbox(
       { signal },
     );
     writerDone.catch(() => undefined);
-    // Prepared before the copy (every step after the pause is pause): the
-    // node being written now, and the overlay that will take over from it,
-    // created and opened already, so the pause only links it in.
+    // Looked up before the copy: every round trip after the pause is pause.
     const active = base.disk ? await activeDiskNode(vm.qmp) : null;
-    prepared = active ? await prepareOverlay(vm, active, signal) : null;
-    const nextNode = prepared?.node ?? null;
     const migrateStarted = Date.now();
     await vm.qmp.execute('migrate', { uri: `unix:${incomingSocket}` }, { signal });
     const end = await unlessExited(
@@ -185,9 +180,15 @@ export async function branchSandbox(
 
     // The source is paused: freeze the disk layer it was writing.
     let frozenLayer: string | null = null;
-    if (active && nextNode) {
-      await vm.qmp.execute('blockdev-snapshot', { node: active.node, overlay: nextNode }, { signal });
-      prepared = null; // in use now
+    let nextNode: string | null = null;
+    if (active) {
+      const next = join(vm.runDir.dir, `disk-${randomId('l')}.qcow2`);
+      nextNode = randomId('n').replace('-', '');
+      await vm.qmp.execute(
+        'blockdev-snapshot-sync',
+        { 'node-name': active.node, 'snapshot-file': next, 'snapshot-node-name': nextNode, format: 'qcow2' },
+        { signal },
+      );
       frozenLayer = active.file;
     }
     const resumed = vm.qmp.waitForEvent('RESUME', () => true, { signal });
@@ -280,11 +281,6 @@ export async function branchSandbox(
       await vm.qmp.execute('cont').catch(() => undefined);
     }
     writerAgent?.destroy();
-    if (prepared) {
-      // Never linked in: close it and drop its file.
-      await vm.qmp.execute('blockdev-del', { 'node-name': prepared.node }).catch(() => undefined);
-      await rm(prepared.file, { force: true });
-    }
     if (writerVm) await destroyVm(writerVm);
     else await writerRun?.remove().catch(() => undefined);
     await writer.abort();
@@ -308,44 +304,6 @@ function connectUnix(path: string, signal: AbortSignal): Promise<Socket> {
     socket.once('error', fail);
     signal.addEventListener('abort', () => fail(new Error('aborted')), { once: true });
   });
-}
-
-/** A new qcow2 over the active layer, opened as a node of the sandbox's QEMU but not yet in use. */
-async function prepareOverlay(
-  vm: Sandbox['vmHandle'],
-  active: { node: string; file: string },
-  signal: AbortSignal,
-): Promise<{ node: string; file: string }> {
-  const file = join(vm.runDir.dir, `disk-${randomId('l')}.qcow2`);
-  const node = randomId('n').replace('-', '');
-  type ImageInfo = { 'virtual-size': number };
-  const [info] = await vm.qmp
-    .execute<{ inserted?: { image: ImageInfo } }[]>('query-block')
-    .then((b) => b.filter((x) => x.inserted).map((x) => x.inserted!.image));
-  // -u: the backing file is open in the running QEMU; its size is given instead of read.
-  await run(
-    [
-      'qemu-img',
-      'create',
-      '-q',
-      '-f',
-      'qcow2',
-      '-u',
-      '-b',
-      active.file,
-      '-F',
-      'qcow2',
-      file,
-      String(info?.['virtual-size'] ?? 0),
-    ],
-    { signal },
-  );
-  await vm.qmp.execute(
-    'blockdev-add',
-    { driver: 'qcow2', 'node-name': node, file: { driver: 'file', filename: file }, backing: null },
-    { signal },
-  );
-  return { node, file };
 }
 
 /**
