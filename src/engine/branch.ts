@@ -43,6 +43,23 @@ export const BRANCH_MIGRATION = {
   autoConverge: true,
 } as const;
 
+/**
+ * A copy that does not converge within a few seconds (a busy host measures a
+ * low bandwidth, so nothing ever fits in 5 ms) gets a doubled downtime limit
+ * every 2 s, up to 2 s: a longer pause, reported in pause_ms, rather than a
+ * branch that never ends.
+ */
+function relaxDowntimeUntil(qmp: QmpClient, done: Promise<unknown>): { stop(): void } {
+  let limit: number = BRANCH_MIGRATION.downtimeLimitMs;
+  const timer = setInterval(() => {
+    limit = Math.min(limit * 2, 2000);
+    void qmp.execute('migrate-set-parameters', { 'downtime-limit': limit }).catch(() => undefined);
+  }, 2000);
+  const stop = () => clearInterval(timer);
+  done.then(stop, stop);
+  return { stop };
+}
+
 export interface BranchContext {
   dataDir: DataDir;
   store: SnapshotStore;
@@ -168,11 +185,12 @@ export async function branchSandbox(
     const active = base.disk ? await activeDiskNode(vm.qmp) : null;
     const migrateStarted = Date.now();
     await vm.qmp.execute('migrate', { uri: `unix:${incomingSocket}` }, { signal });
+    const relax = relaxDowntimeUntil(vm.qmp, sourceDone);
     const end = await unlessExited(
       writerVm.process,
       'receiving the branch',
       unlessExited(vm.process, 'sending the branch', sourceDone),
-    );
+    ).finally(() => relax.stop());
     const stopEvent = await Promise.race([stopped, Promise.resolve(undefined)]);
     sourceStopped = true;
     if (end.data?.status !== 'completed') throw await copyFailure(vm.qmp, writerVm, writer.dir);

@@ -109,10 +109,16 @@ void test('past the concurrency cap a branch answers 503; the others finish', as
   const fifth = await call('POST', `/v1/sandboxes/${ids[4]}/branch`, { tag: tags[4] });
   assert.equal(fifth.status, 503);
   created.pop();
-  for (let i = 0; i < 900; i++) {
+  let mine: (Info | undefined)[] = [];
+  for (let i = 0; i < 1800; i++) {
     const list = (await call('GET', '/v1/snapshots')).json as Info[];
-    if (tags.slice(0, 4).every((t) => list.find((s) => s.tag === t)?.status === 'ready')) return;
+    mine = tags.slice(0, 4).map((t) => list.find((s) => s.tag === t));
+    if (mine.every((s) => s && s.status !== 'writing')) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.fail('the four branches did not all become ready');
+  assert.deepEqual(
+    mine.map((s) => s?.status),
+    ['ready', 'ready', 'ready', 'ready'],
+    JSON.stringify(mine),
+  );
 });
