@@ -4,8 +4,7 @@
 // again in the disk image (a quarter off a python-numpy pack).
 import { spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { missingProgram } from '../util/run.js';
-import { HostCommandError } from '../util/run.js';
+import { exitFailure, missingProgram } from '../util/run.js';
 
 /** The long-distance window packs are written with; unpack refuses larger ones (memory). */
 export const PACK_WINDOW_LOG = 29;
@@ -32,9 +31,7 @@ function spawnZstd(args: string[]): ZstdFilter {
     );
     child.on('close', (code, signal) => {
       if (code === 0) return resolve();
-      const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
-      const tail = stderr.trim().split('\n').slice(-2).join(' | ');
-      reject(new HostCommandError(`zstd ${how}${tail ? `: ${tail}` : ''}`, ['zstd', ...args], code, stderr));
+      reject(exitFailure(['zstd', ...args], code, signal, stderr, 2));
     });
   });
   return {

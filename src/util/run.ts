@@ -65,6 +65,19 @@ export function missingProgram(program: string): MissingDependencyError {
   });
 }
 
+/** The error for a program that exited non-zero: how it ended and the last lines it wrote to stderr. */
+export function exitFailure(
+  argv: readonly string[],
+  code: number | null,
+  signal: NodeJS.Signals | null,
+  stderrTail: string,
+  tailLines = 5,
+): HostCommandError {
+  const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
+  const tail = stderrTail.trim().split('\n').slice(-tailLines).join(' | ');
+  return new HostCommandError(`${argv[0]} ${how}${tail ? `: ${tail}` : ''}`, argv, code, stderrTail);
+}
+
 /** Run argv[0] with argv[1..]; resolves with its output, rejects with a typed error. */
 export async function run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [program, ...args] = argv;
@@ -107,9 +120,7 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
       if (opts.signal?.aborted) return reject(abortReason(opts.signal));
       const stdoutBytes = Buffer.concat(stdoutChunks);
       if (code === 0) return resolve({ stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderrTail });
-      const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
-      const tail = stderrTail.trim().split('\n').slice(-5).join(' | ');
-      reject(new HostCommandError(`${program} ${how}${tail ? `: ${tail}` : ''}`, argv, code, stderrTail));
+      reject(exitFailure(argv, code, signal, stderrTail));
     });
   });
 }
