@@ -16,7 +16,12 @@ import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
 import { fileSizes, linkOrCopy, sha256File } from '../util/files.js';
 import { run } from '../util/run.js';
 import { createOverlay } from '../vmm/disk.js';
-import { saveDeviceState, setMigrationCapabilities } from '../vmm/migration.js';
+import {
+  expectCompleted,
+  saveDeviceState,
+  setMigrationCapabilities,
+  waitMigrationEnd,
+} from '../vmm/migration.js';
 import type { QmpClient, QmpEvent } from '../vmm/qmp.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import type { DataDir } from '../snapshot/data-dir.js';
@@ -59,6 +64,8 @@ function relaxDowntimeUntil(qmp: QmpClient, done: Promise<unknown>): { stop(): v
   done.then(stop, stop);
   return { stop };
 }
+
+const BRANCH_TIMEOUT_MS = 120_000;
 
 export interface BranchContext {
   dataDir: DataDir;
@@ -109,7 +116,10 @@ export async function branchSandbox(
   const started = Date.now();
   const vm = source.vmHandle;
   const { dir: sourceDir, manifest: base } = await ctx.store.getReady(source.info.snapshotTag);
-  const signal = deadlineSignal({ signal: opts.signal, timeoutMs: opts.timeoutMs ?? 120_000 }, 'branching');
+  const signal = deadlineSignal(
+    { signal: opts.signal, timeoutMs: opts.timeoutMs ?? BRANCH_TIMEOUT_MS },
+    'branching',
+  );
   const writer = await ctx.store.begin(opts.tag);
   let writerVm: LaunchedVm | undefined;
   let writerRun: RunDir | undefined;
@@ -169,17 +179,10 @@ export async function branchSandbox(
     );
     const stopped = vm.qmp.waitForEvent('STOP', () => true, { signal });
     stopped.catch(() => undefined);
-    const sourceDone = vm.qmp.waitForEvent(
-      'MIGRATION',
-      (e) => ['completed', 'failed', 'cancelled'].includes(String(e.data?.status)),
-      { signal },
-    );
+    const copyDeadline = { signal, timeoutMs: opts.timeoutMs ?? BRANCH_TIMEOUT_MS };
+    const sourceDone = waitMigrationEnd(vm.qmp, copyDeadline);
     sourceDone.catch(() => undefined);
-    const writerDone = writerVm.qmp.waitForEvent(
-      'MIGRATION',
-      (e) => ['completed', 'failed', 'cancelled'].includes(String(e.data?.status)),
-      { signal },
-    );
+    const writerDone = waitMigrationEnd(writerVm.qmp, copyDeadline);
     writerDone.catch(() => undefined);
     // Looked up before the copy: every round trip after the pause is pause.
     const active = base.disk ? await activeDiskNode(vm.qmp) : null;
@@ -220,13 +223,7 @@ export async function branchSandbox(
     opts.onProgress?.('saving device state');
     const finishStarted = Date.now();
     const writerEnd = await unlessExited(writerVm.process, 'receiving the branch', writerDone);
-    if (writerEnd.data?.status !== 'completed') {
-      throw new QmpError(
-        `the writer's incoming copy ${String(writerEnd.data?.status)}`,
-        'migrate-incoming',
-        undefined,
-      );
-    }
+    await expectCompleted(writerVm.qmp, writerEnd, 'migrate-incoming', "the writer's incoming copy");
     await unlessExited(
       writerVm.process,
       'saving device state',

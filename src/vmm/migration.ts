@@ -37,14 +37,21 @@ export async function setMigrationCapabilities(
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
-function waitMigrationEnd(qmp: QmpClient, what: string, opts: CallOptions): Promise<QmpEvent> {
+/** The MIGRATION event that ends a migration (completed, failed or cancelled). */
+export function waitMigrationEnd(qmp: QmpClient, opts: CallOptions): Promise<QmpEvent> {
   return qmp.waitForEvent('MIGRATION', (e) => TERMINAL.has(String(e.data?.status)), {
     timeoutMs: opts.timeoutMs ?? 60_000,
     signal: opts.signal,
   });
 }
 
-async function expectCompleted(qmp: QmpClient, end: QmpEvent, command: string, what: string): Promise<void> {
+/** Throws a QmpError (with QEMU's error description) unless `end` says completed. */
+export async function expectCompleted(
+  qmp: QmpClient,
+  end: QmpEvent,
+  command: string,
+  what: string,
+): Promise<void> {
   const status = String(end.data?.status);
   if (status === 'completed') return;
   type MigrateInfo = { 'error-desc'?: string };
@@ -64,7 +71,7 @@ async function expectCompleted(qmp: QmpClient, end: QmpEvent, command: string, w
  */
 export async function saveDeviceState(qmp: QmpClient, path: string, opts: CallOptions = {}): Promise<void> {
   await setMigrationCapabilities(qmp, { ignoreShared: true }, opts);
-  const end = waitMigrationEnd(qmp, 'saving device state', opts);
+  const end = waitMigrationEnd(qmp, opts);
   end.catch(() => undefined);
   const temp = `${path}.partial`;
   await qmp.execute(
@@ -83,7 +90,7 @@ export async function saveDeviceState(qmp: QmpClient, path: string, opts: CallOp
 /** Load device state into a VM started with `-incoming defer`; it stays paused. */
 export async function loadDeviceState(qmp: QmpClient, path: string, opts: CallOptions = {}): Promise<void> {
   await setMigrationCapabilities(qmp, { ignoreShared: true }, opts);
-  const end = waitMigrationEnd(qmp, 'loading device state', opts);
+  const end = waitMigrationEnd(qmp, opts);
   end.catch(() => undefined);
   await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(path)}` }, opts);
   await expectCompleted(qmp, await end, 'migrate-incoming', 'loading device state');
