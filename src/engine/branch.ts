@@ -13,7 +13,7 @@ import { SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import { ConflictError, QmpError, ResourceExhaustedError } from '../errors.js';
 import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
-import { fileSizes, linkOrCopy, sha256File } from '../util/files.js';
+import { linkOrCopy } from '../util/files.js';
 import { run } from '../util/run.js';
 import { createOverlay } from '../vmm/disk.js';
 import {
@@ -26,6 +26,7 @@ import type { QmpClient, QmpEvent } from '../vmm/qmp.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import type { DataDir } from '../snapshot/data-dir.js';
 import { machineFor } from './machine-for.js';
+import { finishFrozenState } from './frozen-state.js';
 import { createRunDir, randomId, type RunDir } from './run-dir.js';
 import type { Sandbox } from './sandbox.js';
 import { destroyVm, launchVm, unlessExited, type LaunchedVm } from './vm.js';
@@ -259,9 +260,7 @@ export async function branchSandbox(
       );
       disk = { layer: SNAPSHOT_FILES.disk, base: SNAPSHOT_FILES.rootfs };
     }
-    await run(['fallocate', '--dig-holes', writer.path(SNAPSHOT_FILES.memory)], { signal });
-    const memory = await fileSizes(writer.path(SNAPSHOT_FILES.memory));
-    const vmstatePath = writer.path(SNAPSHOT_FILES.vmstate);
+    const frozen = await finishFrozenState(writer, { signal });
     const finishMs = Date.now() - finishStarted;
     const totalMs = Date.now() - started;
     const manifest = await writer.commit({
@@ -270,12 +269,7 @@ export async function branchSandbox(
       status: 'writing',
       createdAt: new Date().toISOString(),
       disk,
-      memory: { file: SNAPSHOT_FILES.memory, ...memory },
-      vmstate: {
-        file: SNAPSHOT_FILES.vmstate,
-        bytes: (await fileSizes(vmstatePath)).logicalBytes,
-        sha256: await sha256File(vmstatePath),
-      },
+      ...frozen,
       timings: { bootToReadyMs: 0, freezeMs: pauseMs, totalMs },
       branchedFrom: source.info.snapshotTag,
       branch: { sandboxId: source.id, depth: (base.branch?.depth ?? 0) + 1, pauseMs, migrateMs, finishMs },

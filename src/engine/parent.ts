@@ -7,16 +7,16 @@ import type { GuestImage } from '../image/index.js';
 import { SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
-import { fileSizes, linkOrCopy, sha256File } from '../util/files.js';
+import { linkOrCopy, sha256File } from '../util/files.js';
 import type { AcceleratorProbe } from '../vmm/accel.js';
 import { CPU_MODEL } from '../vmm/accel.js';
 import { createOverlay } from '../vmm/disk.js';
-import { run } from '../util/run.js';
 import type { MachineShape } from '../vmm/machine.js';
 import { saveDeviceState } from '../vmm/migration.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { AgentClient } from './agent/client.js';
 import { machineFor } from './machine-for.js';
+import { finishFrozenState } from './frozen-state.js';
 import { createRunDir, randomId, type RunDir } from './run-dir.js';
 import { destroyVm, launchVm, unlessExited, type LaunchedVm } from './vm.js';
 import type { DataDir } from '../snapshot/data-dir.js';
@@ -127,12 +127,8 @@ export async function createSnapshot(
     await agent.close();
     vm = undefined;
     const freezeMs = Date.now() - freezeStarted;
-    // The guest zeroes freed pages (init_on_free=1), so its RAM file is mostly
-    // zeros: punch them out. Children read holes as zeros, packs shrink.
     opts.onProgress?.('sparsifying the RAM file');
-    await run(['fallocate', '--dig-holes', writer.path(SNAPSHOT_FILES.memory)], opts);
-
-    const vmstatePath = writer.path(SNAPSHOT_FILES.vmstate);
+    const frozen = await finishFrozenState(writer, opts);
     const manifest: SnapshotManifest = {
       formatVersion: 1,
       tag: opts.tag,
@@ -146,12 +142,7 @@ export async function createSnapshot(
       initrd: { sha256: await sha256File(writer.path(SNAPSHOT_FILES.initrd)) },
       image: { recipe: image.recipe, contentHash: image.contentHash },
       disk,
-      memory: { file: SNAPSHOT_FILES.memory, ...(await fileSizes(writer.path(SNAPSHOT_FILES.memory))) },
-      vmstate: {
-        file: SNAPSHOT_FILES.vmstate,
-        bytes: (await fileSizes(vmstatePath)).logicalBytes,
-        sha256: await sha256File(vmstatePath),
-      },
+      ...frozen,
       runtime: image.runtime ? { kind: image.runtime.kind, imports: [...image.runtime.imports] } : null,
       timings: { bootToReadyMs, freezeMs, totalMs: Date.now() - started },
     };
