@@ -104,20 +104,11 @@ export class Workspaces {
   }
 
   private async removeState(tag: string): Promise<void> {
-    // The tag is briefly locked while anything else touches it; wait that out.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.ctx.engine.store.remove(tag);
-        return;
-      } catch (err) {
-        if (err instanceof NotFoundError) return;
-        if (!(err instanceof ConflictError) || attempt >= 50) {
-          this.log(`could not remove workspace state ${tag}: ${errorMessage(err)}`);
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
+    // The tag may be briefly locked by other work on it: wait that out.
+    await this.ctx.engine.store.remove(tag, { waitForLockMs: 5000 }).catch((err: unknown) => {
+      if (!(err instanceof NotFoundError))
+        this.log(`could not remove workspace state ${tag}: ${errorMessage(err)}`);
+    });
   }
 
   private row(name: string): WorkspaceRow {

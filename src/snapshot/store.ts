@@ -9,7 +9,7 @@ import { onProcessExit } from '../util/cleanup.js';
 import { join } from 'node:path';
 import { AlreadyExistsError, ConflictError, CorruptError, NotFoundError } from '../errors.js';
 import { DataDir } from './data-dir.js';
-import { isProcessAlive, lockFile, type TagLock } from './lock.js';
+import { isProcessAlive, lockFile, lockFileWaiting, type TagLock } from './lock.js';
 import { MANIFEST_FILE, readManifest, writeManifest, type SnapshotManifest } from './manifest.js';
 import { linkOrCopy, syncToDisk } from '../util/files.js';
 import { assertValidTag, isValidTag } from './tag.js';
@@ -262,9 +262,13 @@ export class SnapshotStore {
       .map((name) => join(this.dataDir.snapshotsDir, name));
   }
 
-  async remove(tag: string): Promise<void> {
+  /** With `waitForLockMs`, a tag that is briefly locked by other work is waited for instead of refused. */
+  async remove(tag: string, opts: { waitForLockMs?: number } = {}): Promise<void> {
     await this.get(tag);
-    const lock = await lockFile(this.lockPath(tag), `snapshot ${JSON.stringify(tag)}`);
+    const what = `snapshot ${JSON.stringify(tag)}`;
+    const lock = opts.waitForLockMs
+      ? await lockFileWaiting(this.lockPath(tag), what, opts.waitForLockMs)
+      : await lockFile(this.lockPath(tag), what);
     try {
       await rm(this.dataDir.snapshotDir(tag), { recursive: true, force: true });
     } finally {
