@@ -91,22 +91,17 @@ export class BranchJobs {
 
   /** The store's listing with in-flight branches as "writing" and failed ones as "failed". */
   overlay(listing: SnapshotInfo[]): SnapshotInfo[] {
-    const out = listing.map((info) =>
-      this.inFlight.has(info.tag)
-        ? { ...info, status: 'writing' as const, bootable: false, warning: undefined }
-        : info,
-    );
+    // A tag in flight is whatever its half-written dir looks like on disk: say "writing" instead.
+    const out: SnapshotInfo[] = listing.filter((info) => !this.inFlight.has(info.tag));
     const listed = new Set(out.map((i) => i.tag));
     for (const [tag, job] of this.inFlight) {
-      if (!listed.has(tag)) {
-        out.push({
-          tag,
-          dir: this.engine.dataDir.snapshotDir(tag),
-          created_at_unix: Math.floor(job.startedAt / 1000),
-          status: 'writing',
-          bootable: false,
-        });
-      }
+      out.push({
+        tag,
+        dir: this.engine.dataDir.snapshotDir(tag),
+        created_at_unix: Math.floor(job.startedAt / 1000),
+        status: 'writing',
+        bootable: false,
+      });
     }
     for (const [tag, failure] of this.failed) {
       if (!listed.has(tag) && !this.inFlight.has(tag)) {
@@ -120,8 +115,6 @@ export class BranchJobs {
         });
       }
     }
-    return out.map(
-      (info) => Object.fromEntries(Object.entries(info).filter(([, v]) => v !== undefined)) as SnapshotInfo,
-    );
+    return out;
   }
 }
