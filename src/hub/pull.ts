@@ -90,7 +90,7 @@ export async function pullPack(opts: PullOptions): Promise<PullResult> {
     );
   }
   const key = entry?.sha256 ?? createHash('sha256').update(url.href).digest('hex');
-  const dest = join(opts.store.dataDir.root, 'cache', 'downloads', `${key}${PACK_EXTENSION}`);
+  const dest = join(opts.store.dataDir.cacheDir, 'downloads', `${key}${PACK_EXTENSION}`);
   const download = await downloadFile({
     url,
     dest,

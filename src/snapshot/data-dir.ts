@@ -34,6 +34,11 @@ export class DataDir {
     return join(this.runDir, id);
   }
 
+  /** Downloads, packs being pushed, build caches: anything that can be made again. */
+  get cacheDir(): string {
+    return join(this.root, 'cache');
+  }
+
   get accelCacheFile(): string {
     return join(this.root, 'accel.json');
   }

@@ -99,7 +99,7 @@ export function registerPull(program: Command): void {
       const temporary = opts.tag !== undefined;
       try {
         if (opts.tag !== undefined) {
-          const dir = join(engine.dataDir.root, 'cache', 'packs');
+          const dir = join(engine.dataDir.cacheDir, 'packs');
           await mkdir(dir, { recursive: true });
           path = join(dir, `${opts.tag}-${randomBytes(4).toString('hex')}.forkd.tar.zst`);
           out.progress(`packing snapshot ${opts.tag}`);
