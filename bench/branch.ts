@@ -384,7 +384,7 @@ function summarize(runs: BranchRun[]): BenchRow[] {
       note: `first 5: ${p(
         first.map((r) => r.pauseMs),
         50,
-      )} ms; the source's disk chain grows one layer per branch, ${first[0]?.diskChainDepth ?? '?'} → ${
+      )} ms; the source's disk chain, first → last branch: ${first[0]?.diskChainDepth ?? '?'} → ${
         last.at(-1)?.diskChainDepth ?? '?'
       } backing files`,
     });
