@@ -155,6 +155,14 @@ void test('push needs the hub token, and with it publishes a new version', () =>
   assert.equal(answer.version, '2');
 });
 
+void test('a refused push of a snapshot leaves no temporary pack behind', async () => {
+  const url = `${hubUrl}/packs/forkd/python-numpy/3.forkd.tar.zst`;
+  const denied = runCli(['--data-dir', engine.dataDir.root, 'push', '--tag', TAG, '--level', '1', url]);
+  assert.equal(denied.status, 1);
+  assert.match(denied.stderr, /HTTP 401/);
+  assert.deepEqual(await readdir(join(engine.dataDir.root, 'cache', 'packs')), []);
+});
+
 void test('CLI usage errors name the problem and the fix', () => {
   const missing = runCli(['unpack', join(work, 'nope.forkd.tar.zst')]);
   assert.equal(missing.status, 1);
