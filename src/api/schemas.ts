@@ -61,7 +61,7 @@ export const DeleteSnapshotQuery = Type.Object({
 export const SandboxInfo = Type.Object({
   id: Type.String(),
   snapshot_tag: Type.String(),
-  netns: Type.Null(),
+  netns: Type.Union([Type.String(), Type.Null()]),
   guest_addr: Type.String(),
   created_at_unix: Type.Integer(),
   pid: Type.Union([Type.Integer(), Type.Null()]),
@@ -69,6 +69,8 @@ export const SandboxInfo = Type.Object({
   has_branched: Type.Boolean(),
   last_branch_memory_path: Type.Union([Type.String(), Type.Null()]),
   branch_count: Type.Integer(),
+  /** What the guest may connect to: none, internet, or allow:<cidr>,… (forkd extension). */
+  egress: Type.String(),
 });
 export type SandboxInfo = Static<typeof SandboxInfo>;
 
@@ -78,6 +80,8 @@ export const CreateSandboxesBody = Type.Object({
   per_child_netns: Type.Optional(Type.Boolean()),
   memory_limit_mib: Type.Optional(Type.Integer({ minimum: 16 })),
   prewarm: Type.Optional(Type.Boolean()),
+  /** none (default), internet, or allow:<cidr>,… (forkd extension). */
+  egress: Type.Optional(Type.String({ maxLength: 8192 })),
   live_fork: Type.Optional(Type.Boolean()),
   hugepages: Type.Optional(Type.Boolean()),
 });
@@ -110,9 +114,14 @@ export const CreateWorkspaceBody = Type.Object({
   name: Type.String(),
   snapshot_tag: Type.String(),
   memory_limit_mib: Type.Optional(Type.Integer({ minimum: 16 })),
-  /** Default-deny egress for its sandboxes (kept across resumes). */
+  /** Egress policy of its sandboxes, kept across resumes: none (default), internet, allow:<cidr>,… */
+  egress: Type.Optional(Type.String({ maxLength: 8192 })),
+  /** Older spelling: true is egress none (now the default anyway). */
   restrict_egress: Type.Optional(Type.Boolean()),
 });
+
+export const EgressBody = Type.Object({ egress: Type.String({ maxLength: 8192 }) });
+export type EgressBody = Static<typeof EgressBody>;
 export type CreateWorkspaceBody = Static<typeof CreateWorkspaceBody>;
 
 export const SuspendWorkspaceBody = Type.Object({ diff: Type.Optional(Type.Boolean()) });

@@ -1,6 +1,6 @@
 // What every CLI command receives: the global options, resolved once.
 import { InvalidArgumentError as OptionError } from 'commander';
-import { Engine } from '../engine/index.js';
+import { Engine, parseEgress, type EgressPolicy } from '../engine/index.js';
 import type { AcceleratorChoice } from '../vmm/accel.js';
 import { createPrinter, type Printer } from './output.js';
 
@@ -40,4 +40,20 @@ export function hubUrl(
 ): string | undefined {
   if (typeof option === 'string' && option !== '') return option;
   return env.FORKD_HUB_URL || undefined;
+}
+
+export const EGRESS_HELP =
+  'what the guest may connect to: none (default), internet (public addresses only, never this host or private ranges), or allow:<cidr>,…';
+
+/** Parse --egress; `--no-egress` (commander: false) is the default policy, spelled out. */
+export function egressOption(value: string): EgressPolicy {
+  try {
+    return parseEgress(value);
+  } catch (err) {
+    throw new OptionError(`--egress: ${(err as Error).message}`);
+  }
+}
+
+export function egressFrom(value: EgressPolicy | boolean | undefined): EgressPolicy {
+  return typeof value === 'object' ? value : { mode: 'none' };
 }

@@ -48,6 +48,8 @@ const MIGRATIONS = [
      created_at_unix INTEGER NOT NULL,
      last_active_unix INTEGER NOT NULL
    );`,
+  // Egress policies replaced the restricted/unrestricted switch; NULL: a row from before (see egressOf).
+  `ALTER TABLE workspaces ADD COLUMN egress TEXT;`,
 ];
 
 /** A workspace as stored; "stale" is worked out from what is running. */
@@ -59,8 +61,10 @@ export interface WorkspaceRow {
   status: 'running' | 'suspended';
   live_sandbox_id: string | null;
   memory_limit_mib: number | null;
-  /** 1: default-deny egress (SQLite has no booleans). */
+  /** Rows from before egress policies: 1 was default-deny egress, 0 unfiltered. */
   restrict_egress: number;
+  /** The egress policy (formatEgress spelling); NULL in rows written before it existed. */
+  egress: string | null;
   created_at_unix: number;
   last_active_unix: number;
 }
@@ -130,9 +134,9 @@ export class StateDb {
     this.db
       .prepare(
         `INSERT INTO workspaces (id, name, source_snapshot_tag, current_state_tag, status, live_sandbox_id,
-           memory_limit_mib, restrict_egress, created_at_unix, last_active_unix)
+           memory_limit_mib, restrict_egress, egress, created_at_unix, last_active_unix)
          VALUES (@id, @name, @source_snapshot_tag, @current_state_tag, @status, @live_sandbox_id,
-           @memory_limit_mib, @restrict_egress, @created_at_unix, @last_active_unix)`,
+           @memory_limit_mib, @restrict_egress, @egress, @created_at_unix, @last_active_unix)`,
       )
       .run(row);
   }

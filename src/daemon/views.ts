@@ -1,4 +1,5 @@
 // Engine values → API-v1 wire shapes.
+import { formatEgress } from '../engine/index.js';
 import type { Sandbox } from '../engine/index.js';
 import { createdAtUnix } from '../snapshot/manifest.js';
 import type { SnapshotRecord } from '../snapshot/store.js';
@@ -29,7 +30,8 @@ export function sandboxInfo(
   return {
     id: i.id,
     snapshot_tag: i.snapshotTag,
-    netns: null,
+    // Truthful per_child_netns: a guest with no egress is in a network namespace of its own.
+    netns: i.hostNetwork ? null : `/proc/${i.pid}/ns/net`,
     guest_addr: GUEST_ADDR,
     created_at_unix: i.createdAtUnix,
     pid: i.pid,
@@ -37,5 +39,6 @@ export function sandboxInfo(
     has_branched: branches.count > 0,
     last_branch_memory_path: branches.lastMemoryPath,
     branch_count: branches.count,
+    egress: formatEgress(i.egress),
   };
 }

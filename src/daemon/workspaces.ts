@@ -3,6 +3,7 @@
 // that state with the workspace's memory limit and egress setting. A workspace's state
 // snapshots are its own and go with it; the snapshot it started from never
 // does. Rows live in the state database, so workspaces survive restarts.
+import { formatEgress, parseEgress, type EgressPolicy } from '../engine/index.js';
 import { randomBytes } from 'node:crypto';
 import type { Sandbox } from '../engine/index.js';
 import { AlreadyExistsError, ConflictError, NotFoundError, errorMessage } from '../errors.js';
@@ -30,7 +31,7 @@ export class Workspaces {
     name: string;
     snapshotTag: string;
     memoryLimitMib: number | null;
-    restrictEgress: boolean;
+    egress: EgressPolicy;
   }): Promise<WorkspaceInfo> {
     assertValidTag(body.name, 'name');
     assertValidTag(body.snapshotTag, 'snapshot_tag');
@@ -40,7 +41,7 @@ export class Workspaces {
         name: body.name,
       });
     }
-    const sandbox = await this.spawn(body.snapshotTag, body.memoryLimitMib, body.restrictEgress);
+    const sandbox = await this.spawn(body.snapshotTag, body.memoryLimitMib, body.egress);
     const now = Math.floor(Date.now() / 1000);
     this.ctx.db.insertWorkspace({
       id: `ws-${randomBytes(6).toString('hex')}`,
@@ -50,7 +51,8 @@ export class Workspaces {
       status: 'running',
       live_sandbox_id: sandbox.id,
       memory_limit_mib: body.memoryLimitMib,
-      restrict_egress: body.restrictEgress ? 1 : 0,
+      restrict_egress: body.egress.mode === 'none' ? 1 : 0,
+      egress: formatEgress(body.egress),
       created_at_unix: now,
       last_active_unix: now,
     });
@@ -76,7 +78,7 @@ export class Workspaces {
     const row = this.row(name);
     if (this.status(row) === 'running') throw new ConflictError(`workspace ${name} is already running`);
     const from = row.current_state_tag ?? row.source_snapshot_tag;
-    const sandbox = await this.spawn(from, row.memory_limit_mib, row.restrict_egress === 1);
+    const sandbox = await this.spawn(from, row.memory_limit_mib, egressOf(row));
     this.ctx.db.updateWorkspace(name, {
       status: 'running',
       live_sandbox_id: sandbox.id,
@@ -94,9 +96,9 @@ export class Workspaces {
     this.ctx.db.deleteWorkspace(name);
   }
 
-  private async spawn(tag: string, memoryLimitMib: number | null, restrictEgress: boolean): Promise<Sandbox> {
+  private async spawn(tag: string, memoryLimitMib: number | null, egress: EgressPolicy): Promise<Sandbox> {
     this.ctx.branches.assertNotWriting(tag);
-    const result = await this.ctx.engine.fork({ tag, n: 1, memoryLimitMib, restrictEgress, detach: true });
+    const result = await this.ctx.engine.fork({ tag, n: 1, memoryLimitMib, egress, detach: true });
     const child = result.children[0];
     if (!child?.ok) throw new HttpError(500, `the workspace's sandbox failed: ${errorMessage(child?.error)}`);
     this.ctx.registry.add(child.sandbox);
@@ -147,4 +149,10 @@ export class Workspaces {
 /** A fresh state tag per suspend: the old state stays restorable until the new one is ready. */
 function stateTag(name: string): string {
   return `ws-${name.slice(0, 48)}-${randomBytes(4).toString('hex')}`;
+}
+
+/** A workspace's policy; rows from before policies existed had only "restricted or not". */
+function egressOf(row: WorkspaceRow): EgressPolicy {
+  if (row.egress !== null) return parseEgress(row.egress);
+  return parseEgress(row.restrict_egress === 1 ? 'none' : 'internet');
 }

@@ -28,10 +28,12 @@ import type { DataDir } from '../snapshot/data-dir.js';
 import { machineFor } from './machine-for.js';
 import { finishFrozenState } from './frozen-state.js';
 import { createRunDir, randomId, type RunDir } from './run-dir.js';
+import { needsHostNetwork } from './egress.js';
+import { grantToVm, reclaimFromVm } from './jail.js';
 import type { Sandbox } from './sandbox.js';
 import { destroyVm, launchVm, unlessExited, type LaunchedVm } from './vm.js';
 import { dirname, join } from 'node:path';
-import { rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 
 /**
@@ -126,6 +128,7 @@ export async function branchSandbox(
   let writerRun: RunDir | undefined;
   let sourceStopped = false;
   let writerAgent: Socket | undefined;
+  let transferDir: string | undefined;
   try {
     opts.onProgress?.('linking kernel, initrd and base image');
     await linkOrCopy(join(sourceDir, SNAPSHOT_FILES.kernel), writer.path(SNAPSHOT_FILES.kernel));
@@ -143,7 +146,14 @@ export async function branchSandbox(
         { path: join(sourceDir, base.disk.layer), format: 'qcow2' },
         { signal },
       );
+      await grantToVm(writerRun, [writerRun.paths.diskOverlay]);
     }
+    // The copy goes through a socket both jails see: a directory in the
+    // source's VM dir (bound into the source's jail when it started) that the
+    // writer owns and is given too.
+    transferDir = join(vm.runDir.vmDir, `x-${randomId('t')}`);
+    await mkdir(transferDir, { mode: 0o711 });
+    await grantToVm(writerRun, [transferDir, writer.dir]);
     writerVm = await launchVm(
       machineFor({
         qemuBinary: ctx.qemu.binary,
@@ -151,18 +161,23 @@ export async function branchSandbox(
         manifest: base,
         runDir: writerRun,
         role: 'writer',
-        network: { restrictEgress: source.info.restrictEgress, hostForwards: [] },
+        network: { restrictEgress: !needsHostNetwork(source.info.egress), hostForwards: [] },
       }),
       writerRun,
-      { signal },
+      {
+        signal,
+        jail: { readOnly: [sourceDir], writable: [writer.dir, transferDir], network: 'isolated' },
+      },
     );
     // A host stays attached to the writer's agent port, as it is to the
     // source's: the guest state saved from the writer must say "host
     // connected", or every child of the branch starts with a stale hang-up.
     writerAgent = await connectUnix(writerVm.machine.paths.agentSocket, signal);
-    const incomingSocket = join(writerRun.dir, 'incoming.sock');
+    const incomingSocket = join(transferDir, 'incoming.sock');
     await setMigrationCapabilities(writerVm.qmp, { ignoreShared: false }, { signal });
     await writerVm.qmp.execute('migrate-incoming', { uri: `unix:${incomingSocket}` }, { signal });
+    // The source runs as another uid: it needs write permission on the socket to connect.
+    await chmod(incomingSocket, 0o666);
 
     opts.onProgress?.('copying memory live');
     await setMigrationCapabilities(
@@ -204,7 +219,7 @@ export async function branchSandbox(
     let frozenLayer: string | null = null;
     let nextNode: string | null = null;
     if (active) {
-      const next = join(vm.runDir.dir, `disk-${randomId('l')}.qcow2`);
+      const next = join(vm.runDir.vmDir, `disk-${randomId('l')}.qcow2`);
       nextNode = randomId('n').replace('-', '');
       await vm.qmp.execute(
         'blockdev-snapshot-sync',
@@ -228,12 +243,14 @@ export async function branchSandbox(
     await unlessExited(
       writerVm.process,
       'saving device state',
-      saveDeviceState(writerVm.qmp, writer.path(SNAPSHOT_FILES.vmstate), { signal }),
+      saveDeviceState(writerVm.qmp, writer.path(SNAPSHOT_FILES.vmstate), writerVm.runDir.vmDir, { signal }),
     );
     await destroyVm(writerVm);
+    await reclaimFromVm(writerRun, [writer.dir, writer.path(SNAPSHOT_FILES.memory)]);
     writerAgent.destroy();
     writerVm = undefined;
     writerRun = undefined;
+    await rm(transferDir, { recursive: true, force: true });
 
     let disk: SnapshotManifest['disk'] = null;
     if (base.disk && frozenLayer) {
@@ -292,6 +309,7 @@ export async function branchSandbox(
     writerAgent?.destroy();
     if (writerVm) await destroyVm(writerVm);
     else await writerRun?.remove().catch(() => undefined);
+    if (transferDir) await rm(transferDir, { recursive: true, force: true });
     await writer.abort();
     throw err;
   }

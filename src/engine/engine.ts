@@ -13,6 +13,9 @@ import { QmpClient } from '../vmm/qmp.js';
 import { QemuProcess } from '../vmm/process.js';
 import { AgentClient } from './agent/client.js';
 import { findMemoryCgroup } from './memory-limit.js';
+import { DEFAULT_EGRESS, formatEgress, needsHostNetwork, parseCidr, type EgressPolicy } from './egress.js';
+import { checkEgressSupported } from './fork.js';
+import { EgressFirewall } from './egress-firewall.js';
 import { existingRunDir, isVmAlive, readVmRecord } from './run-dir.js';
 import { Sandbox, type SandboxInfo } from './sandbox.js';
 
@@ -48,6 +51,8 @@ export interface EngineOptions {
   dataDir?: string;
   qemuBinary?: string;
   accel?: AcceleratorChoice;
+  /** Ranges guests may reach despite the private-range block (`forkd serve --egress-allow-cidr`). */
+  egressAllowCidrs?: readonly string[];
 }
 
 export interface SnapshotRequest extends Omit<CreateSnapshotOptions, 'image'> {
@@ -73,9 +78,20 @@ export class Engine {
   private readonly accelChoice: AcceleratorChoice;
   private readonly qemuBinary: string | undefined;
   private readonly pools = new Map<string, WarmPool>();
+  readonly firewall: EgressFirewall;
 
   constructor(opts: EngineOptions = {}) {
     this.dataDir = new DataDir(opts.dataDir ?? defaultDataDir());
+    const operatorAllow = (opts.egressAllowCidrs ?? []).map((cidr) => {
+      const parsed = parseCidr(cidr);
+      if (!parsed) {
+        throw new InvalidArgumentError(`invalid CIDR ${JSON.stringify(cidr)}`, 'egress-allow-cidr', {
+          hint: 'use a range such as 192.168.10.0/24',
+        });
+      }
+      return parsed;
+    });
+    this.firewall = new EgressFirewall({ operatorAllow });
     this.store = new SnapshotStore(this.dataDir);
     this.accelChoice = opts.accel ?? 'auto';
     this.qemuBinary = opts.qemuBinary;
@@ -139,7 +155,14 @@ export class Engine {
             })
           ).kvmUsable
         : false;
-    return { dataDir: this.dataDir, store: this.store, qemu, kvmUsable, cores: availableParallelism() };
+    return {
+      dataDir: this.dataDir,
+      store: this.store,
+      qemu,
+      kvmUsable,
+      cores: availableParallelism(),
+      firewall: this.firewall,
+    };
   }
 
   /**
@@ -149,7 +172,12 @@ export class Engine {
   async fork(opts: RestoreOptions): Promise<RestoreResult> {
     const n = checkChildCount(opts.n);
     const ctx = await this.forkContext(opts.tag);
-    const pool = opts.prewarm ? this.pools.get(opts.tag) : undefined;
+    // Pooled children were restored with the pool's egress policy, and a policy cannot move a VM between networks.
+    const candidate = opts.prewarm ? this.pools.get(opts.tag) : undefined;
+    const pool =
+      candidate && formatEgress(candidate.egress) === formatEgress(opts.egress ?? DEFAULT_EGRESS)
+        ? candidate
+        : undefined;
     if (!pool || pool.available === 0) return restoreChildren(ctx, opts);
     const started = Date.now();
     const pooled = await pool.take(n, { signal: opts.signal, timeoutMs: opts.timeoutMs, vary: opts.vary });
@@ -175,6 +203,12 @@ export class Engine {
     this.pools.set(tag, pool);
     await pool.fill();
     return pool;
+  }
+
+  /** Change a running sandbox's egress policy (PUT /v1/sandboxes/:id/egress). */
+  async setEgress(sandbox: Sandbox, policy: EgressPolicy): Promise<void> {
+    checkEgressSupported(policy);
+    await sandbox.setEgress(policy);
   }
 
   /** Stop every warm pool (their children are killed). */
@@ -205,8 +239,8 @@ export class Engine {
         hint: 'ids look like sb-xxxxxxxxxxxx',
       });
     }
-    const runDir = existingRunDir(this.dataDir, id);
-    const record = await readVmRecord(runDir.dir);
+    const record = await readVmRecord(this.dataDir.vmRunDir(id));
+    const runDir = existingRunDir(this.dataDir, id, record?.uid ?? null);
     if (!record?.sandbox || !isVmAlive(runDir.dir, record.pid)) {
       throw new NotFoundError(
         `sandbox ${id} is not running`,
@@ -226,7 +260,16 @@ export class Engine {
     try {
       await resumeIfLeftPaused(qmp);
       const agent = await AgentClient.connect(runDir.paths.agentSocket, { timeoutMs: 10_000 });
-      return new Sandbox(record.sandbox, { process, qmp, runDir }, agent, await findMemoryCgroup(id));
+      // Records written before egress policies existed said only whether egress was restricted.
+      const legacy = record.sandbox as SandboxInfo & { restrictEgress?: boolean };
+      const egress =
+        record.sandbox.egress ?? (legacy.restrictEgress === false ? { mode: 'internet' } : DEFAULT_EGRESS);
+      const info: SandboxInfo = {
+        ...record.sandbox,
+        egress,
+        hostNetwork: record.sandbox.hostNetwork ?? needsHostNetwork(egress),
+      };
+      return new Sandbox(info, { process, qmp, runDir }, agent, await findMemoryCgroup(id), this.firewall);
     } catch (err) {
       qmp.close();
       throw err;

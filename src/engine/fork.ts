@@ -17,17 +17,45 @@ import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { AgentClient } from './agent/client.js';
 import { machineFor } from './machine-for.js';
 import { limitMemory, type MemoryCgroup } from './memory-limit.js';
-import { createRunDir, randomId, writeVmRecord } from './run-dir.js';
+import { createRunDir, randomId, writeVmRecord, type RunDir } from './run-dir.js';
 import { Sandbox } from './sandbox.js';
 import { launchVm, unlessExited, type LaunchedVm } from './vm.js';
+import { DEFAULT_EGRESS, needsHostNetwork, type EgressPolicy } from './egress.js';
+import type { EgressFirewall } from './egress-firewall.js';
+import { grantToVm } from './jail.js';
+
+/**
+ * Refuse what the firewall cannot enforce yet, before anything is started:
+ * domain rules need the name-checking proxy (issue 9, not built yet).
+ */
+export function checkEgressSupported(policy: EgressPolicy): void {
+  if (policy.mode === 'allow' && policy.domains.length > 0) {
+    throw new InvalidArgumentError(
+      `egress allow-lists with domains (${policy.domains.join(', ')}) are not enforced by this forkd yet`,
+      'egress',
+      { hint: 'allow CIDRs (allow:203.0.113.0/24), or use internet' },
+    );
+  }
+  if (needsHostNetwork(policy) && process.getuid?.() !== 0) {
+    throw new InvalidArgumentError(`egress ${policy.mode} needs forkd to run as root`, 'egress', {
+      hint: 'its firewall keys on a uid per VM, which only root can assign; use --egress none',
+    });
+  }
+}
+
+/** The uid a sandbox's QEMU runs as; host-network policies are only ever given to VMs with one. */
+export function vmUid(runDir: RunDir): number {
+  if (runDir.uid === null) throw new Error('a VM on the host network must run as a VM uid');
+  return runDir.uid;
+}
 
 export const MAX_CHILDREN = 1000;
 
 export interface RestoreOptions extends CallOptions {
   tag: string;
   n: number;
-  /** Default-deny egress for the children's user-mode network. */
-  restrictEgress?: boolean;
+  /** What the children's guests may connect to (default: nothing). */
+  egress?: EgressPolicy;
   memoryLimitMib?: number | null;
   /** Children started at once (default: 4 per core). */
   concurrency?: number;
@@ -57,6 +85,7 @@ export interface RestoreResult {
 }
 
 export interface ForkContext {
+  firewall: EgressFirewall;
   dataDir: DataDir;
   store: SnapshotStore;
   qemu: QemuInstallation;
@@ -79,6 +108,7 @@ export async function restoreChildren(
   mode: { warmOnly?: boolean; firstIndex?: number } = {},
 ): Promise<RestoreResult> {
   const n = checkChildCount(opts.n);
+  checkEgressSupported(opts.egress ?? DEFAULT_EGRESS);
   const { dir, manifest } = await ctx.store.getReady(opts.tag);
   checkRestorable(manifest, { qemuVersion: ctx.qemu.version, kvmUsable: ctx.kvmUsable });
   const started = Date.now();
@@ -108,8 +138,10 @@ async function restoreChild(
 ): Promise<ChildResult> {
   const t0 = Date.now();
   const id = randomId('sb');
+  const egress = opts.egress ?? DEFAULT_EGRESS;
   const runDir = await createRunDir(ctx.dataDir, id);
   let vm: LaunchedVm | undefined;
+  let firewalled = false;
   let cgroup: MemoryCgroup | null = null;
   let agent: AgentClient | undefined;
   // Named so a timeout says where the child got stuck.
@@ -125,30 +157,37 @@ async function restoreChild(
         { path: join(snapshotDir, manifest.disk.layer), format: 'qcow2' },
         { signal },
       );
+      await grantToVm(runDir, [runDir.paths.diskOverlay]);
     }
-    const restrictEgress = opts.restrictEgress ?? false;
     phase = 'starting QEMU';
-    vm = await launchVm(
-      machineFor({
-        qemuBinary: ctx.qemu.binary,
-        snapshotDir,
-        manifest,
-        runDir,
-        role: 'child',
-        network: { restrictEgress, hostForwards: [] },
-      }),
+    const machine = machineFor({
+      qemuBinary: ctx.qemu.binary,
+      snapshotDir,
+      manifest,
       runDir,
-      { signal, killOnExit: !opts.detach },
-    );
+      role: 'child',
+      network: { restrictEgress: !needsHostNetwork(egress), hostForwards: [] },
+    });
+    vm = await launchVm(machine, runDir, {
+      signal,
+      killOnExit: !opts.detach,
+      stateIn: join(snapshotDir, manifest.vmstate.file),
+      jail: {
+        readOnly: [snapshotDir],
+        network: needsHostNetwork(egress) ? 'host' : 'isolated',
+        privateRamFile: machine.paths.ramFile,
+      },
+    });
     const launched = vm;
     const t1 = Date.now();
     phase = 'loading device state';
-    await unlessExited(
-      launched.process,
-      'loading device state',
-      loadDeviceState(launched.qmp, join(snapshotDir, manifest.vmstate.file), { signal }),
-    );
+    await unlessExited(launched.process, 'loading device state', loadDeviceState(launched.qmp, { signal }));
     if (opts.memoryLimitMib) cgroup = await limitMemory(id, launched.process.pid, opts.memoryLimitMib);
+    if (needsHostNetwork(egress)) {
+      phase = 'opening its egress firewall';
+      await ctx.firewall.apply(vmUid(runDir), DEFAULT_EGRESS, egress);
+      firewalled = true;
+    }
     // Connect before the guest runs: QEMU then never reports the host as
     // gone to the restored guest (it was frozen with a host attached).
     phase = 'connecting to the agent';
@@ -179,7 +218,8 @@ async function restoreChild(
       createdAtUnix: Math.floor(Date.now() / 1000),
       runDir: runDir.dir,
       memoryLimitMib: opts.memoryLimitMib ?? null,
-      restrictEgress,
+      egress,
+      hostNetwork: needsHostNetwork(egress),
     };
     // Everything a later process (a restarted daemon) needs to re-attach.
     await writeVmRecord(runDir, {
@@ -188,7 +228,7 @@ async function restoreChild(
       startedAt: new Date(t0).toISOString(),
       sandbox: info,
     });
-    const sandbox = new Sandbox(info, launched, connected, cgroup);
+    const sandbox = new Sandbox(info, launched, connected, cgroup, ctx.firewall);
     if (opts.detach) sandbox.release();
     return {
       index,
@@ -204,6 +244,7 @@ async function restoreChild(
       await vm.process.terminate();
     }
     await cgroup?.remove();
+    if (firewalled) await ctx.firewall.apply(vmUid(runDir), egress, DEFAULT_EGRESS).catch(() => undefined);
     await runDir.remove();
     return { index, ok: false, error: err instanceof Error ? err : new Error(String(err)) };
   }

@@ -13,6 +13,8 @@ import { CPU_MODEL } from '../vmm/accel.js';
 import { createOverlay } from '../vmm/disk.js';
 import type { MachineShape } from '../vmm/machine.js';
 import { saveDeviceState } from '../vmm/migration.js';
+import { copyFile } from 'node:fs/promises';
+import { grantToVm, reclaimFromVm } from './jail.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { AgentClient } from './agent/client.js';
 import { machineFor } from './machine-for.js';
@@ -79,6 +81,10 @@ export async function createSnapshot(
       disk,
     };
     runDir = await createRunDir(ctx.dataDir, randomId('p'));
+    // The parent writes its RAM file and disk layer into the snapshot being
+    // written; both go back to root once it is frozen.
+    const owned = [writer.dir, ...(disk ? [writer.path(SNAPSHOT_FILES.disk)] : [])];
+    await grantToVm(runDir, owned);
     opts.onProgress?.(`booting parent (${shape.accel}, ${shape.memoryMib} MiB)`);
     const bootStarted = Date.now();
     vm = await launchVm(
@@ -88,11 +94,16 @@ export async function createSnapshot(
         manifest: draft,
         runDir,
         role: 'parent',
-        network: { restrictEgress: false, hostForwards: [] },
+        // A parent runs its recipe's warm-up with no network, like a child with the default policy.
+        network: { restrictEgress: true, hostForwards: [] },
         diskOverlay: writer.path(SNAPSHOT_FILES.disk),
       }),
       runDir,
-      opts,
+      {
+        signal: opts.signal,
+        timeoutMs: opts.timeoutMs,
+        jail: { readOnly: [], writable: [writer.dir], network: 'isolated' },
+      },
     ).catch((err: unknown) => {
       if (err instanceof VmExitedError && shape.accel === 'kvm') {
         throw new VmExitedError(err.message, err.exit, err.logTail, {
@@ -119,11 +130,12 @@ export async function createSnapshot(
     await unlessExited(
       vm.process,
       'saving device state',
-      saveDeviceState(vm.qmp, writer.path(SNAPSHOT_FILES.vmstate), opts),
+      saveDeviceState(vm.qmp, writer.path(SNAPSHOT_FILES.vmstate), runDir.vmDir, opts),
     );
     // The parent's console is the only record of its boot: keep it with the snapshot.
-    await linkOrCopy(runDir.paths.consoleLog, writer.path(SNAPSHOT_FILES.bootLog));
+    await copyFile(runDir.paths.consoleLog, writer.path(SNAPSHOT_FILES.bootLog));
     await destroyVm(vm);
+    await reclaimFromVm(runDir, [...owned, writer.path(SNAPSHOT_FILES.memory)]);
     await agent.close();
     vm = undefined;
     const freezeMs = Date.now() - freezeStarted;

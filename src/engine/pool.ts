@@ -13,12 +13,13 @@ import {
   type RestoreOptions,
 } from './fork.js';
 import type { Sandbox } from './sandbox.js';
+import { DEFAULT_EGRESS, type EgressPolicy } from './egress.js';
 
 export interface PoolOptions {
   tag: string;
   size: number;
   /** Restore options for pooled children (network, memory limit). */
-  restore?: Pick<RestoreOptions, 'restrictEgress' | 'memoryLimitMib' | 'concurrency'>;
+  restore?: Pick<RestoreOptions, 'egress' | 'memoryLimitMib' | 'concurrency'>;
   onError?: (message: string) => void;
 }
 
@@ -34,6 +35,11 @@ export class WarmPool {
 
   get tag(): string {
     return this.options.tag;
+  }
+
+  /** The egress policy every pooled child was restored with. */
+  get egress(): EgressPolicy {
+    return this.options.restore?.egress ?? DEFAULT_EGRESS;
   }
 
   /** Children idle in the pool right now. */

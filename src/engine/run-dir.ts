@@ -3,7 +3,8 @@
 // socket paths stay under the unix limit and cannot be guessed.
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { claimVmUid, releaseVmUid } from './vm-uid.js';
 import { onProcessExit } from '../util/cleanup.js';
 import { isQemuAlive } from '../vmm/process.js';
 import type { SandboxInfo } from './sandbox.js';
@@ -27,23 +28,40 @@ export function randomId(prefix: string, length = 12): string {
 export interface RunDir {
   id: string;
   dir: string;
+  /**
+   * The uid its QEMU runs as (root hosts), or null (QEMU keeps the caller's
+   * uid). The run dir itself stays root-owned, so a taken-over QEMU cannot
+   * rewrite vm.json (which a restarted daemon trusts); QEMU writes only in
+   * `vmDir`, which this uid owns.
+   */
+  uid: number | null;
+  /** Where QEMU creates its sockets, console log and disk overlays. */
+  vmDir: string;
   paths: Omit<MachinePaths, 'ramFile' | 'diskOverlay'> & { diskOverlay: string; qemuLog: string };
   remove(): Promise<void>;
   /** Keep the dir when this process exits (its VM is handed to a later process). */
   keepOnExit(): void;
 }
 
+/** The subdirectory of a run dir that its QEMU may write. */
+export const VM_SUBDIR = 'q';
+
 function runDirPaths(dir: string): RunDir['paths'] {
+  const vmDir = join(dir, VM_SUBDIR);
   return {
-    qmpSocket: join(dir, 'qmp.sock'),
-    agentSocket: join(dir, 'agent.sock'),
-    consoleLog: join(dir, 'console.log'),
+    qmpSocket: join(vmDir, 'qmp.sock'),
+    agentSocket: join(vmDir, 'agent.sock'),
+    consoleLog: join(vmDir, 'console.log'),
     qemuLog: join(dir, 'qemu.log'),
-    diskOverlay: join(dir, 'disk.qcow2'),
+    diskOverlay: join(vmDir, 'disk.qcow2'),
   };
 }
 
-export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir> {
+export async function createRunDir(
+  dataDir: DataDir,
+  id: string,
+  opts: { confined?: boolean } = {},
+): Promise<RunDir> {
   const dir = dataDir.vmRunDir(id);
   const paths = runDirPaths(dir);
   if (Buffer.byteLength(paths.agentSocket) > MAX_SOCKET_PATH) {
@@ -51,30 +69,46 @@ export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir
       hint: 'use a shorter --data-dir (socket paths must stay under 108 bytes)',
     });
   }
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o711 });
+  const vmDir = join(dir, VM_SUBDIR);
+  await mkdir(vmDir, { mode: 0o700 });
+  const uid = (opts.confined ?? true) && isRoot() ? await claimVmUid(dataDir, id) : null;
+  if (uid !== null) await chown(vmDir, uid, uid);
   // Interrupted (SIGINT, SIGTERM, crash): the VM is killed by its own exit
   // hook; this one removes its sockets, logs and overlay.
   const forget = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
   return {
     id,
     dir,
+    uid,
+    vmDir,
     paths,
     remove: async () => {
       forget();
       await rm(dir, { recursive: true, force: true });
+      if (uid !== null) await releaseVmUid(dataDir, uid, id);
     },
     keepOnExit: forget,
   };
 }
 
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
 /** The run dir of a VM started by an earlier process; it outlives this one unless removed. */
-export function existingRunDir(dataDir: DataDir, id: string): RunDir {
+export function existingRunDir(dataDir: DataDir, id: string, uid: number | null): RunDir {
   const dir = dataDir.vmRunDir(id);
   return {
     id,
     dir,
+    uid,
+    vmDir: join(dir, VM_SUBDIR),
     paths: runDirPaths(dir),
-    remove: () => rm(dir, { recursive: true, force: true }),
+    remove: async () => {
+      await rm(dir, { recursive: true, force: true });
+      if (uid !== null) await releaseVmUid(dataDir, uid, id);
+    },
     keepOnExit: () => undefined,
   };
 }
@@ -91,12 +125,14 @@ export interface VmRecord {
   ownerPid?: number;
   /** Set once a child is handed out: what a later process needs to re-attach. */
   sandbox?: SandboxInfo;
+  /** The uid its QEMU runs as (null: the launching user's). */
+  uid?: number | null;
 }
 
 export const VM_RECORD_FILE = 'vm.json';
 
 export async function writeVmRecord(runDir: RunDir, record: VmRecord): Promise<void> {
-  await writeFile(join(runDir.dir, VM_RECORD_FILE), JSON.stringify(record) + '\n');
+  await writeFile(join(runDir.dir, VM_RECORD_FILE), JSON.stringify({ ...record, uid: runDir.uid }) + '\n');
 }
 
 export async function readVmRecord(dir: string): Promise<VmRecord | null> {

@@ -2,6 +2,10 @@
 // QMP channel, agent channel, run dir and optional memory cgroup. Everything
 // the sandbox owns is released by kill(), on every path.
 import type { MemoryCgroup } from './memory-limit.js';
+import { DEFAULT_EGRESS, needsHostNetwork, type EgressPolicy } from './egress.js';
+import { ConflictError } from '../errors.js';
+import { readVmRecord, writeVmRecord } from './run-dir.js';
+import type { EgressFirewall } from './egress-firewall.js';
 import type { AgentClient } from './agent/client.js';
 import { destroyVm, type VmHandle } from './vm.js';
 
@@ -12,7 +16,13 @@ export interface SandboxInfo {
   createdAtUnix: number;
   runDir: string;
   memoryLimitMib: number | null;
-  restrictEgress: boolean;
+  egress: EgressPolicy;
+  /**
+   * Whether its QEMU shares the host's network namespace (behind the uid
+   * firewall). Fixed at spawn: a sandbox spawned with `none` has a namespace
+   * of its own with nothing in it, and can never be given a network.
+   */
+  hostNetwork: boolean;
 }
 
 export class Sandbox {
@@ -25,6 +35,7 @@ export class Sandbox {
     private readonly vm: VmHandle,
     readonly agent: AgentClient,
     private readonly cgroup: MemoryCgroup | null,
+    private readonly firewall: EgressFirewall,
   ) {}
 
   get id(): string {
@@ -69,7 +80,31 @@ export class Sandbox {
   async kill(): Promise<void> {
     if (this.killed) return;
     this.killed = true;
-    await Promise.all([this.agent.close(), destroyVm(this.vm)]);
+    await Promise.all([this.agent.close(), destroyVm(this.vm, () => this.closeEgress())]);
     await this.cgroup?.remove();
+  }
+
+  /** Change what the guest may reach, at once (connections already open stay open). */
+  async setEgress(policy: EgressPolicy): Promise<void> {
+    if (needsHostNetwork(policy) && !this.info.hostNetwork) {
+      throw new ConflictError(
+        `sandbox ${this.id} was spawned with egress none: its QEMU has no network to open`,
+        {
+          hint: 'spawn it with the policy it may need (e.g. --egress internet), then narrow it to none at any time',
+        },
+      );
+    }
+    const uid = this.vm.runDir.uid;
+    if (uid !== null) await this.firewall.apply(uid, this.info.egress, policy);
+    this.info.egress = policy;
+    const record = await readVmRecord(this.vm.runDir.dir);
+    if (record) await writeVmRecord(this.vm.runDir, { ...record, sandbox: this.info });
+  }
+
+  /** Take the sandbox's uid out of the firewall before the uid can be given to another VM. */
+  private async closeEgress(): Promise<void> {
+    const uid = this.vm.runDir.uid;
+    if (uid === null) return;
+    await this.firewall.apply(uid, this.info.egress, DEFAULT_EGRESS);
   }
 }

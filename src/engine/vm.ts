@@ -6,6 +6,7 @@ import { QmpClient } from '../vmm/qmp.js';
 import { QemuProcess } from '../vmm/process.js';
 import type { MachineDescription } from '../vmm/machine.js';
 import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
+import { jailFor, type JailRequest } from './jail.js';
 import { writeVmRecord, type RunDir } from './run-dir.js';
 
 /** A running QEMU and its control channel, however we came to hold it. */
@@ -29,14 +30,24 @@ export async function unlessExited<T>(proc: QemuProcess, what: string, work: Pro
   return Promise.race([work, exited]);
 }
 
+export interface LaunchVmOptions extends CallOptions {
+  killOnExit?: boolean;
+  jail: JailRequest;
+  /** Device state to restore (a child). */
+  stateIn?: string;
+}
+
 export async function launchVm(
   machine: MachineDescription,
   runDir: RunDir,
-  opts: CallOptions & { killOnExit?: boolean } = {},
+  opts: LaunchVmOptions,
 ): Promise<LaunchedVm> {
-  const proc = QemuProcess.launch(machine, {
+  const proc = await QemuProcess.launch(machine, {
     logPath: runDir.paths.qemuLog,
     killOnExit: opts.killOnExit ?? true,
+    confinement: jailFor(runDir, machine.shape.accel, opts.jail),
+    stateIn: opts.stateIn,
+    signal: opts.signal,
   });
   try {
     await writeVmRecord(runDir, {
@@ -65,13 +76,22 @@ export async function launchVm(
   }
 }
 
-/** Kill QEMU, close its channels and remove its run dir. Never throws. */
-export async function destroyVm(vm: {
-  process: QemuProcess;
-  qmp?: QmpClient | undefined;
-  runDir: RunDir;
-}): Promise<void> {
+/**
+ * Kill QEMU, close its channels and remove its run dir (which frees its uid).
+ * `beforeRelease` runs between the two: what must be undone while the uid is
+ * still this VM's. If it fails the run dir (and uid) is kept for `forkd
+ * cleanup` rather than handed on. Never throws.
+ */
+export async function destroyVm(
+  vm: { process: QemuProcess; qmp?: QmpClient | undefined; runDir: RunDir },
+  beforeRelease?: () => Promise<void>,
+): Promise<void> {
   vm.qmp?.close();
   await vm.process.terminate();
+  try {
+    await beforeRelease?.();
+  } catch {
+    return;
+  }
   await vm.runDir.remove().catch(() => undefined);
 }

@@ -49,6 +49,8 @@ export interface RunOptions {
   captureStdout?: boolean | undefined;
   /** Bytes of stderr kept for the error message (default 4 KiB). */
   stderrTailBytes?: number | undefined;
+  /** Written to the program's stdin (which is otherwise empty). */
+  input?: string | undefined;
 }
 
 export interface RunResult {
@@ -89,8 +91,10 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
     const child = spawn(program, args, {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    child.stdin?.on('error', () => undefined); // a program that exits early closes its stdin
+    child.stdin?.end(opts.input);
     const stdoutChunks: Buffer[] = [];
     let stderrTail = '';
     const partial = { out: '', err: '' };
@@ -100,11 +104,11 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
       partial[which] = lines.pop() ?? '';
       for (const line of lines) if (line.trim() !== '') opts.onLine(line);
     };
-    child.stdout.on('data', (chunk: Buffer) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
       if (capture) stdoutChunks.push(chunk);
       emitLines('out', chunk.toString('utf8'));
     });
-    child.stderr.on('data', (chunk: Buffer) => {
+    child.stderr?.on('data', (chunk: Buffer) => {
       const text = chunk.toString('utf8');
       stderrTail = (stderrTail + text).slice(-tailMax);
       emitLines('err', text);

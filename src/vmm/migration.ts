@@ -1,15 +1,16 @@
 // Saving and loading device state with QEMU migration. Guest RAM lives in a
 // file-backed memory object, so with x-ignore-shared only the device state
 // (tens of KB) goes through the stream; RAM is the file itself.
+import { createWriteStream } from 'node:fs';
+import { chmod, rename, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { QmpError } from '../errors.js';
-import { pathExists } from '../util/files.js';
-import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
+import { deadlineSignal, type CallOptions } from '../util/abort.js';
+import { STATE_IN_FD } from './process.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
-
-/** QEMU runs exec: URIs through /bin/sh -c. */
-function shellQuote(path: string): string {
-  return `'${path.replaceAll("'", `'\\''`)}'`;
-}
 
 export interface MigrationCapabilities {
   ignoreShared: boolean;
@@ -63,35 +64,77 @@ export async function expectCompleted(
   );
 }
 
+/** Device state is tens of KB (RAM stays in its file); a stream far larger is a QEMU gone wrong. */
+export const MAX_DEVICE_STATE_BYTES = 256 * 1024 * 1024;
+
 /**
- * Write the (already stopped) VM's device state to `path`. QEMU reports
- * completion when it has written the stream into the pipe, before `cat` has
- * written it out; so `cat` writes a temp file and renames it, and the file's
- * appearance under its final name is the real completion.
+ * Write the (already stopped) VM's device state to `path`. QEMU 7.2 sends an
+ * outgoing stream to a named fd only (which needs SCM_RIGHTS, which Node
+ * cannot send) or through `exec:` (a shell, which its seccomp policy
+ * forbids), so it connects to a unix socket this process listens on in
+ * `socketDir` (inside the VM's jail) and the stream is written here, bounded,
+ * to a temp file renamed into place once QEMU says completed.
  */
-export async function saveDeviceState(qmp: QmpClient, path: string, opts: CallOptions = {}): Promise<void> {
+export async function saveDeviceState(
+  qmp: QmpClient,
+  path: string,
+  socketDir: string,
+  opts: CallOptions = {},
+): Promise<void> {
   await setMigrationCapabilities(qmp, { ignoreShared: true }, opts);
-  const end = waitMigrationEnd(qmp, opts);
-  end.catch(() => undefined);
-  const temp = `${path}.partial`;
-  await qmp.execute(
-    'migrate',
-    { uri: `exec:cat > ${shellQuote(temp)} && mv ${shellQuote(temp)} ${shellQuote(path)}` },
-    opts,
-  );
-  await expectCompleted(qmp, await end, 'migrate', 'saving device state');
   const signal = deadlineSignal(
-    { timeoutMs: opts.timeoutMs ?? 30_000, signal: opts.signal },
-    'writing device state',
+    { timeoutMs: opts.timeoutMs ?? 60_000, signal: opts.signal },
+    'saving device state',
   );
-  while (!(await pathExists(path))) await sleep(1, signal);
+  const socketPath = join(socketDir, 'state-out.sock');
+  const temp = `${path}.partial`;
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, resolve);
+  });
+  try {
+    // The VM runs as its own uid: it needs write permission on the socket to connect.
+    await chmod(socketPath, 0o666);
+    const received = new Promise<void>((resolve, reject) => {
+      server.once('connection', (socket) => {
+        server.close();
+        let bytes = 0;
+        const limit = new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            bytes += chunk.length;
+            if (bytes > MAX_DEVICE_STATE_BYTES)
+              done(new Error(`device state exceeds ${MAX_DEVICE_STATE_BYTES} bytes`));
+            else done(null, chunk);
+          },
+        });
+        pipeline(socket, limit, createWriteStream(temp, { mode: 0o644 }), { signal }).then(resolve, reject);
+      });
+    });
+    received.catch(() => undefined);
+    const end = waitMigrationEnd(qmp, opts);
+    end.catch(() => undefined);
+    await qmp.execute('migrate', { uri: `unix:${socketPath}` }, opts);
+    await expectCompleted(qmp, await end, 'migrate', 'saving device state');
+    await received;
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  } finally {
+    server.close();
+    await rm(socketPath, { force: true });
+  }
 }
 
-/** Load device state into a VM started with `-incoming defer`; it stays paused. */
-export async function loadDeviceState(qmp: QmpClient, path: string, opts: CallOptions = {}): Promise<void> {
+/**
+ * Load device state into a VM started with `-incoming defer` and the state
+ * file open on STATE_IN_FD (LaunchQemuOptions.stateIn); it stays paused.
+ */
+export async function loadDeviceState(qmp: QmpClient, opts: CallOptions = {}): Promise<void> {
   await setMigrationCapabilities(qmp, { ignoreShared: true }, opts);
   const end = waitMigrationEnd(qmp, opts);
   end.catch(() => undefined);
-  await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(path)}` }, opts);
+  await qmp.execute('migrate-incoming', { uri: `fd:${STATE_IN_FD}` }, opts);
   await expectCompleted(qmp, await end, 'migrate-incoming', 'loading device state');
 }

@@ -5,20 +5,35 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { VmExitedError } from '../errors.js';
+import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import { onProcessExit } from '../util/cleanup.js';
+import { BWRAP_INFO_FD, confinedArgv, type ConfinementSpec } from './confine.js';
+import { hostLayout, resolveProgram } from './host-layout.js';
 import { buildQemuArgs, type MachineDescription } from './machine.js';
+
+/** The fd on which a QEMU reads the device state it restores (`migrate-incoming fd:3`). */
+export const STATE_IN_FD = 3;
 
 export interface QemuExit {
   code: number | null;
   signal: string | null;
 }
 
-export interface LaunchQemuOptions {
+export interface LaunchQemuOptions extends CallOptions {
   /** QEMU's own stdout/stderr go here (error messages on failed starts). */
   logPath: string;
   /** Kill this process when the launching Node process exits (default true). */
   killOnExit?: boolean;
+  /** The jail QEMU runs in; null only when the operator turned confinement off (FORKD_UNCONFINED=1). */
+  confinement: ConfinementSpec | null;
+  /**
+   * Device state to restore, handed over as an open descriptor (STATE_IN_FD):
+   * QEMU never spawns a shell for `exec:` migration and needs no access to
+   * the path.
+   */
+  stateIn?: string | undefined;
 }
 
 export class QemuProcess {
@@ -36,9 +51,12 @@ export class QemuProcess {
     readonly logPath: string,
     readonly consoleLogPath: string,
     killOnExit: boolean,
+    /** QEMU's own pid: the launched process itself, or the program inside bwrap. */
+    qemuPid?: number,
   ) {
-    if (child.pid === undefined) throw new Error('QEMU did not start');
-    this.pid = child.pid;
+    const pid = qemuPid ?? child.pid;
+    if (pid === undefined) throw new Error('QEMU did not start');
+    this.pid = pid;
     this.unregister = killOnExit ? onProcessExit(() => this.kill()) : () => true;
     const settle = (resolve: (e: QemuExit) => void, exit: QemuExit) => {
       this.exitInfo = exit;
@@ -84,24 +102,63 @@ export class QemuProcess {
     );
   }
 
-  static launch(machine: MachineDescription, opts: LaunchQemuOptions): QemuProcess {
-    const logFd = openSync(opts.logPath, 'a');
+  static async launch(machine: MachineDescription, opts: LaunchQemuOptions): Promise<QemuProcess> {
+    const qemuArgv = [resolveProgram(machine.qemuBinary), ...buildQemuArgs(machine)];
+    const argv = opts.confinement ? confinedArgv(qemuArgv, opts.confinement, hostLayout()) : qemuArgv;
+    const [program, ...args] = argv as [string, ...string[]];
+    const fds: number[] = [];
+    const open = (path: string | undefined, flags: string) => {
+      if (path === undefined) return 'ignore' as const;
+      const fd = openSync(path, flags, 0o644);
+      fds.push(fd);
+      return fd;
+    };
+    let child: ChildProcess;
     try {
-      const child = spawn(machine.qemuBinary, buildQemuArgs(machine), {
-        stdio: ['ignore', logFd, logFd],
+      const logFd = open(opts.logPath, 'a');
+      child = spawn(program, args, {
+        stdio: [
+          'ignore',
+          logFd,
+          logFd,
+          open(opts.stateIn, 'r'),
+          'ignore',
+          opts.confinement ? 'pipe' : 'ignore',
+        ],
+        env: opts.confinement ? {} : process.env,
         detached: true,
       });
-      child.unref();
-      // A spawn failure (ENOENT) leaves pid undefined and emits 'error'; it is reported below.
-      child.on('error', () => undefined);
-      if (child.pid === undefined) {
-        throw new VmExitedError(`could not start ${machine.qemuBinary}`, { code: null, signal: null }, '', {
-          hint: 'install qemu-system-x86 (forkd doctor)',
-        });
-      }
-      return new QemuProcess(child, opts.logPath, machine.paths.consoleLog, opts.killOnExit ?? true);
     } finally {
-      closeSync(logFd);
+      for (const fd of fds) closeSync(fd);
+    }
+    child.unref();
+    // A spawn failure (ENOENT) leaves pid undefined and emits 'error'; it is reported below.
+    child.on('error', () => undefined);
+    if (child.pid === undefined) {
+      throw new VmExitedError(`could not start ${program}`, { code: null, signal: null }, '', {
+        hint: `install ${program === 'bwrap' ? 'bubblewrap' : 'qemu-system-x86'} (scripts/setup.sh, forkd doctor)`,
+      });
+    }
+    const killOnExit = opts.killOnExit ?? true;
+    if (!opts.confinement) return new QemuProcess(child, opts.logPath, machine.paths.consoleLog, killOnExit);
+    const info = (child.stdio as unknown as (Readable | null)[])[BWRAP_INFO_FD];
+    if (!info) throw new Error('bwrap info pipe missing');
+    try {
+      const qemuPid = await confinedPid(child, info, opts);
+      return new QemuProcess(child, opts.logPath, machine.paths.consoleLog, killOnExit, qemuPid);
+    } catch (err) {
+      child.kill('SIGKILL');
+      const tail = await tailOf([opts.logPath], 5);
+      throw new VmExitedError(
+        `could not start QEMU in its jail: ${(err as Error).message}${tail ? `: ${tail.split('\n').pop()}` : ''}`,
+        { code: child.exitCode, signal: child.signalCode },
+        tail,
+        {
+          hint: 'forkd doctor checks bubblewrap and user namespaces; FORKD_UNCONFINED=1 runs QEMU unconfined',
+        },
+      );
+    } finally {
+      info.destroy();
     }
   }
 
@@ -148,6 +205,36 @@ export class QemuProcess {
 }
 
 const ADOPTED_POLL_MS = 250;
+
+/** The confined program's host pid, from bwrap's info fd (JSON with `child-pid`). */
+function confinedPid(child: ChildProcess, info: Readable, opts: CallOptions): Promise<number> {
+  const signal = deadlineSignal(
+    { timeoutMs: opts.timeoutMs ?? 10_000, signal: opts.signal },
+    'starting bwrap',
+  );
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const done = (err: Error | null, pid?: number) => {
+      info.off('data', onData);
+      child.off('exit', onExit);
+      signal.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve(pid as number);
+    };
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString('utf8');
+      if (text.length > 64 * 1024) return done(new Error('bwrap info is too long'));
+      const match = /"child-pid"\s*:\s*(\d+)/.exec(text);
+      if (match) done(null, Number(match[1]));
+    };
+    const onExit = (code: number | null, sig: string | null) =>
+      done(new Error(`bwrap exited (${sig ? `signal ${sig}` : `code ${code}`})`));
+    const onAbort = () => done(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    info.on('data', onData);
+    child.once('exit', onExit);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 /** Whether `pid` is alive and is the QEMU whose command line contains `marker`. */
 export function isQemuAlive(pid: number, marker: string): boolean {

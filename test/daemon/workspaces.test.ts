@@ -61,7 +61,7 @@ void test('a workspace suspends with its state and resumes where it was, keeping
     name: 'w1',
     snapshot_tag: TAG,
     memory_limit_mib: 512,
-    restrict_egress: true,
+    egress: 'internet',
   });
   assert.equal(created.status, 201, JSON.stringify(created.json));
   const w = created.json as Workspace;
@@ -86,10 +86,12 @@ void test('a workspace suspends with its state and resumes where it was, keeping
   assert.equal(await sh(resumed.live_sandbox_id!, 'cat /tmp/state'), 'kept\n');
   const sandbox = (await call('GET', `/v1/sandboxes/${resumed.live_sandbox_id}`)).json as {
     memory_limit_mib: number;
+    egress: string;
   };
   assert.equal(sandbox.memory_limit_mib, 512);
+  assert.equal(sandbox.egress, 'internet', 'the egress policy is kept across resumes');
   const running = (await engine.sandboxes()).find((s) => s.id === resumed.live_sandbox_id);
-  assert.equal(running?.restrictEgress, true, 'egress stays restricted');
+  assert.equal(running?.egress.mode, 'internet');
   assert.equal((await call('POST', '/v1/workspaces/w1/resume', {})).status, 409, 'already running');
 
   const second = await call('POST', '/v1/workspaces/w1/suspend', {});

@@ -1,10 +1,17 @@
 // `forkd fork`: restore N children from a snapshot, optionally run one
 // command or eval in each, print per-phase timings (or one JSON object).
 import type { Command } from 'commander';
-import type { ChildResult, Sandbox } from '../../engine/index.js';
+import type { ChildResult, EgressPolicy, Sandbox } from '../../engine/index.js';
 import { errorMessage } from '../../errors.js';
 import { assertValidTag } from '../../snapshot/tag.js';
-import { intOption, makeContext, type GlobalOptions } from '../context.js';
+import {
+  EGRESS_HELP,
+  egressFrom,
+  egressOption,
+  intOption,
+  makeContext,
+  type GlobalOptions,
+} from '../context.js';
 import { percentile, table } from '../output.js';
 
 interface ForkOptions extends GlobalOptions {
@@ -13,7 +20,7 @@ interface ForkOptions extends GlobalOptions {
   exec?: string;
   eval?: string;
   hold?: boolean;
-  egress: boolean;
+  egress?: EgressPolicy | boolean;
   memoryLimitMib?: number;
   timeoutSecs: number;
 }
@@ -37,7 +44,8 @@ export function registerFork(program: Command): void {
     .option('--exec <cmd>', 'shell command to run in every child')
     .option('--eval <code>', 'code to evaluate in every child’s warm runtime')
     .option('--hold', 'leave the children running (stop them with `forkd cleanup --all`)')
-    .option('--no-egress', 'deny the children outbound network access')
+    .option('--egress <policy>', EGRESS_HELP, egressOption)
+    .option('--no-egress', 'the same as --egress none (the default)')
     .option(
       '--memory-limit-mib <mib>',
       'per-child memory limit (cgroup)',
@@ -68,7 +76,7 @@ async function runFork(opts: ForkOptions): Promise<number> {
   const restore = await engine.fork({
     tag: opts.tag,
     n: opts.n,
-    restrictEgress: !opts.egress,
+    egress: egressFrom(opts.egress),
     memoryLimitMib: opts.memoryLimitMib ?? null,
     detach: opts.hold ?? false,
   });

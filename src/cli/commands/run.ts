@@ -1,12 +1,20 @@
 // `forkd run --tag T -- cmd args…`: fork one child, run the command with its
 // output streamed, exit with the command's exit code.
 import type { Command } from 'commander';
+import type { EgressPolicy } from '../../engine/index.js';
 import { errorMessage } from '../../errors.js';
-import { intOption, makeContext, type GlobalOptions } from '../context.js';
+import {
+  EGRESS_HELP,
+  egressFrom,
+  egressOption,
+  intOption,
+  makeContext,
+  type GlobalOptions,
+} from '../context.js';
 
 interface RunOptions extends GlobalOptions {
   tag: string;
-  egress: boolean;
+  egress?: EgressPolicy | boolean;
   timeoutSecs: number;
 }
 
@@ -15,7 +23,8 @@ export function registerRun(program: Command): void {
     .command('run')
     .description('fork one child, run a command in it, print its output and exit with its exit code')
     .requiredOption('-t, --tag <tag>', 'snapshot to fork from')
-    .option('--no-egress', 'deny the child outbound network access')
+    .option('--egress <policy>', EGRESS_HELP, egressOption)
+    .option('--no-egress', 'the same as --egress none (the default)')
     .option(
       '--timeout-secs <s>',
       'kill the command after this long',
@@ -30,7 +39,7 @@ export function registerRun(program: Command): void {
     .action(async (command: string[], _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<RunOptions>();
       const { engine, out } = makeContext({ ...opts, quiet: opts.quiet ?? !process.stderr.isTTY });
-      const restore = await engine.fork({ tag: opts.tag, n: 1, restrictEgress: !opts.egress });
+      const restore = await engine.fork({ tag: opts.tag, n: 1, egress: egressFrom(opts.egress) });
       const child = restore.children[0]!;
       if (!child.ok) throw child.error;
       out.progress(`child ${child.sandbox.id} answering after ${restore.wallMs} ms`);

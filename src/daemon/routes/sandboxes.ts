@@ -2,7 +2,7 @@
 // them, kill them. Children are detached from the daemon's process so they
 // survive a daemon restart.
 import Type from 'typebox';
-import { checkChildCount } from '../../engine/index.js';
+import { checkChildCount, parseEgress } from '../../engine/index.js';
 import { errorMessage } from '../../errors.js';
 import { assertValidTag } from '../../snapshot/tag.js';
 import type { App, DaemonContext } from '../context.js';
@@ -18,6 +18,7 @@ import {
   PingResult,
   SandboxInfo,
   BranchBody,
+  EgressBody,
   SnapshotInfo,
 } from '../../api/schemas.js';
 import { sandboxInfo, snapshotInfo } from '../views.js';
@@ -111,6 +112,7 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
       const result = await ctx.engine.fork({
         tag: body.snapshot_tag,
         n,
+        egress: parseEgress(body.egress ?? 'none'),
         memoryLimitMib: body.memory_limit_mib ?? null,
         prewarm: body.prewarm ?? false,
         detach: true,
@@ -133,6 +135,16 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
     { schema: { params: IdParams, response: { 200: SandboxInfo, ...errors } } },
     (req) => {
       const sandbox = ctx.registry.get(req.params.id);
+      return sandboxInfo(sandbox, ctx.branches.branchesOf(sandbox.id));
+    },
+  );
+
+  app.put(
+    '/v1/sandboxes/:id/egress',
+    { schema: { params: IdParams, body: EgressBody, response: { 200: SandboxInfo, ...errors } } },
+    async (req) => {
+      const sandbox = ctx.registry.get(req.params.id);
+      await ctx.engine.setEgress(sandbox, parseEgress(req.body.egress));
       return sandboxInfo(sandbox, ctx.branches.branchesOf(sandbox.id));
     },
   );

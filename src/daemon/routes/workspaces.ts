@@ -1,5 +1,6 @@
 // /v1/workspaces: named sandboxes that suspend (live branch + kill) and
 // resume (fork the saved state), per API-v1.md.
+import { parseEgress } from '../../engine/index.js';
 import Type from 'typebox';
 import type { App, DaemonContext } from '../context.js';
 import {
@@ -26,7 +27,7 @@ export function registerWorkspaceRoutes(app: App, ctx: DaemonContext): void {
         name: req.body.name,
         snapshotTag: req.body.snapshot_tag,
         memoryLimitMib: req.body.memory_limit_mib ?? null,
-        restrictEgress: req.body.restrict_egress ?? false,
+        egress: parseEgress(req.body.egress ?? 'none'),
       });
       return reply.code(201).send(info);
     },

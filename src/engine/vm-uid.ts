@@ -1,0 +1,52 @@
+// Every confined QEMU runs as a uid of its own, taken from a range no user
+// owns (as Firecracker's jailer does): two VMs then share no files, signals
+// or firewall rules even if both QEMUs were taken over. A uid is claimed by
+// creating <data-dir>/vm-uids/<uid> exclusively (it names the run dir that
+// holds it) and freed with the run dir. A claim whose run dir is gone was
+// left by a crash and is taken over.
+import { randomInt } from 'node:crypto';
+import { readFile, unlink, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ResourceExhaustedError } from '../errors.js';
+import { pathExists } from '../util/files.js';
+import type { DataDir } from '../snapshot/data-dir.js';
+
+/** Inclusive; 2^24 uids from 0x70000000, far above any user or subordinate-id range. */
+export const VM_UID_RANGE: readonly [number, number] = [0x7000_0000, 0x7000_0000 + 2 ** 24 - 1];
+
+export function isVmUid(uid: number): boolean {
+  return uid >= VM_UID_RANGE[0] && uid <= VM_UID_RANGE[1];
+}
+
+function claimsDir(dataDir: DataDir): string {
+  return join(dataDir.root, 'vm-uids');
+}
+
+/** Claim a free uid for the VM whose run dir is `runDirId`. */
+export async function claimVmUid(dataDir: DataDir, runDirId: string): Promise<number> {
+  const dir = claimsDir(dataDir);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (let attempt = 0; attempt < 64; attempt++) {
+    const uid = randomInt(VM_UID_RANGE[0], VM_UID_RANGE[1] + 1);
+    const path = join(dir, String(uid));
+    try {
+      await writeFile(path, runDirId, { flag: 'wx', mode: 0o600 });
+      return uid;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = await readFile(path, 'utf8').catch(() => '');
+      if (holder && !(await pathExists(dataDir.vmRunDir(holder)))) {
+        await unlink(path).catch(() => undefined); // stale: its VM's run dir is gone
+      }
+    }
+  }
+  throw new ResourceExhaustedError('no free VM uid found after 64 tries', {
+    hint: `remove stale claims with forkd cleanup (${dir})`,
+  });
+}
+
+/** Free `uid` if `runDirId` holds it. */
+export async function releaseVmUid(dataDir: DataDir, uid: number, runDirId: string): Promise<void> {
+  const path = join(claimsDir(dataDir), String(uid));
+  if ((await readFile(path, 'utf8').catch(() => '')) === runDirId) await unlink(path).catch(() => undefined);
+}
