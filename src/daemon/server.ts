@@ -44,6 +44,8 @@ export interface DaemonOptions {
   stateDb?: string;
   /** Warm pools to keep, tag → size: `prewarm: true` requests are served from them. */
   prewarm?: Record<string, number>;
+  /** Private ranges sandboxes with a network policy may reach too (`--egress-allow-cidr`). */
+  egressAllowCidrs?: readonly string[];
   log?: (msg: string) => void;
 }
 
@@ -68,7 +70,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
       hint: 'pass --token-file, or bind to 127.0.0.1',
     });
   }
-  const engine = new Engine({ dataDir: opts.dataDir });
+  const engine = new Engine({ dataDir: opts.dataDir, egressAllowCidrs: opts.egressAllowCidrs });
   await mkdir(engine.dataDir.root, { recursive: true });
   const db = new StateDb(opts.stateDb ?? join(engine.dataDir.root, 'forkd.db'));
   await syncSnapshotTable(engine, db);

@@ -8,6 +8,7 @@ import type { SnapshotStore } from '../snapshot/store.js';
 import { detectCgroupMemory } from './memory-limit.js';
 import { isVmAlive, readVmRecord, type VmRecord } from './run-dir.js';
 import { isProcessAlive } from '../snapshot/lock.js';
+import { removeStaleUidClaims } from './vm-uid.js';
 
 export interface CleanupReport {
   killedVms: number[];
@@ -16,6 +17,8 @@ export interface CleanupReport {
   /** Staging dirs of unpacks whose process died. */
   removedStaging: string[];
   removedCgroups: string[];
+  /** VM uid claims whose run dir is gone (a crash between the two). */
+  removedUidClaims: number[];
   runningVms: { dir: string; pid: number }[];
 }
 
@@ -30,6 +33,7 @@ export async function cleanupDataDir(
     removedSnapshots: [],
     removedStaging: [],
     removedCgroups: [],
+    removedUidClaims: [],
     runningVms: [],
   };
   for (const name of await readdir(dataDir.runDir).catch(() => [] as string[])) {
@@ -59,6 +63,7 @@ export async function cleanupDataDir(
     await rm(dir, { recursive: true, force: true });
     report.removedStaging.push(dir);
   }
+  report.removedUidClaims = await removeStaleUidClaims(dataDir);
   const cgroups = await detectCgroupMemory();
   if (cgroups) {
     const parent = join(cgroups.base, 'forkd');

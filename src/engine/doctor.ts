@@ -1,5 +1,6 @@
 // Host checks for `forkd doctor`: everything forkd needs, each with a status
 // and, when not passing, a hint that says how to fix it.
+import { confinementEnabled } from './jail.js';
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, mkdir, statfs } from 'node:fs/promises';
@@ -70,6 +71,9 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
     ['busybox', 'busybox-static', 'fail', 'building initramfs images'],
     ['zstd', 'zstd', 'warn', 'snapshot packs'],
     ['cpio', 'cpio', 'warn', 'initramfs tooling'],
+    ['bwrap', 'bubblewrap', 'fail', 'confining QEMU (its own namespaces and view of the filesystem)'],
+    ['setpriv', 'util-linux', 'fail', 'running QEMU as a uid of its own with no capabilities'],
+    ['nft', 'nftables', 'warn', 'the internet and allow: egress policies (the uid firewall)'],
   ] as const) {
     add(
       (await which(program))
@@ -77,6 +81,24 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
         : { name: program, status: level, detail: `not found: needed for ${why}`, hint: apt(pkg) },
     );
   }
+
+  add(
+    confinementEnabled()
+      ? {
+          name: 'confinement',
+          status: 'pass',
+          detail:
+            process.getuid?.() === 0
+              ? 'on: each QEMU in bubblewrap as a uid of its own, no capabilities, seccomp'
+              : 'on: each QEMU in bubblewrap (user namespace, your uid), no capabilities, seccomp',
+        }
+      : {
+          name: 'confinement',
+          status: 'warn',
+          detail: 'off (FORKD_UNCONFINED=1): QEMU runs with all of forkd’s privileges',
+          hint: 'unset FORKD_UNCONFINED',
+        },
+  );
 
   const kvmAccess = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(
     () => true,

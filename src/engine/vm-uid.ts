@@ -5,7 +5,7 @@
 // holds it) and freed with the run dir. A claim whose run dir is gone was
 // left by a crash and is taken over.
 import { randomInt } from 'node:crypto';
-import { readFile, unlink, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ResourceExhaustedError } from '../errors.js';
 import { pathExists } from '../util/files.js';
@@ -49,4 +49,17 @@ export async function claimVmUid(dataDir: DataDir, runDirId: string): Promise<nu
 export async function releaseVmUid(dataDir: DataDir, uid: number, runDirId: string): Promise<void> {
   const path = join(claimsDir(dataDir), String(uid));
   if ((await readFile(path, 'utf8').catch(() => '')) === runDirId) await unlink(path).catch(() => undefined);
+}
+
+/** Remove claims whose run dir no longer exists (`forkd cleanup`); returns the uids freed. */
+export async function removeStaleUidClaims(dataDir: DataDir): Promise<number[]> {
+  const freed: number[] = [];
+  const dir = claimsDir(dataDir);
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const holder = await readFile(join(dir, name), 'utf8').catch(() => '');
+    if (holder && (await pathExists(dataDir.vmRunDir(holder)))) continue;
+    await unlink(join(dir, name)).catch(() => undefined);
+    freed.push(Number(name));
+  }
+  return freed;
 }

@@ -65,7 +65,13 @@ export interface CreateSandboxesParams {
   n?: number;
   memoryLimitMib?: number;
   prewarm?: boolean;
-  /** Accepted for v1 compatibility; forkd ignores them. */
+  /**
+   * What the guests may connect to: `none` (the default), `internet`
+   * (public addresses only, never the host or private ranges) or
+   * `allow:<cidr>,…`.
+   */
+  egress?: string;
+  /** Accepted for v1 compatibility: a sandbox with egress none has a network namespace of its own (`netns`). */
   perChildNetns?: boolean;
   liveFork?: boolean;
   hugepages?: boolean;
@@ -205,11 +211,22 @@ export class Controller {
       n: params.n,
       memory_limit_mib: params.memoryLimitMib,
       prewarm: params.prewarm,
+      egress: params.egress,
       per_child_netns: params.perChildNetns,
       live_fork: params.liveFork,
       hugepages: params.hugepages,
     };
     return this.http.json('POST', '/v1/sandboxes', { json }, opts);
+  }
+
+  /** `PUT /v1/sandboxes/:id/egress`: change what a running sandbox's guest may reach. */
+  setEgress(id: string, egress: string, opts?: RequestOpts): Promise<SandboxInfo> {
+    return this.http.json(
+      'PUT',
+      `/v1/sandboxes/${encodeURIComponent(id)}/egress`,
+      { json: { egress } },
+      opts,
+    );
   }
 
   /** `GET /v1/sandboxes/:id`. */

@@ -74,6 +74,8 @@ export function machineShapeKey(shape: MachineShape): string {
   ].join('/');
 }
 
+export const QEMU_SECCOMP = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+
 /** QEMU's option syntax doubles commas inside a value. */
 function escapeOption(value: string): string {
   return value.replaceAll(',', ',,');
@@ -127,6 +129,11 @@ export function buildQemuArgs(m: MachineDescription): string[] {
     'rng-random,id=rng,filename=/dev/urandom',
     '-device',
     'virtio-rng-device,rng=rng',
+    // QEMU's seccomp filter, on for every role: no obsolete syscalls, no
+    // setuid, no fork/exec (device state moves through descriptors and
+    // sockets, never `exec:`), no scheduler or priority changes.
+    '-sandbox',
+    QEMU_SECCOMP,
   ];
   if (shape.hasDisk) {
     if (!paths.diskOverlay) throw new Error('machine has a disk but no overlay path');

@@ -158,7 +158,11 @@ export class QemuProcess {
         },
       );
     } finally {
-      info.destroy();
+      // Drained, never closed early: bwrap may still be writing its info
+      // (a closed pipe would kill it with SIGPIPE); it closes the fd itself.
+      info.on('data', () => undefined);
+      info.on('error', () => undefined);
+      info.resume();
     }
   }
 
@@ -224,7 +228,8 @@ function confinedPid(child: ChildProcess, info: Readable, opts: CallOptions): Pr
     const onData = (chunk: Buffer) => {
       text += chunk.toString('utf8');
       if (text.length > 64 * 1024) return done(new Error('bwrap info is too long'));
-      const match = /"child-pid"\s*:\s*(\d+)/.exec(text);
+      // The number must be followed by its delimiter: a chunk can end mid-number.
+      const match = /"child-pid"\s*:\s*(\d+)\s*[,}]/.exec(text);
       if (match) done(null, Number(match[1]));
     };
     const onExit = (code: number | null, sig: string | null) =>

@@ -16,14 +16,17 @@ export function testEngine(dataDir = TEST_DATA_DIR): Engine {
   });
 }
 
-/** QEMU processes whose command line mentions `marker` (a run dir or data dir). */
+/** QEMU processes (started by path or by name) whose command line mentions `marker` (a run dir or data dir). */
 export function qemuProcessesUsing(marker: string): number[] {
   const pids: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8');
-      if (cmdline.startsWith('qemu-system') && cmdline.includes(marker)) pids.push(Number(name));
+      const program = (cmdline.split('\0')[0] ?? '').split('/').pop() ?? '';
+      if (program.startsWith('qemu-system') && cmdline.includes(marker)) {
+        pids.push(Number(name));
+      }
     } catch {
       // process went away
     }

@@ -102,3 +102,12 @@ test('the shape key changes with anything that breaks a restore', () => {
     assert.notEqual(machineShapeKey({ ...base, ...change }), key, JSON.stringify(change));
   }
 });
+
+test('every role runs under QEMU’s seccomp sandbox with spawning denied', () => {
+  for (const role of ['parent', 'child', 'writer'] as const) {
+    assert.equal(
+      optionValue(buildQemuArgs(machine({ role })), '-sandbox'),
+      'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+    );
+  }
+});

@@ -13,6 +13,7 @@ interface ServeOptions extends GlobalOptions {
   tlsKey?: string;
   auditLog?: string;
   prewarm?: string[];
+  egressAllowCidr?: string[];
   logLevel: string;
 }
 
@@ -64,6 +65,10 @@ export function registerServe(program: Command): void {
     .option('--audit-log <file>', 'audit JSONL (default <data-dir>/audit.jsonl)')
     .option('--log-level <level>', 'structured JSON request logs on stderr: error, warn, info, debug', 'info')
     .option('--prewarm <tag=n...>', 'keep n children of a snapshot restored for `prewarm: true` requests')
+    .option(
+      '--egress-allow-cidr <cidr...>',
+      'let sandboxes with egress internet or allow: reach this private range too (a LAN); never the host itself',
+    )
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ServeOptions>();
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) {
@@ -78,6 +83,7 @@ export function registerServe(program: Command): void {
         tokenFile: opts.tokenFile,
         auditLog: opts.auditLog,
         prewarm: parsePrewarm(opts.prewarm),
+        egressAllowCidrs: opts.egressAllowCidr ?? [],
         logLevel: parseLogLevel(opts.logLevel),
         tls: opts.tlsCert && opts.tlsKey ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined,
         log,
