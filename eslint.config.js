@@ -57,6 +57,23 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // One launcher starts every host program (and registers it to be killed on exit).
+    files: ['src/**/*.ts'],
+    ignores: ['src/util/launcher.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: ['node:child_process', 'child_process'].map((name) => ({
+            name,
+            message: 'start host programs through src/util/launcher.ts',
+            allowTypeImports: true,
+          })),
+        },
+      ],
+    },
+  },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   { files: ['scripts/**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly' } } },
 );

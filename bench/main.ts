@@ -5,6 +5,7 @@ import { benchApi } from './api.js';
 import { benchBranch } from './branch.js';
 import { benchFork } from './fork.js';
 import { benchHub } from './hub.js';
+import { benchIsolation } from './isolation.js';
 import { benchLoad } from './load.js';
 
 const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Promise<void>> = {
@@ -13,6 +14,7 @@ const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Prom
   branch: benchBranch,
   load: benchLoad,
   hub: benchHub,
+  isolation: benchIsolation,
 };
 
 const name = process.argv[2];

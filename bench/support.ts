@@ -65,7 +65,8 @@ export async function qemuPidsUsing(marker: string): Promise<number[]> {
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.startsWith('qemu-system') && cmdline.includes(marker)) pids.push(Number(name));
+    const program = (cmdline.split('\0')[0] ?? '').split('/').pop() ?? '';
+    if (program.startsWith('qemu-system') && cmdline.includes(marker)) pids.push(Number(name));
   }
   return pids;
 }

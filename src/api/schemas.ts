@@ -58,6 +58,29 @@ export const DeleteSnapshotQuery = Type.Object({
   force: Type.Optional(Type.Boolean()),
 });
 
+/** Per-sandbox quotas (forkd extension); every field optional. */
+export const QuotaFields = {
+  /** A hard CPU cap in cores (0.5 = half a core). */
+  cpu_cores: Type.Optional(Type.Number({ minimum: 0.01, maximum: 1024 })),
+  /** CPU share under contention, 1..10000 (100 = default). */
+  cpu_weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })),
+  /** Threads and processes its QEMU may have (default 512). */
+  pids_max: Type.Optional(Type.Integer({ minimum: 16, maximum: 4194304 })),
+  io_read_bps: Type.Optional(Type.Integer({ minimum: 1 })),
+  io_write_bps: Type.Optional(Type.Integer({ minimum: 1 })),
+  io_read_iops: Type.Optional(Type.Integer({ minimum: 1 })),
+  io_write_iops: Type.Optional(Type.Integer({ minimum: 1 })),
+};
+export const SandboxQuotas = Type.Object(QuotaFields);
+export type SandboxQuotas = Static<typeof SandboxQuotas>;
+
+export const SandboxUsage = Type.Object({
+  cpu_ms: Type.Integer(),
+  memory_bytes: Type.Integer(),
+  io_read_bytes: Type.Integer(),
+  io_write_bytes: Type.Integer(),
+});
+
 export const SandboxInfo = Type.Object({
   id: Type.String(),
   snapshot_tag: Type.String(),
@@ -71,6 +94,10 @@ export const SandboxInfo = Type.Object({
   branch_count: Type.Integer(),
   /** What the guest may connect to: none, internet, or allow:<cidr>,… (forkd extension). */
   egress: Type.String(),
+  /** Its quotas beside memory_limit_mib (forkd extension). */
+  quotas: SandboxQuotas,
+  /** What its QEMU used so far (forkd extension); null where the host has no cgroups. */
+  usage: Type.Union([SandboxUsage, Type.Null()]),
 });
 export type SandboxInfo = Static<typeof SandboxInfo>;
 
@@ -84,6 +111,7 @@ export const CreateSandboxesBody = Type.Object({
   egress: Type.Optional(Type.String({ maxLength: 8192 })),
   live_fork: Type.Optional(Type.Boolean()),
   hugepages: Type.Optional(Type.Boolean()),
+  ...QuotaFields,
 });
 export type CreateSandboxesBody = Static<typeof CreateSandboxesBody>;
 
@@ -118,6 +146,7 @@ export const CreateWorkspaceBody = Type.Object({
   egress: Type.Optional(Type.String({ maxLength: 8192 })),
   /** Older spelling: true is egress none (now the default anyway). */
   restrict_egress: Type.Optional(Type.Boolean()),
+  ...QuotaFields,
 });
 
 export const EgressBody = Type.Object({ egress: Type.String({ maxLength: 8192 }) });

@@ -1,6 +1,7 @@
 // Prometheus metrics (API-v1.md names), on a registry of our own so tests can
 // run several daemons in one process.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SandboxUsage } from '../engine/index.js';
 import { FORKD_VERSION } from '../version.js';
 
 export interface DaemonMetrics {
@@ -15,8 +16,49 @@ export function createMetrics(sources: {
   sandboxes: () => number;
   branches: () => number;
   branchCap: number;
+  /** Per-sandbox resource usage (from its cgroups). */
+  usage: () => Promise<{ id: string; usage: SandboxUsage }[]>;
 }): DaemonMetrics {
   const registry = new Registry();
+  // One scrape reads every sandbox's cgroups once; the three gauges share it.
+  let scrape: Promise<{ id: string; usage: SandboxUsage }[]> | null = null;
+  const usage = () => {
+    scrape ??= sources.usage().finally(() => setImmediate(() => (scrape = null)));
+    return scrape;
+  };
+  new Gauge({
+    name: 'forkd_sandbox_cpu_seconds',
+    help: "CPU time a sandbox's QEMU has used",
+    labelNames: ['sandbox'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { id, usage: u } of await usage()) this.labels(id).set(u.cpuMs / 1000);
+    },
+  });
+  new Gauge({
+    name: 'forkd_sandbox_memory_bytes',
+    help: "Memory a sandbox's QEMU is charged for",
+    labelNames: ['sandbox'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { id, usage: u } of await usage()) this.labels(id).set(u.memoryBytes);
+    },
+  });
+  new Gauge({
+    name: 'forkd_sandbox_io_bytes',
+    help: "Disk bytes a sandbox's QEMU has read or written (direct to the device)",
+    labelNames: ['sandbox', 'direction'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { id, usage: u } of await usage()) {
+        this.labels(id, 'read').set(u.ioReadBytes);
+        this.labels(id, 'write').set(u.ioWriteBytes);
+      }
+    },
+  });
   new Gauge({
     name: 'forkd_snapshots_total',
     help: 'Snapshots in the store',

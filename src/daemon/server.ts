@@ -4,7 +4,7 @@ import Fastify from 'fastify';
 import swagger from '@fastify/swagger';
 import { FORKD_VERSION } from '../version.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { mkdir, readFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { Engine } from '../engine/index.js';
@@ -34,6 +34,12 @@ export interface DaemonOptions {
   dataDir?: string;
   host?: string;
   port?: number;
+  /**
+   * Listen on this unix socket (mode 0600: only this user, and root, can
+   * connect) instead of TCP. Local clients then need no token, and no
+   * process that merely reaches a TCP port can call.
+   */
+  socketPath?: string;
   tokenFile?: string;
   /** Audit JSONL path; default <data-dir>/audit.jsonl. */
   auditLog?: string;
@@ -57,6 +63,18 @@ export interface RunningDaemon {
   close(): Promise<void>;
 }
 
+/** A socket file left by a daemon that died is replaced; anything else at the path is an error. */
+async function removeStaleSocket(path: string): Promise<void> {
+  const existing = await lstat(path).catch(() => null);
+  if (!existing) return;
+  if (!existing.isSocket()) {
+    throw new InvalidArgumentError(`${path} exists and is not a socket`, 'bind', {
+      hint: 'pick another --bind unix:PATH',
+    });
+  }
+  await unlink(path);
+}
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
@@ -65,7 +83,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   const host = opts.host ?? '127.0.0.1';
   const log = opts.log ?? (() => undefined);
   const token = opts.tokenFile ? await loadToken(opts.tokenFile) : null;
-  if (!token && !isLoopback(host)) {
+  if (!token && !opts.socketPath && !isLoopback(host)) {
     throw new InvalidArgumentError(`refusing to listen on ${host} without a token`, 'bind', {
       hint: 'pass --token-file, or bind to 127.0.0.1',
     });
@@ -81,6 +99,12 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
     sandboxes: () => registry.size,
     branches: () => branches.running,
     branchCap: branches.cap,
+    usage: async () => {
+      const all = await Promise.all(
+        registry.list().map(async (s) => ({ id: s.id, usage: await s.usage().catch(() => null) })),
+      );
+      return all.flatMap((u) => (u.usage ? [{ id: u.id, usage: u.usage }] : []));
+    },
   });
   const context: DaemonContext = { engine, registry, metrics, db, branches };
   const { adopted, interrupted } = await registry.adoptRunning(log);
@@ -124,7 +148,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
       status: reply.statusCode,
       latency_us: Math.round(reply.elapsedTime * 1000),
       ua: req.headers['user-agent'] ?? null,
-      remote: req.ip,
+      // The socket's own peer, never a header: on a unix socket there is no address.
+      remote: opts.socketPath ? `unix:${opts.socketPath}` : (req.socket.remoteAddress ?? req.ip),
     });
   });
   app.setErrorHandler((err, _req, reply) => {
@@ -156,10 +181,24 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   registerCommandRoutes(app, context, commands);
   registerFileRoutes(app, context);
 
-  await app.listen({ host, port: opts.port ?? 8889 });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : (opts.port ?? 8889);
-  const url = `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  let url: string;
+  if (opts.socketPath) {
+    await removeStaleSocket(opts.socketPath);
+    // Created 0600 from the start: no window in which another user could connect.
+    const umask = process.umask(0o177);
+    try {
+      await app.listen({ path: opts.socketPath });
+    } finally {
+      process.umask(umask);
+    }
+    await chmod(opts.socketPath, 0o600);
+    url = `unix:${opts.socketPath}`;
+  } else {
+    await app.listen({ host, port: opts.port ?? 8889 });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : (opts.port ?? 8889);
+    url = `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  }
   return {
     url,
     app,

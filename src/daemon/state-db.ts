@@ -49,7 +49,9 @@ const MIGRATIONS = [
      last_active_unix INTEGER NOT NULL
    );`,
   // Egress policies replaced the restricted/unrestricted switch; NULL: a row from before (see egressOf).
-  `ALTER TABLE workspaces ADD COLUMN egress TEXT;`,
+  // Quotas beside the memory limit, as JSON (SandboxLimits); NULL: none.
+  `ALTER TABLE workspaces ADD COLUMN egress TEXT;
+   ALTER TABLE workspaces ADD COLUMN limits TEXT;`,
 ];
 
 /** A workspace as stored; "stale" is worked out from what is running. */
@@ -65,6 +67,8 @@ export interface WorkspaceRow {
   restrict_egress: number;
   /** The egress policy (formatEgress spelling); NULL in rows written before it existed. */
   egress: string | null;
+  /** Quotas (SandboxLimits as JSON), memory included; NULL: only memory_limit_mib. */
+  limits: string | null;
   created_at_unix: number;
   last_active_unix: number;
 }
@@ -134,9 +138,9 @@ export class StateDb {
     this.db
       .prepare(
         `INSERT INTO workspaces (id, name, source_snapshot_tag, current_state_tag, status, live_sandbox_id,
-           memory_limit_mib, restrict_egress, egress, created_at_unix, last_active_unix)
+           memory_limit_mib, restrict_egress, egress, limits, created_at_unix, last_active_unix)
          VALUES (@id, @name, @source_snapshot_tag, @current_state_tag, @status, @live_sandbox_id,
-           @memory_limit_mib, @restrict_egress, @egress, @created_at_unix, @last_active_unix)`,
+           @memory_limit_mib, @restrict_egress, @egress, @limits, @created_at_unix, @last_active_unix)`,
       )
       .run(row);
   }

@@ -3,7 +3,8 @@ import { formatEgress } from '../engine/index.js';
 import type { Sandbox } from '../engine/index.js';
 import { createdAtUnix } from '../snapshot/manifest.js';
 import type { SnapshotRecord } from '../snapshot/store.js';
-import type { SandboxInfo, SnapshotInfo } from '../api/schemas.js';
+import type { SandboxInfo, SandboxQuotas, SnapshotInfo } from '../api/schemas.js';
+import type { SandboxLimits } from '../engine/index.js';
 
 /** Every child's user-mode network gives it this address. */
 export const GUEST_ADDR = '10.0.2.15';
@@ -22,11 +23,38 @@ export function snapshotInfo(record: SnapshotRecord): SnapshotInfo {
   };
 }
 
-export function sandboxInfo(
+/** Quota fields of a request body → engine limits (memory comes from memory_limit_mib). */
+export function limitsFromBody(body: SandboxQuotas & { memory_limit_mib?: number }): SandboxLimits {
+  return {
+    memoryMib: body.memory_limit_mib ?? null,
+    cpuCores: body.cpu_cores ?? null,
+    cpuWeight: body.cpu_weight ?? null,
+    pidsMax: body.pids_max ?? null,
+    ioReadBps: body.io_read_bps ?? null,
+    ioWriteBps: body.io_write_bps ?? null,
+    ioReadIops: body.io_read_iops ?? null,
+    ioWriteIops: body.io_write_iops ?? null,
+  };
+}
+
+function quotasView(l: SandboxLimits = {}): SandboxQuotas {
+  const out: SandboxQuotas = {};
+  if (l.cpuCores) out.cpu_cores = l.cpuCores;
+  if (l.cpuWeight) out.cpu_weight = l.cpuWeight;
+  if (l.pidsMax) out.pids_max = l.pidsMax;
+  if (l.ioReadBps) out.io_read_bps = l.ioReadBps;
+  if (l.ioWriteBps) out.io_write_bps = l.ioWriteBps;
+  if (l.ioReadIops) out.io_read_iops = l.ioReadIops;
+  if (l.ioWriteIops) out.io_write_iops = l.ioWriteIops;
+  return out;
+}
+
+export async function sandboxInfo(
   sandbox: Sandbox,
   branches: { count: number; lastMemoryPath: string | null } = { count: 0, lastMemoryPath: null },
-): SandboxInfo {
+): Promise<SandboxInfo> {
   const i = sandbox.info;
+  const usage = await sandbox.usage().catch(() => null);
   return {
     id: i.id,
     snapshot_tag: i.snapshotTag,
@@ -40,5 +68,12 @@ export function sandboxInfo(
     last_branch_memory_path: branches.lastMemoryPath,
     branch_count: branches.count,
     egress: formatEgress(i.egress),
+    quotas: quotasView(i.limits),
+    usage: usage && {
+      cpu_ms: usage.cpuMs,
+      memory_bytes: usage.memoryBytes,
+      io_read_bytes: usage.ioReadBytes,
+      io_write_bytes: usage.ioWriteBytes,
+    },
   };
 }

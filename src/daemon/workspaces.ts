@@ -3,7 +3,7 @@
 // that state with the workspace's memory limit and egress setting. A workspace's state
 // snapshots are its own and go with it; the snapshot it started from never
 // does. Rows live in the state database, so workspaces survive restarts.
-import { formatEgress, parseEgress, type EgressPolicy } from '../engine/index.js';
+import { formatEgress, parseEgress, type EgressPolicy, type SandboxLimits } from '../engine/index.js';
 import { randomBytes } from 'node:crypto';
 import type { Sandbox } from '../engine/index.js';
 import { AlreadyExistsError, ConflictError, NotFoundError, errorMessage } from '../errors.js';
@@ -30,7 +30,7 @@ export class Workspaces {
   async create(body: {
     name: string;
     snapshotTag: string;
-    memoryLimitMib: number | null;
+    limits: SandboxLimits;
     egress: EgressPolicy;
   }): Promise<WorkspaceInfo> {
     assertValidTag(body.name, 'name');
@@ -41,7 +41,7 @@ export class Workspaces {
         name: body.name,
       });
     }
-    const sandbox = await this.spawn(body.snapshotTag, body.memoryLimitMib, body.egress);
+    const sandbox = await this.spawn(body.snapshotTag, body.limits, body.egress);
     const now = Math.floor(Date.now() / 1000);
     this.ctx.db.insertWorkspace({
       id: `ws-${randomBytes(6).toString('hex')}`,
@@ -50,7 +50,8 @@ export class Workspaces {
       current_state_tag: null,
       status: 'running',
       live_sandbox_id: sandbox.id,
-      memory_limit_mib: body.memoryLimitMib,
+      memory_limit_mib: body.limits.memoryMib ?? null,
+      limits: JSON.stringify(body.limits),
       restrict_egress: body.egress.mode === 'none' ? 1 : 0,
       egress: formatEgress(body.egress),
       created_at_unix: now,
@@ -78,7 +79,7 @@ export class Workspaces {
     const row = this.row(name);
     if (this.status(row) === 'running') throw new ConflictError(`workspace ${name} is already running`);
     const from = row.current_state_tag ?? row.source_snapshot_tag;
-    const sandbox = await this.spawn(from, row.memory_limit_mib, egressOf(row));
+    const sandbox = await this.spawn(from, limitsOf(row), egressOf(row));
     this.ctx.db.updateWorkspace(name, {
       status: 'running',
       live_sandbox_id: sandbox.id,
@@ -96,9 +97,9 @@ export class Workspaces {
     this.ctx.db.deleteWorkspace(name);
   }
 
-  private async spawn(tag: string, memoryLimitMib: number | null, egress: EgressPolicy): Promise<Sandbox> {
+  private async spawn(tag: string, limits: SandboxLimits, egress: EgressPolicy): Promise<Sandbox> {
     this.ctx.branches.assertNotWriting(tag);
-    const result = await this.ctx.engine.fork({ tag, n: 1, memoryLimitMib, egress, detach: true });
+    const result = await this.ctx.engine.fork({ tag, n: 1, limits, egress, detach: true });
     const child = result.children[0];
     if (!child?.ok) throw new HttpError(500, `the workspace's sandbox failed: ${errorMessage(child?.error)}`);
     this.ctx.registry.add(child.sandbox);
@@ -155,4 +156,10 @@ function stateTag(name: string): string {
 function egressOf(row: WorkspaceRow): EgressPolicy {
   if (row.egress !== null) return parseEgress(row.egress);
   return parseEgress(row.restrict_egress === 1 ? 'none' : 'internet');
+}
+
+/** A workspace's quotas; rows from before quotas existed had only a memory limit. */
+function limitsOf(row: WorkspaceRow): SandboxLimits {
+  const stored = row.limits ? (JSON.parse(row.limits) as SandboxLimits) : {};
+  return { ...stored, memoryMib: stored.memoryMib ?? row.memory_limit_mib };
 }

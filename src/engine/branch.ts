@@ -214,6 +214,7 @@ export async function branchSandbox(
     sourceStopped = true;
     if (end.data?.status !== 'completed') throw await copyFailure(vm.qmp, writerVm, writer.dir);
     const migrateMs = Date.now() - migrateStarted;
+    await leftFinishMigrate(vm.qmp, signal);
 
     // The source is paused: freeze the disk layer it was writing.
     let frozenLayer: string | null = null;
@@ -388,6 +389,20 @@ async function copyFailure(qmp: QmpClient, writerVm: LaunchedVm, dir: string): P
     );
   }
   return exit;
+}
+
+/**
+ * QEMU emits MIGRATION "completed" from its migration thread a moment before
+ * that thread moves the run state from finish-migrate to postmigrate; a
+ * `cont` in between fails with "Migration is not finalized yet" (seen in 1
+ * of 4 concurrent branches). Wait out that moment.
+ */
+async function leftFinishMigrate(qmp: QmpClient, signal: AbortSignal): Promise<void> {
+  for (;;) {
+    const { status } = await qmp.execute<{ status: string }>('query-status', undefined, { signal });
+    if (status !== 'finish-migrate') return;
+    await sleep(1, signal);
+  }
 }
 
 async function isRunning(qmp: QmpClient): Promise<boolean> {

@@ -5,7 +5,7 @@ import { readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DataDir } from '../snapshot/data-dir.js';
 import type { SnapshotStore } from '../snapshot/store.js';
-import { detectCgroupMemory } from './memory-limit.js';
+import { forkdCgroupParents } from './cgroups.js';
 import { isVmAlive, readVmRecord, type VmRecord } from './run-dir.js';
 import { isProcessAlive } from '../snapshot/lock.js';
 import { removeStaleUidClaims } from './vm-uid.js';
@@ -64,9 +64,7 @@ export async function cleanupDataDir(
     report.removedStaging.push(dir);
   }
   report.removedUidClaims = await removeStaleUidClaims(dataDir);
-  const cgroups = await detectCgroupMemory();
-  if (cgroups) {
-    const parent = join(cgroups.base, 'forkd');
+  for (const parent of await forkdCgroupParents()) {
     for (const name of await readdir(parent, { withFileTypes: true }).catch(() => [])) {
       if (!name.isDirectory()) continue;
       // rmdir fails while processes remain: that is the check that it is unused.
@@ -74,7 +72,7 @@ export async function cleanupDataDir(
         () => true,
         () => false,
       );
-      if (removed) report.removedCgroups.push(name.name);
+      if (removed && !report.removedCgroups.includes(name.name)) report.removedCgroups.push(name.name);
     }
   }
   return report;

@@ -1,16 +1,13 @@
 // Host checks for `forkd doctor`: everything forkd needs, each with a status
 // and, when not passing, a hint that says how to fix it.
+import { run } from '../util/run.js';
 import { confinementEnabled } from './jail.js';
-import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, mkdir, statfs } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { listKernelsForDoctor } from './doctor-kernel.js';
-import { detectCgroupMemory } from './memory-limit.js';
+import { detectCgroups } from './cgroups.js';
 import type { Engine } from './engine.js';
 import { errorMessage } from '../errors.js';
-
-const execFileAsync = promisify(execFile);
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -22,7 +19,7 @@ export interface DoctorCheck {
 }
 
 async function which(program: string): Promise<boolean> {
-  return execFileAsync('sh', ['-c', 'command -v "$1"', 'sh', program]).then(
+  return run(['sh', '-c', 'command -v "$1"', 'sh', program]).then(
     () => true,
     () => false,
   );
@@ -50,7 +47,7 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
     const qemu = await engine.qemu();
     qemuOk = true;
     add({ name: 'qemu', status: 'pass', detail: qemu.versionLine });
-    const { stdout } = await execFileAsync(qemu.binary, ['-machine', 'help']);
+    const { stdout } = await run([qemu.binary, '-machine', 'help']);
     add(
       /\bmicrovm\b/.test(stdout)
         ? { name: 'microvm machine', status: 'pass', detail: 'supported' }
@@ -134,15 +131,19 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
     });
   }
 
-  const cgroup = await detectCgroupMemory();
+  const cgroups = await detectCgroups();
   add(
-    cgroup
-      ? { name: 'cgroup memory', status: 'pass', detail: `${cgroup.version} at ${cgroup.base}` }
+    cgroups
+      ? {
+          name: 'cgroups',
+          status: 'pass',
+          detail: `${cgroups.version}: ${Object.keys(cgroups.roots).join(', ')} (memory, CPU, pids and I/O quotas)`,
+        }
       : {
-          name: 'cgroup memory',
+          name: 'cgroups',
           status: 'warn',
-          detail: 'no memory controller: --memory-limit-mib unavailable',
-          hint: 'mount the cgroup memory controller',
+          detail: 'none mounted: sandbox quotas and usage are unavailable',
+          hint: 'mount cgroup v2 at /sys/fs/cgroup',
         },
   );
 

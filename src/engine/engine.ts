@@ -12,7 +12,7 @@ import { readdir } from 'node:fs/promises';
 import { QmpClient } from '../vmm/qmp.js';
 import { QemuProcess } from '../vmm/process.js';
 import { AgentClient } from './agent/client.js';
-import { findMemoryCgroup } from './memory-limit.js';
+import { findSandboxCgroup } from './cgroups.js';
 import { DEFAULT_EGRESS, formatEgress, needsHostNetwork, parseCidr, type EgressPolicy } from './egress.js';
 import { checkEgressSupported } from './fork.js';
 import { EgressFirewall } from './egress-firewall.js';
@@ -269,7 +269,7 @@ export class Engine {
         egress,
         hostNetwork: record.sandbox.hostNetwork ?? needsHostNetwork(egress),
       };
-      return new Sandbox(info, { process, qmp, runDir }, agent, await findMemoryCgroup(id), this.firewall);
+      return new Sandbox(info, { process, qmp, runDir }, agent, await findSandboxCgroup(id), this.firewall);
     } catch (err) {
       qmp.close();
       throw err;

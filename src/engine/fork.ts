@@ -16,7 +16,7 @@ import { loadDeviceState } from '../vmm/migration.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { AgentClient } from './agent/client.js';
 import { machineFor } from './machine-for.js';
-import { limitMemory, type MemoryCgroup } from './memory-limit.js';
+import { checkLimits, createSandboxCgroup, type SandboxCgroup, type SandboxLimits } from './cgroups.js';
 import { createRunDir, randomId, writeVmRecord, type RunDir } from './run-dir.js';
 import { Sandbox } from './sandbox.js';
 import { launchVm, unlessExited, type LaunchedVm } from './vm.js';
@@ -43,6 +43,11 @@ export function checkEgressSupported(policy: EgressPolicy): void {
   }
 }
 
+/** The quotas a restore asked for, memoryLimitMib folded in. */
+export function limitsOf(opts: Pick<RestoreOptions, 'limits' | 'memoryLimitMib'>): SandboxLimits {
+  return { ...opts.limits, memoryMib: opts.limits?.memoryMib ?? opts.memoryLimitMib ?? null };
+}
+
 /** The uid a sandbox's QEMU runs as; host-network policies are only ever given to VMs with one. */
 export function vmUid(runDir: RunDir): number {
   if (runDir.uid === null) throw new Error('a VM on the host network must run as a VM uid');
@@ -57,6 +62,8 @@ export interface RestoreOptions extends CallOptions {
   /** What the children's guests may connect to (default: nothing). */
   egress?: EgressPolicy;
   memoryLimitMib?: number | null;
+  /** CPU, pids and disk I/O quotas (and memory, which memoryLimitMib also sets). */
+  limits?: SandboxLimits;
   /** Children started at once (default: 4 per core). */
   concurrency?: number;
   /** A value handed to each child (index → value): the `vary` of a time-travel fork. */
@@ -109,6 +116,7 @@ export async function restoreChildren(
 ): Promise<RestoreResult> {
   const n = checkChildCount(opts.n);
   checkEgressSupported(opts.egress ?? DEFAULT_EGRESS);
+  checkLimits(limitsOf(opts));
   const { dir, manifest } = await ctx.store.getReady(opts.tag);
   checkRestorable(manifest, { qemuVersion: ctx.qemu.version, kvmUsable: ctx.kvmUsable });
   const started = Date.now();
@@ -142,7 +150,7 @@ async function restoreChild(
   const runDir = await createRunDir(ctx.dataDir, id);
   let vm: LaunchedVm | undefined;
   let firewalled = false;
-  let cgroup: MemoryCgroup | null = null;
+  let cgroup: SandboxCgroup | null = null;
   let agent: AgentClient | undefined;
   // Named so a timeout says where the child got stuck.
   let phase = 'creating its disk overlay';
@@ -182,7 +190,9 @@ async function restoreChild(
     const t1 = Date.now();
     phase = 'loading device state';
     await unlessExited(launched.process, 'loading device state', loadDeviceState(launched.qmp, { signal }));
-    if (opts.memoryLimitMib) cgroup = await limitMemory(id, launched.process.pid, opts.memoryLimitMib);
+    // Before `cont`: the guest never runs outside its quotas.
+    phase = 'placing it in its cgroups';
+    cgroup = await createSandboxCgroup(id, launched.process.pid, limitsOf(opts), runDir.dir);
     if (needsHostNetwork(egress)) {
       phase = 'opening its egress firewall';
       await ctx.firewall.apply(vmUid(runDir), DEFAULT_EGRESS, egress);
@@ -217,7 +227,8 @@ async function restoreChild(
       pid: launched.process.pid,
       createdAtUnix: Math.floor(Date.now() / 1000),
       runDir: runDir.dir,
-      memoryLimitMib: opts.memoryLimitMib ?? null,
+      memoryLimitMib: limitsOf(opts).memoryMib ?? null,
+      limits: limitsOf(opts),
       egress,
       hostNetwork: needsHostNetwork(egress),
     };

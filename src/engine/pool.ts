@@ -19,7 +19,7 @@ export interface PoolOptions {
   tag: string;
   size: number;
   /** Restore options for pooled children (network, memory limit). */
-  restore?: Pick<RestoreOptions, 'egress' | 'memoryLimitMib' | 'concurrency'>;
+  restore?: Pick<RestoreOptions, 'egress' | 'memoryLimitMib' | 'limits' | 'concurrency'>;
   onError?: (message: string) => void;
 }
 

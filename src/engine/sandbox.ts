@@ -1,7 +1,7 @@
 // A sandbox: one child VM restored from a snapshot, with its QEMU process,
 // QMP channel, agent channel, run dir and optional memory cgroup. Everything
 // the sandbox owns is released by kill(), on every path.
-import type { MemoryCgroup } from './memory-limit.js';
+import type { SandboxCgroup, SandboxLimits, SandboxUsage } from './cgroups.js';
 import { DEFAULT_EGRESS, needsHostNetwork, type EgressPolicy } from './egress.js';
 import { ConflictError } from '../errors.js';
 import { readVmRecord, writeVmRecord } from './run-dir.js';
@@ -16,6 +16,8 @@ export interface SandboxInfo {
   createdAtUnix: number;
   runDir: string;
   memoryLimitMib: number | null;
+  /** Its quotas (absent in records written before quotas existed). */
+  limits?: SandboxLimits;
   egress: EgressPolicy;
   /**
    * Whether its QEMU shares the host's network namespace (behind the uid
@@ -34,7 +36,7 @@ export class Sandbox {
     readonly info: SandboxInfo,
     private readonly vm: VmHandle,
     readonly agent: AgentClient,
-    private readonly cgroup: MemoryCgroup | null,
+    private readonly cgroup: SandboxCgroup | null,
     private readonly firewall: EgressFirewall,
   ) {}
 
@@ -82,6 +84,11 @@ export class Sandbox {
     this.killed = true;
     await Promise.all([this.agent.close(), destroyVm(this.vm, () => this.closeEgress())]);
     await this.cgroup?.remove();
+  }
+
+  /** CPU time, memory and disk I/O its QEMU has used (null where the host has no cgroups). */
+  usage(): Promise<SandboxUsage | null> {
+    return this.cgroup ? this.cgroup.usage() : Promise.resolve(null);
   }
 
   /** Change what the guest may reach, at once (connections already open stay open). */

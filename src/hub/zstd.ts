@@ -2,7 +2,7 @@
 // `zstd` program (Debian's zstd package) is multi-threaded, streams, and does
 // long-distance matching, which finds the guest's page cache in the RAM file
 // again in the disk image (a quarter off a python-numpy pack).
-import { spawn } from 'node:child_process';
+import { launch } from '../util/launcher.js';
 import type { Readable, Writable } from 'node:stream';
 import { exitFailure, missingProgram } from '../util/run.js';
 
@@ -18,13 +18,15 @@ export interface ZstdFilter {
 }
 
 function spawnZstd(args: string[]): ZstdFilter {
-  const child = spawn('zstd', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = launch(['zstd', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  if (!child.stdin || !child.stdout || !child.stderr) throw new Error('zstd: pipes missing');
+  const { stdin, stdout } = child;
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString('utf8')).slice(-2048);
   });
   // EPIPE on stdin when zstd stops early is reported through the exit status.
-  child.stdin.on('error', () => {});
+  stdin.on('error', () => {});
   const exited = new Promise<void>((resolve, reject) => {
     child.on('error', (err: NodeJS.ErrnoException) =>
       reject(err.code === 'ENOENT' ? missingProgram('zstd') : err),
@@ -35,8 +37,8 @@ function spawnZstd(args: string[]): ZstdFilter {
     });
   });
   return {
-    input: child.stdin,
-    output: child.stdout,
+    input: stdin,
+    output: stdout,
     exited,
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

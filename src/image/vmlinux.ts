@@ -2,7 +2,7 @@
 // the way the kernel's scripts/extract-vmlinux does: find the xz stream by its
 // magic, decompress from there (ignoring what follows the stream), and keep the
 // first candidate that is an ELF with the PVH entry note QEMU's microvm needs.
-import { spawn } from 'node:child_process';
+import { launch } from '../util/launcher.js';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -69,7 +69,9 @@ function notesHavePvh(notes: Buffer): boolean {
 
 /** Decompress the xz stream that starts at `offset` of `src` into `dest`. */
 async function xzFrom(src: string, offset: number, dest: string, signal?: AbortSignal): Promise<boolean> {
-  const child = spawn('xz', ['-dc', '--single-stream'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const child = launch(['xz', '-dc', '--single-stream'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const { stdin, stdout } = child;
+  if (!stdin || !stdout) throw new Error('xz: pipes missing');
   const onAbort = () => child.kill('SIGTERM');
   signal?.addEventListener('abort', onAbort, { once: true });
   const exited = new Promise<number | null>((resolve, reject) => {
@@ -81,8 +83,8 @@ async function xzFrom(src: string, offset: number, dest: string, signal?: AbortS
   try {
     // xz stops reading after the stream; the rest of the input is garbage it
     // never consumes, so an EPIPE on its stdin is expected.
-    const feed = pipeline(createReadStream(src, { start: offset }), child.stdin).catch(() => {});
-    const drain = pipeline(child.stdout, createWriteStream(dest));
+    const feed = pipeline(createReadStream(src, { start: offset }), stdin).catch(() => {});
+    const drain = pipeline(stdout, createWriteStream(dest));
     const [code] = await Promise.all([exited, drain, feed]);
     return code === 0;
   } finally {

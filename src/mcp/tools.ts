@@ -45,9 +45,27 @@ export function registerTools(server: McpServer, forkd: Controller): void {
       inputSchema: {
         snapshot_tag: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
         n: z.number().int().min(1).max(1000).optional(),
+        egress: z
+          .string()
+          .max(8192)
+          .optional()
+          .describe('what the sandboxes may connect to: none (default), internet, or allow:<cidr>,…'),
+        memory_limit_mib: z.number().int().min(16).optional().describe('host memory cap per sandbox'),
+        cpu_cores: z.number().min(0.01).max(1024).optional().describe('CPU cap per sandbox, in cores'),
+        pids_max: z.number().int().min(16).optional().describe('threads each sandbox’s VMM may have'),
       },
     },
-    ({ snapshot_tag, n }) => run(() => forkd.createSandboxes({ snapshotTag: snapshot_tag, n: n ?? 1 })),
+    ({ snapshot_tag, n, egress, memory_limit_mib, cpu_cores, pids_max }) =>
+      run(() =>
+        forkd.createSandboxes({
+          snapshotTag: snapshot_tag,
+          n: n ?? 1,
+          egress,
+          memoryLimitMib: memory_limit_mib,
+          cpuCores: cpu_cores,
+          pidsMax: pids_max,
+        }),
+      ),
   );
   server.registerTool('list_sandboxes', { description: 'List running sandboxes.' }, () =>
     run(() => forkd.listSandboxes()),

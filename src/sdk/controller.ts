@@ -58,8 +58,34 @@ export interface DeleteSnapshotOpts extends RequestOpts {
   force?: boolean;
 }
 
+/** Per-sandbox quotas beside memoryLimitMib (forkd extension). */
+export interface SandboxQuotaParams {
+  /** A hard CPU cap in cores (0.5 = half a core). */
+  cpuCores?: number | undefined;
+  /** CPU share under contention, 1..10000 (100 = default). */
+  cpuWeight?: number | undefined;
+  /** Threads its QEMU may have (default 512). */
+  pidsMax?: number | undefined;
+  ioReadBps?: number | undefined;
+  ioWriteBps?: number | undefined;
+  ioReadIops?: number | undefined;
+  ioWriteIops?: number | undefined;
+}
+
+function quotaJson(q: SandboxQuotaParams): Record<string, number | undefined> {
+  return {
+    cpu_cores: q.cpuCores,
+    cpu_weight: q.cpuWeight,
+    pids_max: q.pidsMax,
+    io_read_bps: q.ioReadBps,
+    io_write_bps: q.ioWriteBps,
+    io_read_iops: q.ioReadIops,
+    io_write_iops: q.ioWriteIops,
+  };
+}
+
 /** `createSandboxes` parameters (`POST /v1/sandboxes`). */
-export interface CreateSandboxesParams {
+export interface CreateSandboxesParams extends SandboxQuotaParams {
   snapshotTag: string;
   /** How many children (1..1000); default 1. */
   n?: number;
@@ -212,6 +238,7 @@ export class Controller {
       memory_limit_mib: params.memoryLimitMib,
       prewarm: params.prewarm,
       egress: params.egress,
+      ...quotaJson(params),
       per_child_netns: params.perChildNetns,
       live_fork: params.liveFork,
       hugepages: params.hugepages,
@@ -280,13 +307,21 @@ export class Controller {
 
   /** `POST /v1/workspaces`: a named sandbox forked from `snapshotTag`. */
   createWorkspace(
-    params: { name: string; snapshotTag: string; memoryLimitMib?: number; restrictEgress?: boolean },
+    params: SandboxQuotaParams & {
+      name: string;
+      snapshotTag: string;
+      memoryLimitMib?: number;
+      /** Its sandboxes' egress policy, kept across resumes: none (default), internet, allow:<cidr>,… */
+      egress?: string;
+    },
     opts?: RequestOpts,
   ): Promise<WorkspaceInfo> {
     const json = {
       name: params.name,
       snapshot_tag: params.snapshotTag,
       memory_limit_mib: params.memoryLimitMib,
+      egress: params.egress,
+      ...quotaJson(params),
     };
     return this.http.json('POST', '/v1/workspaces', { json }, opts);
   }

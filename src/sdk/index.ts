@@ -6,6 +6,7 @@ export type {
   CommandParams,
   ControllerOptions,
   CreateSandboxesParams,
+  SandboxQuotaParams,
   CreateSnapshotParams,
   DeleteSnapshotOpts,
   ExecOpts,

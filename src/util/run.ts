@@ -2,7 +2,7 @@
 // bounded stderr tail, and turn failures into typed forkd errors: a missing
 // program is a MissingDependencyError with an apt-get hint, a non-zero exit is
 // a HostCommandError carrying the stderr tail.
-import { spawn } from 'node:child_process';
+import { launch } from './launcher.js';
 import { ForkdError, MissingDependencyError, type ForkdErrorOptions } from '../errors.js';
 import { abortReason, throwIfAborted } from './abort.js';
 
@@ -82,15 +82,15 @@ export function exitFailure(
 
 /** Run argv[0] with argv[1..]; resolves with its output, rejects with a typed error. */
 export async function run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const [program, ...args] = argv;
+  const program = argv[0];
   if (program === undefined) throw new Error('run: empty argv');
   throwIfAborted(opts.signal);
   const tailMax = opts.stderrTailBytes ?? 4096;
   const capture = opts.captureStdout ?? true;
   return await new Promise((resolve, reject) => {
-    const child = spawn(program, args, {
+    const child = launch(argv, {
       cwd: opts.cwd,
-      env: opts.env ?? process.env,
+      env: opts.env,
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     child.stdin?.on('error', () => undefined); // a program that exits early closes its stdin

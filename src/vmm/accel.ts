@@ -7,7 +7,7 @@ import { constants } from 'node:fs';
 import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { launch } from '../util/launcher.js';
 import type { Accelerator } from './machine.js';
 import type { QemuInstallation } from './qemu-binary.js';
 
@@ -132,9 +132,9 @@ async function runProbe(opts: ProbeOptions): Promise<AcceleratorProbe> {
 
 function bootUntilExit(binary: string, args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve) => {
-    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = launch([binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       resolve('timeout');

@@ -2,13 +2,15 @@
 // its stderr in a log file, and kill it on every path. The process runs in its
 // own session so a daemon restart does not take it down; the in-process
 // cleanup registry still kills it when its owner exits unless it is released.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { VmExitedError } from '../errors.js';
 import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import { onProcessExit } from '../util/cleanup.js';
+import { launch } from '../util/launcher.js';
 import { BWRAP_INFO_FD, confinedArgv, type ConfinementSpec } from './confine.js';
 import { hostLayout, resolveProgram } from './host-layout.js';
 import { buildQemuArgs, type MachineDescription } from './machine.js';
@@ -78,7 +80,9 @@ export class QemuProcess {
       });
     } else {
       this.exited = new Promise((resolve) => {
-        child.once('exit', (code, signal) => settle(resolve, { code, signal }));
+        child.once('exit', (code, signal) =>
+          settle(resolve, jailedExit(code, signal, qemuPid !== undefined)),
+        );
       });
     }
   }
@@ -116,7 +120,9 @@ export class QemuProcess {
     let child: ChildProcess;
     try {
       const logFd = open(opts.logPath, 'a');
-      child = spawn(program, args, {
+      child = launch([program, ...args], {
+        // Registered below, with the QEMU pid (the jail's own process would only orphan it).
+        killOnExit: false,
         stdio: [
           'ignore',
           logFd,
@@ -209,6 +215,16 @@ export class QemuProcess {
 }
 
 const ADOPTED_POLL_MS = 250;
+
+/**
+ * bwrap exits with 128+N when the program it runs was killed by signal N:
+ * report QEMU's signal (a SIGBUS from a full disk, a SIGKILL) as such.
+ */
+export function jailedExit(code: number | null, signal: NodeJS.Signals | null, jailed: boolean): QemuExit {
+  if (!jailed || signal !== null || code === null || code <= 128 || code >= 128 + 65) return { code, signal };
+  const name = Object.entries(osConstants.signals).find(([, n]) => n === code - 128)?.[0];
+  return name ? { code: null, signal: name } : { code, signal };
+}
 
 /** The confined program's host pid, from bwrap's info fd (JSON with `child-pid`). */
 function confinedPid(child: ChildProcess, info: Readable, opts: CallOptions): Promise<number> {

@@ -1,10 +1,7 @@
 // Finds the QEMU binary and its version. The version is part of every
 // snapshot's identity: a vmstate only restores on the QEMU that wrote it.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { MissingDependencyError } from '../errors.js';
-
-const execFileAsync = promisify(execFile);
+import { run } from '../util/run.js';
 
 export interface QemuInstallation {
   binary: string;
@@ -28,7 +25,7 @@ export function findQemu(binary = process.env.FORKD_QEMU ?? 'qemu-system-x86_64'
 
 async function probeQemu(binary: string): Promise<QemuInstallation> {
   try {
-    const { stdout } = await execFileAsync(binary, ['--version'], { timeout: 10_000 });
+    const { stdout } = await run([binary, '--version'], { signal: AbortSignal.timeout(10_000) });
     const versionLine = stdout.split('\n')[0]?.trim() ?? '';
     const version = /version (\d+\.\d+\.\d+)/.exec(versionLine)?.[1];
     if (!version) throw new Error(`unrecognised version output: ${versionLine}`);

@@ -84,14 +84,17 @@ test('a sandbox lifecycle over HTTP: create, list, get, ping, exec, eval, delete
     id: string;
     snapshot_tag: string;
     guest_addr: string;
-    netns: null;
+    netns: string | null;
+    egress: string;
     pid: number;
   }[];
   assert.equal(infos.length, 2);
   for (const info of infos) {
     assert.match(info.id, /^sb-[A-Za-z0-9_-]+$/);
     assert.equal(info.snapshot_tag, TAG);
-    assert.equal(info.netns, null);
+    // per_child_netns answered truthfully: egress none puts each child's QEMU in a namespace of its own.
+    assert.equal(info.egress, 'none');
+    assert.equal(info.netns, `/proc/${info.pid}/ns/net`);
     assert.equal(info.guest_addr, '10.0.2.15');
   }
   const id = infos[0]!.id;

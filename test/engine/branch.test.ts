@@ -2,6 +2,8 @@
 // runtime): a grandchild of a branch sees exactly the branch point, at depth 1
 // and at depth 5, and every sandbox that was branched keeps running with its
 // own later changes, which never leak into the branch.
+import { VM_SUBDIR } from '../../src/engine/run-dir.js';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
@@ -120,7 +122,8 @@ void test('branching one sandbox again and again keeps its disk chain short and 
     chain.push(image.filename);
   }
   assert.equal(chain.length, 3, `overlay → snapshot layer → base, got ${chain.join(' → ')}`);
-  const layers = (await readdir(sandbox.info.runDir)).filter((n) => n.endsWith('.qcow2'));
+  // QEMU writes (and so keeps its overlays) only in its run dir's VM subdirectory.
+  const layers = (await readdir(join(sandbox.info.runDir, VM_SUBDIR))).filter((n) => n.endsWith('.qcow2'));
   assert.equal(layers.length, 1, `one overlay in the run dir, got ${layers.join(', ')}`);
   assert.equal(
     await sh(sandbox, 'cat /root/round0 /root/round1 /root/round2'),

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { confinedArgv, type ConfinementSpec, type HostLayout } from '../../src/vmm/confine.js';
+import { jailedExit } from '../../src/vmm/process.js';
 
 const layout: HostLayout = { mergedUsr: true, present: new Set(['/lib64', '/etc/ld.so.cache']) };
 
@@ -92,4 +93,15 @@ test('an unprivileged host: bwrap makes a user namespace and drops every capabil
     ['/sbin', '/sbin'],
     ['/lib', '/lib'],
   ]);
+});
+
+test("a jailed QEMU's death by signal is reported as that signal, not bwrap's 128+N", () => {
+  assert.deepEqual(jailedExit(135, null, true), { code: null, signal: 'SIGBUS' });
+  assert.deepEqual(jailedExit(137, null, true), { code: null, signal: 'SIGKILL' });
+  assert.deepEqual(jailedExit(1, null, true), { code: 1, signal: null });
+  assert.deepEqual(
+    jailedExit(135, null, false),
+    { code: 135, signal: null },
+    'an unjailed exit code is its own',
+  );
 });

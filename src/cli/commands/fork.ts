@@ -5,6 +5,9 @@ import type { ChildResult, EgressPolicy, Sandbox } from '../../engine/index.js';
 import { errorMessage } from '../../errors.js';
 import { assertValidTag } from '../../snapshot/tag.js';
 import {
+  addQuotaOptions,
+  limitsFromOptions,
+  type QuotaOptions,
   EGRESS_HELP,
   egressFrom,
   egressOption,
@@ -14,7 +17,7 @@ import {
 } from '../context.js';
 import { percentile, table } from '../output.js';
 
-interface ForkOptions extends GlobalOptions {
+interface ForkOptions extends GlobalOptions, QuotaOptions {
   tag: string;
   n: number;
   exec?: string;
@@ -36,8 +39,7 @@ export interface ChildReport {
 }
 
 export function registerFork(program: Command): void {
-  program
-    .command('fork')
+  addQuotaOptions(program.command('fork'))
     .description('restore N warm children from a snapshot; optionally run a command or eval code in each')
     .requiredOption('-t, --tag <tag>', 'snapshot to fork from')
     .option('-n, --n <count>', 'number of children (1-1000)', intOption('-n', 1, 1000), 1)
@@ -77,7 +79,7 @@ async function runFork(opts: ForkOptions): Promise<number> {
     tag: opts.tag,
     n: opts.n,
     egress: egressFrom(opts.egress),
-    memoryLimitMib: opts.memoryLimitMib ?? null,
+    limits: limitsFromOptions(opts),
     detach: opts.hold ?? false,
   });
   const sandboxes = restore.children.filter((c): c is Extract<ChildResult, { ok: true }> => c.ok);

@@ -4,6 +4,9 @@ import type { Command } from 'commander';
 import type { EgressPolicy } from '../../engine/index.js';
 import { errorMessage } from '../../errors.js';
 import {
+  addQuotaOptions,
+  limitsFromOptions,
+  type QuotaOptions,
   EGRESS_HELP,
   egressFrom,
   egressOption,
@@ -12,15 +15,14 @@ import {
   type GlobalOptions,
 } from '../context.js';
 
-interface RunOptions extends GlobalOptions {
+interface RunOptions extends GlobalOptions, QuotaOptions {
   tag: string;
   egress?: EgressPolicy | boolean;
   timeoutSecs: number;
 }
 
 export function registerRun(program: Command): void {
-  program
-    .command('run')
+  addQuotaOptions(program.command('run'))
     .description('fork one child, run a command in it, print its output and exit with its exit code')
     .requiredOption('-t, --tag <tag>', 'snapshot to fork from')
     .option('--egress <policy>', EGRESS_HELP, egressOption)
@@ -39,7 +41,12 @@ export function registerRun(program: Command): void {
     .action(async (command: string[], _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<RunOptions>();
       const { engine, out } = makeContext({ ...opts, quiet: opts.quiet ?? !process.stderr.isTTY });
-      const restore = await engine.fork({ tag: opts.tag, n: 1, egress: egressFrom(opts.egress) });
+      const restore = await engine.fork({
+        tag: opts.tag,
+        n: 1,
+        egress: egressFrom(opts.egress),
+        limits: limitsFromOptions(opts),
+      });
       const child = restore.children[0]!;
       if (!child.ok) throw child.error;
       out.progress(`child ${child.sandbox.id} answering after ${restore.wallMs} ms`);

@@ -32,12 +32,37 @@ function parsePrewarm(specs: string[] = []): Record<string, number> {
   return pools;
 }
 
+/** HOST:PORT (the hub server's only form). */
 export function parseBind(bind: string): { host: string; port: number } {
+  const parsed = parseDaemonBind(bind);
+  if ('socketPath' in parsed) {
+    throw new InvalidArgumentError(
+      `invalid --bind ${JSON.stringify(bind)}: this server listens on TCP only`,
+      'bind',
+      {
+        hint: 'use HOST:PORT, e.g. 127.0.0.1:7070',
+      },
+    );
+  }
+  return parsed;
+}
+
+/** HOST:PORT or unix:/path (the daemon). */
+export function parseDaemonBind(bind: string): { host: string; port: number } | { socketPath: string } {
+  if (bind.startsWith('unix:')) {
+    const socketPath = bind.slice('unix:'.length);
+    if (!socketPath.startsWith('/') || Buffer.byteLength(socketPath) > 107) {
+      throw new InvalidArgumentError(`invalid --bind ${JSON.stringify(bind)}`, 'bind', {
+        hint: 'use unix:/absolute/path (under 108 bytes), e.g. unix:/run/forkd.sock',
+      });
+    }
+    return { socketPath };
+  }
   const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(bind);
   const port = Number(match?.[2]);
   if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
     throw new InvalidArgumentError(`invalid --bind ${JSON.stringify(bind)}`, 'bind', {
-      hint: 'use HOST:PORT, e.g. 127.0.0.1:8889',
+      hint: 'use HOST:PORT (e.g. 127.0.0.1:8889) or unix:/path/to/forkd.sock',
     });
   }
   return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
@@ -58,7 +83,11 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('run the forkd daemon (REST API v1; see API-v1.md)')
-    .option('--bind <host:port>', 'address to listen on', '127.0.0.1:8889')
+    .option(
+      '--bind <host:port|unix:path>',
+      'address to listen on; unix:/path listens on a socket only this user can open (mode 0600)',
+      '127.0.0.1:8889',
+    )
     .option('--token-file <file>', 'require this bearer token (required for non-loopback binds)')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (with --tls-key)')
     .option('--tls-key <file>', 'private key for --tls-cert')
@@ -74,12 +103,17 @@ export function registerServe(program: Command): void {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) {
         throw new InvalidArgumentError('--tls-cert and --tls-key go together', 'tls');
       }
-      const { host, port } = parseBind(opts.bind);
+      const bind = parseDaemonBind(opts.bind);
       const log = (msg: string) => process.stderr.write(`forkd serve: ${msg}\n`);
+      if (!opts.tokenFile && 'host' in bind) {
+        log(
+          `no --token-file: any local user or process that can connect to ${opts.bind} controls every sandbox ` +
+            '(guests cannot: their egress never reaches the host); a token, or --bind unix:PATH, keeps them out',
+        );
+      }
       const daemon = await startDaemon({
         dataDir: opts.dataDir,
-        host,
-        port,
+        ...bind,
         tokenFile: opts.tokenFile,
         auditLog: opts.auditLog,
         prewarm: parsePrewarm(opts.prewarm),

@@ -2,7 +2,15 @@
 // can be put away (their state saved by a live branch) and picked up again.
 import type { Command } from 'commander';
 import type { WorkspaceInfo } from '../../sdk/index.js';
-import { intOption } from '../context.js';
+import { formatEgress, type EgressPolicy } from '../../engine/index.js';
+import {
+  addQuotaOptions,
+  EGRESS_HELP,
+  egressOption,
+  intOption,
+  quotaParams,
+  type QuotaOptions,
+} from '../context.js';
 import { createPrinter, table } from '../output.js';
 import { controllerFrom, withRemoteOptions, type RemoteOptions } from '../remote.js';
 
@@ -20,8 +28,7 @@ export function registerWorkspace(program: Command): void {
     .command('workspace')
     .description('named sandboxes that suspend (state saved) and resume (through the daemon)');
   withRemoteOptions(
-    ws
-      .command('create')
+    addQuotaOptions(ws.command('create'))
       .description('fork a named sandbox from a snapshot')
       .argument('<name>', 'workspace name (A-Z a-z 0-9 _ -)')
       .requiredOption('-t, --tag <tag>', 'snapshot to start from')
@@ -29,13 +36,16 @@ export function registerWorkspace(program: Command): void {
         '--memory-limit-mib <mib>',
         'cap its host memory (kept across resumes)',
         intOption('--memory-limit-mib', 16, 1 << 20),
-      ),
+      )
+      .option('--egress <policy>', `${EGRESS_HELP} (kept across resumes)`, egressOption),
   ).action(async (name: string, _o: unknown, cmd: Command) => {
-    const opts = cmd.optsWithGlobals<RemoteOptions & { tag: string; memoryLimitMib?: number }>();
+    const opts = cmd.optsWithGlobals<RemoteOptions & QuotaOptions & { tag: string; egress?: EgressPolicy }>();
     const w = await controllerFrom(opts).createWorkspace({
       name,
       snapshotTag: opts.tag,
       memoryLimitMib: opts.memoryLimitMib,
+      egress: opts.egress ? formatEgress(opts.egress) : undefined,
+      ...quotaParams(opts),
     });
     createPrinter({ json: opts.json ?? false }).result(w, () => describe(w));
   });

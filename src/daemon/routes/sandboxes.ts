@@ -21,7 +21,7 @@ import {
   EgressBody,
   SnapshotInfo,
 } from '../../api/schemas.js';
-import { sandboxInfo, snapshotInfo } from '../views.js';
+import { limitsFromBody, sandboxInfo, snapshotInfo } from '../views.js';
 import { BranchJobs } from '../branch-jobs.js';
 import { syncSnapshotTable } from '../snapshot-sync.js';
 
@@ -97,7 +97,7 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
   );
 
   app.get('/v1/sandboxes', { schema: { response: { 200: Type.Array(SandboxInfo) } } }, () =>
-    ctx.registry.list().map((s) => sandboxInfo(s, ctx.branches.branchesOf(s.id))),
+    Promise.all(ctx.registry.list().map((s) => sandboxInfo(s, ctx.branches.branchesOf(s.id)))),
   );
 
   app.post(
@@ -113,7 +113,7 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
         tag: body.snapshot_tag,
         n,
         egress: parseEgress(body.egress ?? 'none'),
-        memoryLimitMib: body.memory_limit_mib ?? null,
+        limits: limitsFromBody(body),
         prewarm: body.prewarm ?? false,
         detach: true,
       });
@@ -126,7 +126,7 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
       const sandboxes = result.children.flatMap((c) => (c.ok ? [c.sandbox] : []));
       sandboxes.forEach((s) => ctx.registry.add(s));
       timer();
-      return reply.code(201).send(sandboxes.map((s) => sandboxInfo(s)));
+      return reply.code(201).send(await Promise.all(sandboxes.map((s) => sandboxInfo(s))));
     },
   );
 

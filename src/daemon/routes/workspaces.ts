@@ -1,5 +1,6 @@
 // /v1/workspaces: named sandboxes that suspend (live branch + kill) and
 // resume (fork the saved state), per API-v1.md.
+import { limitsFromBody } from '../views.js';
 import { parseEgress } from '../../engine/index.js';
 import Type from 'typebox';
 import type { App, DaemonContext } from '../context.js';
@@ -26,7 +27,7 @@ export function registerWorkspaceRoutes(app: App, ctx: DaemonContext): void {
       const info = await workspaces.create({
         name: req.body.name,
         snapshotTag: req.body.snapshot_tag,
-        memoryLimitMib: req.body.memory_limit_mib ?? null,
+        limits: limitsFromBody(req.body),
         egress: parseEgress(req.body.egress ?? 'none'),
       });
       return reply.code(201).send(info);
