@@ -89,12 +89,20 @@ export class BranchJobs {
     return this.perSandbox.get(sandboxId) ?? { count: 0, lastMemoryPath: null };
   }
 
-  /** The store's listing with in-flight branches as "writing" and failed ones as "failed". */
-  overlay(listing: SnapshotInfo[]): SnapshotInfo[] {
+  /**
+   * The store's listing with in-flight branches as "writing" and failed ones
+   * as "failed". The in-flight set is taken before the store is read: a
+   * branch finishing while the store is read would otherwise show its
+   * half-written dir ("no readable snapshot.json") as failed.
+   */
+  async overlay(list: () => Promise<SnapshotInfo[]>): Promise<SnapshotInfo[]> {
+    const writing = new Map(this.inFlight);
+    const listing = await list();
+    for (const [tag, job] of this.inFlight) writing.set(tag, job);
     // A tag in flight is whatever its half-written dir looks like on disk: say "writing" instead.
-    const out: SnapshotInfo[] = listing.filter((info) => !this.inFlight.has(info.tag));
+    const out: SnapshotInfo[] = listing.filter((info) => !writing.has(info.tag));
     const listed = new Set(out.map((i) => i.tag));
-    for (const [tag, job] of this.inFlight) {
+    for (const [tag, job] of writing) {
       out.push({
         tag,
         dir: this.engine.dataDir.snapshotDir(tag),
@@ -104,7 +112,7 @@ export class BranchJobs {
       });
     }
     for (const [tag, failure] of this.failed) {
-      if (!listed.has(tag) && !this.inFlight.has(tag)) {
+      if (!listed.has(tag) && !writing.has(tag)) {
         out.push({
           tag,
           dir: this.engine.dataDir.snapshotDir(tag),

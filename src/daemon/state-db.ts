@@ -49,9 +49,9 @@ const MIGRATIONS = [
      last_active_unix INTEGER NOT NULL
    );`,
   // Egress policies replaced the restricted/unrestricted switch; NULL: a row from before (see egressOf).
+  `ALTER TABLE workspaces ADD COLUMN egress TEXT;`,
   // Quotas beside the memory limit, as JSON (SandboxLimits); NULL: none.
-  `ALTER TABLE workspaces ADD COLUMN egress TEXT;
-   ALTER TABLE workspaces ADD COLUMN limits TEXT;`,
+  `ALTER TABLE workspaces ADD COLUMN limits TEXT;`,
 ];
 
 /** A workspace as stored; "stale" is worked out from what is running. */

@@ -362,7 +362,7 @@ async function mergeFrozenLayer(
   if (typeof end.data?.error === 'string') {
     throw new QmpError(`merging the frozen disk layer failed: ${end.data.error}`, 'block-stream', undefined);
   }
-  if (dirname(layers.frozen) === vm.runDir.dir) await rm(layers.frozen, { force: true });
+  if (dirname(layers.frozen) === vm.runDir.vmDir) await rm(layers.frozen, { force: true });
 }
 
 /** Why the live copy failed, as precisely as can be told: a dead writer says more than the source. */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { DataDir } from '../snapshot/data-dir.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import { forkdCgroupParents } from './cgroups.js';
+import { qemuPidsWith } from '../vmm/process.js';
 import { isVmAlive, readVmRecord, type VmRecord } from './run-dir.js';
 import { isProcessAlive } from '../snapshot/lock.js';
 import { removeStaleUidClaims } from './vm-uid.js';
@@ -52,6 +53,20 @@ export async function cleanupDataDir(
       }
       await waitGone(dir, record.pid);
     }
+    if (!opts.killRunning && record && record.pid === 0 && isStarting(record)) {
+      continue; // a live process is starting this VM right now
+    }
+    // A QEMU whose starter died before vm.json had its pid (inside the
+    // jail's start-up) is found by its command line instead.
+    for (const pid of qemuPidsWith(dir + '/')) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        report.killedVms.push(pid);
+      } catch {
+        // exited meanwhile
+      }
+      await waitGone(dir, pid);
+    }
     await rm(dir, { recursive: true, force: true });
     report.removedRunDirs.push(dir);
   }
@@ -76,6 +91,11 @@ export async function cleanupDataDir(
     }
   }
   return report;
+}
+
+/** A VM whose starting process is still alive (and is not this one). */
+function isStarting(record: VmRecord): boolean {
+  return record.ownerPid !== undefined && record.ownerPid !== process.pid && isProcessAlive(record.ownerPid);
 }
 
 /** A parent being booted or a branch writer whose forkd process is gone: nothing will ever finish it. */

@@ -42,6 +42,15 @@ export async function launchVm(
   runDir: RunDir,
   opts: LaunchVmOptions,
 ): Promise<LaunchedVm> {
+  // Who is starting it, before it starts: a cleanup that runs meanwhile (a
+  // daemon starting) leaves it alone while this process lives, and kills it
+  // by its command line if this process dies before the record has its pid.
+  await writeVmRecord(runDir, {
+    pid: 0,
+    role: machine.role,
+    startedAt: new Date().toISOString(),
+    ownerPid: process.pid,
+  });
   const proc = await QemuProcess.launch(machine, {
     logPath: runDir.paths.qemuLog,
     killOnExit: opts.killOnExit ?? true,

@@ -3,7 +3,7 @@
 // own session so a daemon restart does not take it down; the in-process
 // cleanup registry still kills it when its owner exits unless it is released.
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
@@ -255,6 +255,23 @@ function confinedPid(child: ChildProcess, info: Readable, opts: CallOptions): Pr
     child.once('exit', onExit);
     signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** Every QEMU whose command line contains `marker` (a run dir), however it was started. */
+export function qemuPidsWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+    } catch {
+      continue; // gone
+    }
+    const program = (cmdline.split('\0')[0] ?? '').split('/').pop() ?? '';
+    if (program.startsWith('qemu-system') && cmdline.includes(marker)) pids.push(Number(name));
+  }
+  return pids;
 }
 
 /** Whether `pid` is alive and is the QEMU whose command line contains `marker`. */

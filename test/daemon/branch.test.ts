@@ -51,7 +51,7 @@ void test('a branch answers 201 with the snapshot; its children start from the b
   assert.equal(typeof info.pause_ms, 'number');
   await call('POST', `/v1/sandboxes/${id}/exec`, { args: ['sh', '-c', 'echo after > /tmp/mark'] });
   const child = await call('POST', '/v1/sandboxes', { snapshot_tag: `${TAG}-b1` });
-  assert.equal(child.status, 201);
+  assert.equal(child.status, 201, JSON.stringify(child.json));
   const childId = (child.json as { id: string }[])[0]!.id;
   const read = await call('POST', `/v1/sandboxes/${childId}/exec`, { args: ['cat', '/tmp/mark'] });
   assert.equal((read.json as { stdout: string }).stdout, 'before\n');

@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
 import type { Engine } from '../../src/engine/index.js';
-import { QmpClient } from '../../src/vmm/qmp.js';
 import { qemuProcessesUsing, runDirEntries, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 import { jsonCaller } from '../support/http.js';
 import {
@@ -68,10 +67,15 @@ async function spawn(egress?: string): Promise<Sandbox> {
   return (r.json as Sandbox[])[0]!;
 }
 
-/** Runs `nc` in the guest; returns what the far end said ('' if nothing answered). */
+/** Runs `nc` in the guest; returns what the far end said (nc's error if nothing answered). */
 async function dial(sandbox: Sandbox, address: string, port: number): Promise<string> {
   const r = await call('POST', `/v1/sandboxes/${sandbox.id}/exec`, {
-    args: ['sh', '-c', `echo | nc -w 3 ${address} ${port} 2>&1; true`],
+    // An HTTP request: a daemon reached would answer it (and audit it).
+    args: [
+      'sh',
+      '-c',
+      `printf 'GET /v1/sandboxes HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${address} ${port} 2>&1; true`,
+    ],
     timeout_secs: 20,
   });
   assert.equal(r.status, 200, JSON.stringify(r.json));
@@ -101,7 +105,7 @@ async function assertNothingForbidden(sandbox: Sandbox): Promise<void> {
   });
   for (const target of forbidden()) {
     const answer = await dial(sandbox, target.address, target.port);
-    assert.doesNotMatch(answer, /hello/, `${sandbox.egress}: reached ${target.name}: ${answer}`);
+    assert.doesNotMatch(answer, /hello|HTTP\//, `${sandbox.egress}: reached ${target.name}: ${answer}`);
   }
 }
 
@@ -111,9 +115,9 @@ test('a default sandbox reaches nothing: not the daemon (which has no token), th
   assert.equal(sandbox.netns, `/proc/${sandbox.pid}/ns/net`, 'a network namespace of its own');
   await assertNothingForbidden(sandbox);
   assert.doesNotMatch(await dial(sandbox, PUBLIC_HOST, TEST_PORT), /hello/, 'nor a public host');
-  // The daemon saw no request from the guest: every audit line is this test's own.
+  // The daemon never saw the guest's GET /v1/sandboxes (this test never sends one itself).
   const audit = await readFile(join(scratch, 'audit.jsonl'), 'utf8');
-  assert.doesNotMatch(audit, /"path":"\/(healthz)?"/, 'the guest never got a request through');
+  assert.doesNotMatch(audit, /"method":"GET","path":"\/v1\/sandboxes"/, 'a guest request got through');
   assert.equal((await call('DELETE', `/v1/sandboxes/${sandbox.id}`)).status, 204);
 });
 
@@ -176,8 +180,9 @@ test('every QEMU runs as a uid of its own with no capabilities, under seccomp, s
   assert.equal(uids.size, 2, 'two sandboxes never share a uid');
 
   // What a guest that took over QEMU could ask of it, through QMP.
-  const qmp = await QmpClient.connect(join(engine.dataDir.vmRunDir(a.id), 'q', 'qmp.sock'));
-  try {
+  // QEMU serves one QMP client at a time: use the daemon's own connection.
+  const qmp = daemon.context.registry.get(a.id).vmHandle.qmp;
+  {
     await assert.rejects(
       qmp.execute('blockdev-add', {
         driver: 'file',
@@ -192,8 +197,6 @@ test('every QEMU runs as a uid of its own with no capabilities, under seccomp, s
     await qmp.execute('migrate', { uri: `exec:touch ${marker}` }).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(existsSync(marker), false, 'QEMU cannot start a process');
-  } finally {
-    qmp.close();
   }
   for (const sandbox of [a, b]) await call('DELETE', `/v1/sandboxes/${sandbox.id}`);
   assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
@@ -214,4 +217,20 @@ test('policies hold in a live branch’s children: they start with none unless s
   assert.match(status, /^Seccomp:\s*2$/m);
   for (const s of [source, child]) await call('DELETE', `/v1/sandboxes/${s.id}`);
   await engine.store.remove('test-security-branch');
+});
+
+test('quotas through the API: echoed in SandboxInfo with live usage; a bad one is a 400 naming the field', async () => {
+  const r = await call('POST', '/v1/sandboxes', { snapshot_tag: TAG, cpu_cores: 0.5, pids_max: 128 });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  const info = (
+    r.json as (Sandbox & { quotas: object; usage: { cpu_ms: number; memory_bytes: number } })[]
+  )[0]!;
+  assert.deepEqual(info.quotas, { cpu_cores: 0.5, pids_max: 128 });
+  assert.ok(info.usage.memory_bytes > 0, 'memory use is reported');
+  const metrics = await fetch(`${daemon.url}/metrics`).then((res) => res.text());
+  assert.match(metrics, new RegExp(`forkd_sandbox_cpu_seconds\\{sandbox="${info.id}"\\} \\d`));
+  const bad = await call('POST', '/v1/sandboxes', { snapshot_tag: TAG, cpu_cores: 0 });
+  assert.equal(bad.status, 400);
+  assert.match(JSON.stringify(bad.json), /cpu_cores/);
+  assert.equal((await call('DELETE', `/v1/sandboxes/${info.id}`)).status, 204);
 });

@@ -85,15 +85,20 @@ test('a guest spinning and fork-bombing stays within its CPU and pids quota; its
   const loadedMs = await medianExecMs(neighbour);
   const after = await cgroup.usage();
   const wallMs = performance.now() - windowStarted;
+  const layout = (await detectCgroups())!;
   const usedMs = after.cpuMs - before.cpuMs;
-  // 0.25 core over the window, plus one 100 ms period of slack for where the window cuts.
-  assert.ok(
-    usedMs <= wallMs * 0.25 + 100,
-    `the capped QEMU used ${usedMs} ms of CPU in ${wallMs.toFixed(0)} ms`,
+  // 0.25 core, plus what CFS lets a period overrun by (up to a scheduler tick
+  // per 100 ms period: 0.31 core was measured here); uncapped, the spinning
+  // vCPU alone would take a whole core.
+  assert.ok(usedMs <= wallMs * 0.4, `the capped QEMU used ${usedMs} ms of CPU in ${wallMs.toFixed(0)} ms`);
+  const cpuStat = await readFile(
+    `${layout.version === 'v2' ? cgroup.dirs.unified : cgroup.dirs.cpu}/cpu.stat`,
+    'utf8',
   );
+  assert.ok(Number(/nr_throttled (\d+)/.exec(cpuStat)?.[1]) > 0, 'the kernel throttled it');
   assert.ok(usedMs > 0, 'its CPU time is accounted');
   assert.ok(after.memoryBytes > 0, 'its memory is accounted');
-  const layout = (await detectCgroups())!;
+
   const pidsCurrent = Number(
     await readFile(
       `${layout.version === 'v2' ? cgroup.dirs.unified : cgroup.dirs.pids}/pids.current`,

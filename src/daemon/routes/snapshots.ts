@@ -20,7 +20,7 @@ const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 
 export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
   app.get('/v1/snapshots', { schema: { response: { 200: Type.Array(SnapshotInfo) } } }, async () =>
-    ctx.branches.overlay((await ctx.engine.store.list()).map(snapshotInfo)),
+    ctx.branches.overlay(async () => (await ctx.engine.store.list()).map(snapshotInfo)),
   );
 
   app.post(
