@@ -92,7 +92,7 @@ export const SandboxInfo = Type.Object({
   has_branched: Type.Boolean(),
   last_branch_memory_path: Type.Union([Type.String(), Type.Null()]),
   branch_count: Type.Integer(),
-  /** What the guest may connect to: none, internet, or allow:<cidr>,… (forkd extension). */
+  /** What the guest may connect to: none, internet, or allow:<domain|cidr>,… (forkd extension). */
   egress: Type.String(),
   /** Its quotas beside memory_limit_mib (forkd extension). */
   quotas: SandboxQuotas,
@@ -107,7 +107,7 @@ export const CreateSandboxesBody = Type.Object({
   per_child_netns: Type.Optional(Type.Boolean()),
   memory_limit_mib: Type.Optional(Type.Integer({ minimum: 16 })),
   prewarm: Type.Optional(Type.Boolean()),
-  /** none (default), internet, or allow:<cidr>,… (forkd extension). */
+  /** none (default), internet, or allow:<domain|cidr>,… (forkd extension). */
   egress: Type.Optional(Type.String({ maxLength: 8192 })),
   live_fork: Type.Optional(Type.Boolean()),
   hugepages: Type.Optional(Type.Boolean()),
@@ -142,7 +142,7 @@ export const CreateWorkspaceBody = Type.Object({
   name: Type.String(),
   snapshot_tag: Type.String(),
   memory_limit_mib: Type.Optional(Type.Integer({ minimum: 16 })),
-  /** Egress policy of its sandboxes, kept across resumes: none (default), internet, allow:<cidr>,… */
+  /** Egress policy of its sandboxes, kept across resumes: none (default), internet, allow:<domain|cidr>,… */
   egress: Type.Optional(Type.String({ maxLength: 8192 })),
   /** Older spelling: true is egress none (now the default anyway). */
   restrict_egress: Type.Optional(Type.Boolean()),

@@ -45,7 +45,7 @@ export function hubUrl(
 }
 
 export const EGRESS_HELP =
-  'what the guest may connect to: none (default), internet (public addresses only, never this host or private ranges), or allow:<cidr>,…';
+  'what the guest may connect to: none (default), internet (public addresses only, never this host or private ranges), or allow:<domain|cidr>,…';
 
 /** Parse --egress; `--no-egress` (commander: false) is the default policy, spelled out. */
 export function egressOption(value: string): EgressPolicy {

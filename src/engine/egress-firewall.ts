@@ -7,13 +7,16 @@
 // host's own addresses and the private, link-local, CGNAT, metadata and
 // multicast ranges are refused before any policy is looked at (unless the
 // operator allowed a range), and only then does a uid's policy accept.
-// Kernel-enforced, one table, no process per sandbox.
+// Kernel-enforced, one table, no process per sandbox. Domain rules add one
+// hop: the uid's connections to ports 80 and 443 are sent to this process's
+// name-checking proxy (egress-proxy.ts).
 import { readFile } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import { MissingDependencyError } from '../errors.js';
 import { run } from '../util/run.js';
 import { parseCidr, type EgressPolicy } from './egress.js';
 import { VM_UID_RANGE } from './vm-uid.js';
+import { EgressProxy } from './egress-proxy.js';
 
 const TABLE = 'inet forkd';
 
@@ -86,8 +89,11 @@ export async function tableScript(opts: FirewallOptions): Promise<string> {
     `table ${TABLE} {`,
     '  set internet_uids { typeof meta skuid; }',
     '  set network_uids { typeof meta skuid; }',
+    '  set proxied_uids { typeof meta skuid; }',
     '  set allow4 { typeof meta skuid . ip daddr; flags interval; }',
     '  set allow6 { typeof meta skuid . ip6 daddr; flags interval; }',
+    // A VM uid with domain rules → the port of the name-checking proxy of the forkd process that owns it.
+    '  map proxy_ports { typeof meta skuid : tcp dport; }',
     set(
       'operator4',
       'ip daddr',
@@ -100,12 +106,18 @@ export async function tableScript(opts: FirewallOptions): Promise<string> {
     ),
     set('dns4', 'ip daddr', dns.filter(isIPv4), false),
     set('dns6', 'ip6 daddr', dns.filter(isIPv6), false),
+    '  chain nat_output {',
+    '    type nat hook output priority -100; policy accept;',
+    `    meta skuid ${first}-${last} tcp dport { 80, 443 } dnat ip to 127.0.0.1 : meta skuid map @proxy_ports`,
+    '  }',
     '  chain output {',
     '    type filter hook output priority -10; policy accept;',
     `    meta skuid ${first}-${last} jump vm_egress`,
     '  }',
     '  chain vm_egress {',
     '    meta skuid != @network_uids jump deny',
+    // Only connections the rule above sent to a proxy (which checks the name itself).
+    '    ct status dnat ip daddr 127.0.0.1 meta skuid @proxied_uids accept',
     '    meta l4proto { tcp, udp } th dport 53 ip daddr @dns4 accept',
     '    meta l4proto { tcp, udp } th dport 53 ip6 daddr @dns6 accept',
     '    fib daddr type { local, broadcast, multicast, anycast } jump deny',
@@ -131,7 +143,12 @@ export async function tableScript(opts: FirewallOptions): Promise<string> {
 }
 
 /** The element changes that give `uid` its policy (`add`) or take it away (`delete`). */
-export function policyElements(verb: 'add' | 'delete', uid: number, policy: EgressPolicy): string[] {
+export function policyElements(
+  verb: 'add' | 'delete',
+  uid: number,
+  policy: EgressPolicy,
+  proxyPort = 0,
+): string[] {
   if (policy.mode === 'none') return [];
   const lines = [`${verb} element ${TABLE} network_uids { ${uid} }`];
   if (policy.mode === 'internet') lines.push(`${verb} element ${TABLE} internet_uids { ${uid} }`);
@@ -139,14 +156,29 @@ export function policyElements(verb: 'add' | 'delete', uid: number, policy: Egre
     for (const cidr of policy.cidrs) {
       lines.push(`${verb} element ${TABLE} allow${family(cidr) === 'ip' ? 4 : 6} { ${uid} . ${cidr} }`);
     }
+    if (policy.domains.length > 0) {
+      lines.push(`${verb} element ${TABLE} proxied_uids { ${uid} }`);
+      lines.push(`${verb} element ${TABLE} proxy_ports { ${uid} : ${proxyPort} }`);
+    }
   }
   return lines;
 }
 
+function hasDomains(policy: EgressPolicy): boolean {
+  return policy.mode === 'allow' && policy.domains.length > 0;
+}
+
 export class EgressFirewall {
   private installed: Promise<void> | null = null;
+  readonly proxy: EgressProxy;
 
-  constructor(private readonly opts: FirewallOptions = {}) {}
+  constructor(private readonly opts: FirewallOptions = {}) {
+    this.proxy = new EgressProxy({
+      blockedV4: BLOCKED_V4,
+      blockedV6: BLOCKED_V6,
+      operatorAllow: (opts.operatorAllow ?? []).map((c) => parseCidr(c) ?? c),
+    });
+  }
 
   /**
    * Create the table once per process. An existing one (another forkd
@@ -159,7 +191,16 @@ export class EgressFirewall {
         () => true,
         () => false,
       );
-      if (!exists) return nft(await tableScript(this.opts));
+      // A table from before domain rules lacks the proxy map: made anew (its sandboxes keep running;
+      // their elements are re-added as they are next changed).
+      const current =
+        exists &&
+        (await run(['nft', 'list', 'map', ...TABLE.split(' '), 'proxy_ports']).then(
+          () => true,
+          () => false,
+        ));
+      if (exists && !current) await nft(`delete table ${TABLE}\n`);
+      if (!current) return nft(await tableScript(this.opts));
       const operator = (this.opts.operatorAllow ?? []).map((c) => parseCidr(c) ?? c);
       const lines = [`flush set ${TABLE} operator4`, `flush set ${TABLE} operator6`];
       for (const cidr of operator) {
@@ -175,12 +216,29 @@ export class EgressFirewall {
   async apply(uid: number, previous: EgressPolicy, next: EgressPolicy): Promise<void> {
     if (previous.mode === 'none' && next.mode === 'none') return;
     await this.install();
+    const port = hasDomains(previous) || hasDomains(next) ? await this.proxy.port() : 0;
     // `add` before `delete`: deleting an element that is not there would fail the whole transaction.
     const script = [
-      ...policyElements('add', uid, previous),
-      ...policyElements('delete', uid, previous),
-      ...policyElements('add', uid, next),
+      ...policyElements('add', uid, previous, port),
+      ...policyElements('delete', uid, previous, port),
+      ...policyElements('add', uid, next, port),
     ];
+    // The proxy knows the new list before the firewall sends it anything, and forgets the old after.
+    if (hasDomains(next)) this.proxy.allow(uid, (next as { domains: readonly string[] }).domains);
     await nft(script.join('\n') + '\n');
+    if (!hasDomains(next)) this.proxy.allow(uid, []);
+  }
+
+  /**
+   * A sandbox started by an earlier forkd process (a daemon before its
+   * restart): its domain rules now go through this process's proxy.
+   */
+  async adopt(uid: number, policy: EgressPolicy): Promise<void> {
+    if (!hasDomains(policy)) return;
+    await this.install();
+    const port = await this.proxy.port();
+    this.proxy.allow(uid, (policy as { domains: readonly string[] }).domains);
+    await nft(`delete element ${TABLE} proxy_ports { ${uid} }\n`).catch(() => undefined);
+    await nft(`add element ${TABLE} proxy_ports { ${uid} : ${port} }\n`);
   }
 }

@@ -15,6 +15,7 @@ import { AgentClient } from './agent/client.js';
 import { findSandboxCgroup } from './cgroups.js';
 import { DEFAULT_EGRESS, formatEgress, needsHostNetwork, parseCidr, type EgressPolicy } from './egress.js';
 import { checkEgressSupported } from './fork.js';
+import { probeJail } from './jail.js';
 import { EgressFirewall } from './egress-firewall.js';
 import { existingRunDir, isVmAlive, readVmRecord } from './run-dir.js';
 import { Sandbox, type SandboxInfo } from './sandbox.js';
@@ -111,6 +112,7 @@ export class Engine {
     return resolveAccelerator(this.accelChoice, {
       qemu: await this.qemu(),
       kernelPath,
+      jail: probeJail(kernelPath),
       cacheFile: this.dataDir.accelCacheFile,
     });
   }
@@ -151,6 +153,7 @@ export class Engine {
             await probeAccelerator({
               qemu,
               kernelPath: join(dir, SNAPSHOT_FILES.kernel),
+              jail: probeJail(join(dir, SNAPSHOT_FILES.kernel)),
               cacheFile: this.dataDir.accelCacheFile,
             })
           ).kvmUsable
@@ -215,6 +218,7 @@ export class Engine {
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.pools.clear();
+    await this.firewall.proxy.close();
   }
 
   /** Sandboxes whose QEMU is running, from their run dirs (started by any forkd process). */
@@ -269,6 +273,7 @@ export class Engine {
         egress,
         hostNetwork: record.sandbox.hostNetwork ?? needsHostNetwork(egress),
       };
+      if (runDir.uid !== null) await this.firewall.adopt(runDir.uid, info.egress);
       return new Sandbox(info, { process, qmp, runDir }, agent, await findSandboxCgroup(id), this.firewall);
     } catch (err) {
       qmp.close();

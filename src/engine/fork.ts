@@ -24,18 +24,8 @@ import { DEFAULT_EGRESS, needsHostNetwork, type EgressPolicy } from './egress.js
 import type { EgressFirewall } from './egress-firewall.js';
 import { grantToVm } from './jail.js';
 
-/**
- * Refuse what the firewall cannot enforce yet, before anything is started:
- * domain rules need the name-checking proxy (issue 9, not built yet).
- */
+/** Refuse, before anything starts, a policy this host cannot enforce. */
 export function checkEgressSupported(policy: EgressPolicy): void {
-  if (policy.mode === 'allow' && policy.domains.length > 0) {
-    throw new InvalidArgumentError(
-      `egress allow-lists with domains (${policy.domains.join(', ')}) are not enforced by this forkd yet`,
-      'egress',
-      { hint: 'allow CIDRs (allow:203.0.113.0/24), or use internet' },
-    );
-  }
   if (needsHostNetwork(policy) && process.getuid?.() !== 0) {
     throw new InvalidArgumentError(`egress ${policy.mode} needs forkd to run as root`, 'egress', {
       hint: 'its firewall keys on a uid per VM, which only root can assign; use --egress none',

@@ -12,6 +12,7 @@ import { MissingDependencyError } from '../errors.js';
 import type { ConfinementSpec } from '../vmm/confine.js';
 import type { Accelerator } from '../vmm/machine.js';
 import type { RunDir } from './run-dir.js';
+import { PROBE_UID } from './vm-uid.js';
 
 export interface JailRequest {
   /** Paths QEMU reads: the snapshot dir it restores from, a source snapshot's layers. */
@@ -74,6 +75,25 @@ export function jailFor(runDir: RunDir, accel: Accelerator, request: JailRequest
     devices: accel === 'kvm' ? ['/dev/kvm'] : [],
     network: request.network,
     env,
+  };
+}
+
+/** The jail of the accelerator probe's test boot: the kernel read-only, its scratch dir, /dev/kvm. */
+export function probeJail(kernelPath: string): ((scratchDir: string) => ConfinementSpec) | undefined {
+  if (!confinementEnabled()) return undefined;
+  return (scratchDir) => {
+    const kvm = kvmGroup();
+    return {
+      identity:
+        process.getuid?.() === 0
+          ? { uid: PROBE_UID, gid: PROBE_UID, groups: kvm === null ? [] : [kvm] }
+          : null,
+      readOnlyPaths: [kernelPath],
+      writablePaths: [scratchDir],
+      devices: ['/dev/kvm'],
+      network: 'isolated',
+      env: { PATH: '/usr/bin:/bin' },
+    };
   };
 }
 

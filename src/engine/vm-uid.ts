@@ -14,6 +14,9 @@ import type { DataDir } from '../snapshot/data-dir.js';
 /** Inclusive; 2^24 uids from 0x70000000, far above any user or subordinate-id range. */
 export const VM_UID_RANGE: readonly [number, number] = [0x7000_0000, 0x7000_0000 + 2 ** 24 - 1];
 
+/** The last uid of the range, never claimed: the accelerator probe's test boot (no guest code). */
+export const PROBE_UID = VM_UID_RANGE[1];
+
 export function isVmUid(uid: number): boolean {
   return uid >= VM_UID_RANGE[0] && uid <= VM_UID_RANGE[1];
 }
@@ -27,7 +30,7 @@ export async function claimVmUid(dataDir: DataDir, runDirId: string): Promise<nu
   const dir = claimsDir(dataDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   for (let attempt = 0; attempt < 64; attempt++) {
-    const uid = randomInt(VM_UID_RANGE[0], VM_UID_RANGE[1] + 1);
+    const uid = randomInt(VM_UID_RANGE[0], PROBE_UID); // upper bound exclusive: PROBE_UID stays free
     const path = join(dir, String(uid));
     try {
       await writeFile(path, runDirId, { flag: 'wx', mode: 0o600 });

@@ -49,7 +49,7 @@ export function registerTools(server: McpServer, forkd: Controller): void {
           .string()
           .max(8192)
           .optional()
-          .describe('what the sandboxes may connect to: none (default), internet, or allow:<cidr>,…'),
+          .describe('what the sandboxes may connect to: none (default), internet, or allow:<domain|cidr>,…'),
         memory_limit_mib: z.number().int().min(16).optional().describe('host memory cap per sandbox'),
         cpu_cores: z.number().min(0.01).max(1024).optional().describe('CPU cap per sandbox, in cores'),
         pids_max: z.number().int().min(16).optional().describe('threads each sandbox’s VMM may have'),

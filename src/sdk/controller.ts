@@ -94,7 +94,7 @@ export interface CreateSandboxesParams extends SandboxQuotaParams {
   /**
    * What the guests may connect to: `none` (the default), `internet`
    * (public addresses only, never the host or private ranges) or
-   * `allow:<cidr>,…`.
+   * `allow:<domain|cidr>,…`.
    */
   egress?: string;
   /** Accepted for v1 compatibility: a sandbox with egress none has a network namespace of its own (`netns`). */
@@ -311,7 +311,7 @@ export class Controller {
       name: string;
       snapshotTag: string;
       memoryLimitMib?: number;
-      /** Its sandboxes' egress policy, kept across resumes: none (default), internet, allow:<cidr>,… */
+      /** Its sandboxes' egress policy, kept across resumes: none (default), internet, allow:<domain|cidr>,… */
       egress?: string;
     },
     opts?: RequestOpts,

@@ -4,10 +4,14 @@
 // guest kernel with no root must reach its "no init" panic quickly. The answer
 // is cached per QEMU build, kernel and host kernel release.
 import { constants } from 'node:fs';
-import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launch } from '../util/launcher.js';
+import { onProcessExit } from '../util/cleanup.js';
+import type { ConfinementSpec } from './confine.js';
+import { resolveProgram } from './host-layout.js';
+import { launchJailed, type JailedProcess } from './jailed.js';
+import { QEMU_SECCOMP } from './machine.js';
 import type { Accelerator } from './machine.js';
 import type { QemuInstallation } from './qemu-binary.js';
 
@@ -28,6 +32,8 @@ export interface ProbeOptions {
   /** Where to cache the result (a JSON file); omit to always probe. */
   cacheFile?: string;
   timeoutMs?: number;
+  /** The jail of the test boot's QEMU, given its scratch dir; none: unconfined. */
+  jail?: (scratchDir: string) => ConfinementSpec | null;
 }
 
 export const CPU_MODEL: Record<Accelerator, string> = { kvm: 'host', tcg: 'max' };
@@ -78,8 +84,8 @@ async function runProbe(opts: ProbeOptions): Promise<AcceleratorProbe> {
     const console = join(dir, 'console.log');
     const started = Date.now();
     const exit = await bootUntilExit(
-      opts.qemu.binary,
       [
+        resolveProgram(opts.qemu.binary),
         '-nodefaults',
         '-no-user-config',
         '-nographic',
@@ -98,7 +104,11 @@ async function runProbe(opts: ProbeOptions): Promise<AcceleratorProbe> {
         'console=ttyS0 panic=-1 reboot=k quiet loglevel=1',
         '-serial',
         `file:${console}`,
+        '-sandbox',
+        QEMU_SECCOMP,
       ],
+      opts.jail,
+      dir,
       timeoutMs,
     );
     const elapsed = Date.now() - started;
@@ -130,21 +140,46 @@ async function runProbe(opts: ProbeOptions): Promise<AcceleratorProbe> {
   }
 }
 
-function bootUntilExit(binary: string, args: string[], timeoutMs: number): Promise<string> {
+/**
+ * Boot until QEMU exits or `timeoutMs` passes; the answer is how it ended.
+ * Jailed like every QEMU (the jail gets the kernel read-only and `dir`).
+ */
+async function bootUntilExit(
+  command: string[],
+  jail: ProbeOptions['jail'],
+  dir: string,
+  timeoutMs: number,
+): Promise<string> {
+  const spec = jail?.(dir) ?? null;
+  if (spec?.identity) await chown(dir, spec.identity.uid, spec.identity.gid);
+  let started: JailedProcess;
+  try {
+    started = await launchJailed(command, spec, {
+      stdio: ['ignore', 'ignore', 'pipe', 'ignore', 'ignore'],
+      detached: false,
+    });
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const { child, pid } = started;
   return new Promise((resolve) => {
-    const child = launch([binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)));
+    const kill = () => {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    };
+    const forget = onProcessExit(kill);
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+      kill();
       resolve('timeout');
     }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      resolve(err.message);
-    });
     child.on('exit', (code) => {
       clearTimeout(timer);
+      forget();
       resolve(`exit ${code}${stderr ? `: ${stderr.trim().split('\n').pop()}` : ''}`);
     });
   });

@@ -6,13 +6,12 @@ import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
-import type { Readable } from 'node:stream';
 import { VmExitedError } from '../errors.js';
-import { deadlineSignal, type CallOptions } from '../util/abort.js';
+import type { CallOptions } from '../util/abort.js';
 import { onProcessExit } from '../util/cleanup.js';
-import { launch } from '../util/launcher.js';
-import { BWRAP_INFO_FD, confinedArgv, type ConfinementSpec } from './confine.js';
-import { hostLayout, resolveProgram } from './host-layout.js';
+import type { ConfinementSpec } from './confine.js';
+import { resolveProgram } from './host-layout.js';
+import { launchJailed, type JailedProcess } from './jailed.js';
 import { buildQemuArgs, type MachineDescription } from './machine.js';
 
 /** The fd on which a QEMU reads the device state it restores (`migrate-incoming fd:3`). */
@@ -107,9 +106,7 @@ export class QemuProcess {
   }
 
   static async launch(machine: MachineDescription, opts: LaunchQemuOptions): Promise<QemuProcess> {
-    const qemuArgv = [resolveProgram(machine.qemuBinary), ...buildQemuArgs(machine)];
-    const argv = opts.confinement ? confinedArgv(qemuArgv, opts.confinement, hostLayout()) : qemuArgv;
-    const [program, ...args] = argv as [string, ...string[]];
+    const command = [resolveProgram(machine.qemuBinary), ...buildQemuArgs(machine)];
     const fds: number[] = [];
     const open = (path: string | undefined, flags: string) => {
       if (path === undefined) return 'ignore' as const;
@@ -117,59 +114,39 @@ export class QemuProcess {
       fds.push(fd);
       return fd;
     };
-    let child: ChildProcess;
+    let started: JailedProcess;
     try {
       const logFd = open(opts.logPath, 'a');
-      child = launch([program, ...args], {
-        // Registered below, with the QEMU pid (the jail's own process would only orphan it).
-        killOnExit: false,
-        stdio: [
-          'ignore',
-          logFd,
-          logFd,
-          open(opts.stateIn, 'r'),
-          'ignore',
-          opts.confinement ? 'pipe' : 'ignore',
-        ],
-        env: opts.confinement ? {} : process.env,
-        detached: true,
+      started = await launchJailed(command, opts.confinement, {
+        stdio: ['ignore', logFd, logFd, open(opts.stateIn, 'r'), 'ignore'],
+        signal: opts.signal,
+        timeoutMs: opts.timeoutMs,
       });
-    } finally {
-      for (const fd of fds) closeSync(fd);
-    }
-    child.unref();
-    // A spawn failure (ENOENT) leaves pid undefined and emits 'error'; it is reported below.
-    child.on('error', () => undefined);
-    if (child.pid === undefined) {
-      throw new VmExitedError(`could not start ${program}`, { code: null, signal: null }, '', {
-        hint: `install ${program === 'bwrap' ? 'bubblewrap' : 'qemu-system-x86'} (scripts/setup.sh, forkd doctor)`,
-      });
-    }
-    const killOnExit = opts.killOnExit ?? true;
-    if (!opts.confinement) return new QemuProcess(child, opts.logPath, machine.paths.consoleLog, killOnExit);
-    const info = (child.stdio as unknown as (Readable | null)[])[BWRAP_INFO_FD];
-    if (!info) throw new Error('bwrap info pipe missing');
-    try {
-      const qemuPid = await confinedPid(child, info, opts);
-      return new QemuProcess(child, opts.logPath, machine.paths.consoleLog, killOnExit, qemuPid);
     } catch (err) {
-      child.kill('SIGKILL');
       const tail = await tailOf([opts.logPath], 5);
       throw new VmExitedError(
-        `could not start QEMU in its jail: ${(err as Error).message}${tail ? `: ${tail.split('\n').pop()}` : ''}`,
-        { code: child.exitCode, signal: child.signalCode },
+        `could not start QEMU${opts.confinement ? ' in its jail' : ''}: ${(err as Error).message}${tail ? `: ${tail.split('\n').pop()}` : ''}`,
+        { code: null, signal: null },
         tail,
         {
-          hint: 'forkd doctor checks bubblewrap and user namespaces; FORKD_UNCONFINED=1 runs QEMU unconfined',
+          hint: opts.confinement
+            ? 'forkd doctor checks bubblewrap and QEMU; FORKD_UNCONFINED=1 runs QEMU unconfined'
+            : 'install qemu-system-x86 (forkd doctor)',
         },
       );
     } finally {
-      // Drained, never closed early: bwrap may still be writing its info
-      // (a closed pipe would kill it with SIGPIPE); it closes the fd itself.
-      info.on('data', () => undefined);
-      info.on('error', () => undefined);
-      info.resume();
+      for (const fd of fds) closeSync(fd);
     }
+    const { child, pid } = started;
+    child.unref();
+    const killOnExit = opts.killOnExit ?? true;
+    return new QemuProcess(
+      child,
+      opts.logPath,
+      machine.paths.consoleLog,
+      killOnExit,
+      opts.confinement ? pid : undefined,
+    );
   }
 
   get hasExited(): boolean {
@@ -224,37 +201,6 @@ export function jailedExit(code: number | null, signal: NodeJS.Signals | null, j
   if (!jailed || signal !== null || code === null || code <= 128 || code >= 128 + 65) return { code, signal };
   const name = Object.entries(osConstants.signals).find(([, n]) => n === code - 128)?.[0];
   return name ? { code: null, signal: name } : { code, signal };
-}
-
-/** The confined program's host pid, from bwrap's info fd (JSON with `child-pid`). */
-function confinedPid(child: ChildProcess, info: Readable, opts: CallOptions): Promise<number> {
-  const signal = deadlineSignal(
-    { timeoutMs: opts.timeoutMs ?? 10_000, signal: opts.signal },
-    'starting bwrap',
-  );
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const done = (err: Error | null, pid?: number) => {
-      info.off('data', onData);
-      child.off('exit', onExit);
-      signal.removeEventListener('abort', onAbort);
-      if (err) reject(err);
-      else resolve(pid as number);
-    };
-    const onData = (chunk: Buffer) => {
-      text += chunk.toString('utf8');
-      if (text.length > 64 * 1024) return done(new Error('bwrap info is too long'));
-      // The number must be followed by its delimiter: a chunk can end mid-number.
-      const match = /"child-pid"\s*:\s*(\d+)\s*[,}]/.exec(text);
-      if (match) done(null, Number(match[1]));
-    };
-    const onExit = (code: number | null, sig: string | null) =>
-      done(new Error(`bwrap exited (${sig ? `signal ${sig}` : `code ${code}`})`));
-    const onAbort = () => done(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-    info.on('data', onData);
-    child.once('exit', onExit);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** Every QEMU whose command line contains `marker` (a run dir), however it was started. */

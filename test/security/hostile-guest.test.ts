@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,12 +146,68 @@ test('an allow-list admits its CIDRs only; the policy changes on a running sandb
   assert.equal((await call('DELETE', `/v1/sandboxes/${sandbox.id}`)).status, 204);
 });
 
+test('a domain allow-list: the name asked for is checked and resolved by the host, never the guest', async () => {
+  // The host resolves the test names (its /etc/hosts).
+  const marker = '# forkd hostile-guest test';
+  const hostsLines = [
+    `${PUBLIC_HOST} allowed.forkd.test ${marker}`,
+    `${PRIVATE_HOST} private.forkd.test ${marker}`,
+  ];
+  const original = await readFile('/etc/hosts', 'utf8');
+  await writeFile('/etc/hosts', `${original.trimEnd()}\n${hostsLines.join('\n')}\n`);
+  let sandbox: Sandbox | undefined;
+  try {
+    sandbox = await spawn('allow:allowed.forkd.test,private.forkd.test');
+    const id = sandbox.id;
+    // An HTTP request for `name`, sent to an address of the guest's choosing (a private one:
+    // were it used, the firewall would refuse it).
+    const get = async (name: string) => {
+      const r = await call('POST', `/v1/sandboxes/${id}/exec`, {
+        args: [
+          'sh',
+          '-c',
+          `printf 'GET / HTTP/1.0\\r\\nHost: ${name}\\r\\n\\r\\n' | nc -w 5 ${PRIVATE_HOST} 80 2>&1; true`,
+        ],
+        timeout_secs: 20,
+      });
+      return (r.json as { stdout: string }).stdout;
+    };
+    assert.match(
+      await get('allowed.forkd.test'),
+      new RegExp(`hello from ${PUBLIC_HOST} host=allowed.forkd.test`),
+      'proxied to the address the host resolved',
+    );
+    assert.doesNotMatch(await get('denied.forkd.test'), /hello/, 'a name not on the list');
+    assert.doesNotMatch(
+      await get('private.forkd.test'),
+      /hello/,
+      'a listed name the host resolves to a private address',
+    );
+    assert.doesNotMatch(
+      await dial(sandbox, PUBLIC_HOST, TEST_PORT),
+      /hello/,
+      'the raw address of a listed name, on another port',
+    );
+    await assertNothingForbidden(sandbox);
+  } finally {
+    if (sandbox) await call('DELETE', `/v1/sandboxes/${sandbox.id}`);
+    const now = await readFile('/etc/hosts', 'utf8');
+    await writeFile(
+      '/etc/hosts',
+      now
+        .split('\n')
+        .filter((l) => !l.includes(marker))
+        .join('\n'),
+    );
+  }
+});
+
 test('bad egress requests are 4xx with a clear error, and leave nothing behind', async () => {
   const bad = await call('POST', '/v1/sandboxes', { snapshot_tag: TAG, egress: 'everything' });
   assert.equal(bad.status, 400);
   assert.match(JSON.stringify(bad.json), /invalid egress policy/);
-  const domains = await call('POST', '/v1/sandboxes', { snapshot_tag: TAG, egress: 'allow:pypi.org' });
-  assert.equal(domains.status, 400, 'domain rules are refused until they are enforced');
+  const badRule = await call('POST', '/v1/sandboxes', { snapshot_tag: TAG, egress: 'allow:-x.org' });
+  assert.equal(badRule.status, 400, 'a rule that is neither a domain nor a CIDR');
   const sealed = await spawn();
   const reopen = await call('PUT', `/v1/sandboxes/${sealed.id}/egress`, { egress: 'internet' });
   assert.equal(reopen.status, 409, 'a sandbox spawned with none has no network to open');

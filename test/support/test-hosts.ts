@@ -23,10 +23,20 @@ export interface TestHosts {
   close(): void;
 }
 
+/** Port ${TEST_PORT} answers at once; port 80 answers an HTTP request with the Host it was sent. */
 const SERVER = `
 const net = require('node:net');
 for (const addr of process.argv.slice(1)) {
   net.createServer((s) => s.end('hello from ' + addr + '\\n')).listen(${TEST_PORT}, addr);
+  net.createServer((s) => {
+    let head = '';
+    s.on('data', (d) => {
+      head += d;
+      if (!head.includes('\\r\\n\\r\\n')) return;
+      const host = (/^host:\\s*(\\S+)/im.exec(head) || [])[1];
+      s.end('HTTP/1.0 200 OK\\r\\n\\r\\nhello from ' + addr + ' host=' + host + '\\n');
+    });
+  }).listen(80, addr);
 }
 process.stdout.write('ready\\n');
 `;
