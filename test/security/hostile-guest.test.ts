@@ -152,12 +152,13 @@ test('a domain allow-list: the name asked for is checked and resolved by the hos
   const hostsLines = [
     `${PUBLIC_HOST} allowed.forkd.test ${marker}`,
     `${PRIVATE_HOST} private.forkd.test ${marker}`,
+    `127.0.0.1 loopback.forkd.test ${marker}`,
   ];
   const original = await readFile('/etc/hosts', 'utf8');
   await writeFile('/etc/hosts', `${original.trimEnd()}\n${hostsLines.join('\n')}\n`);
   let sandbox: Sandbox | undefined;
   try {
-    sandbox = await spawn('allow:allowed.forkd.test,private.forkd.test');
+    sandbox = await spawn('allow:allowed.forkd.test,private.forkd.test,loopback.forkd.test');
     const id = sandbox.id;
     // An HTTP request for `name`, sent to an address of the guest's choosing (a private one:
     // were it used, the firewall would refuse it).
@@ -182,6 +183,11 @@ test('a domain allow-list: the name asked for is checked and resolved by the hos
       await get('private.forkd.test'),
       /hello/,
       'a listed name the host resolves to a private address',
+    );
+    assert.doesNotMatch(
+      await get('loopback.forkd.test'),
+      /hello|HTTP\//,
+      'a listed name the host resolves to 127.0.0.1',
     );
     assert.doesNotMatch(
       await dial(sandbox, PUBLIC_HOST, TEST_PORT),
