@@ -225,8 +225,38 @@ export class EgressFirewall {
     ];
     // The proxy knows the new list before the firewall sends it anything, and forgets the old after.
     if (hasDomains(next)) this.proxy.allow(uid, (next as { domains: readonly string[] }).domains);
-    await nft(script.join('\n') + '\n');
+    await this.transact(script.join('\n') + '\n');
     if (!hasDomains(next)) this.proxy.allow(uid, []);
+  }
+
+  private pending: { script: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private flushing = false;
+
+  /**
+   * Element changes requested together (the children of one fork) go to
+   * nft as one transaction: one process instead of one per child. If the
+   * batch fails, each change is tried alone, so one bad change fails only
+   * its own caller.
+   */
+  private transact(script: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ script, resolve, reject });
+      if (this.pending.length === 1 && !this.flushing) setImmediate(() => void this.flush());
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0);
+      try {
+        await nft(batch.map((b) => b.script).join(''));
+        for (const b of batch) b.resolve();
+      } catch {
+        for (const b of batch) await nft(b.script).then(b.resolve, b.reject);
+      }
+    }
+    this.flushing = false;
   }
 
   /**
