@@ -10,6 +10,7 @@ import { qemuPidsWith } from '../vmm/process.js';
 import { isVmAlive, readVmRecord, type VmRecord } from './run-dir.js';
 import { isProcessAlive } from '../snapshot/lock.js';
 import { removeStaleUidClaims } from './vm-uid.js';
+import type { EgressFirewall } from './egress-firewall.js';
 
 export interface CleanupReport {
   killedVms: number[];
@@ -26,6 +27,7 @@ export interface CleanupReport {
 export async function cleanupDataDir(
   dataDir: DataDir,
   store: SnapshotStore,
+  firewall: EgressFirewall,
   opts: { killRunning?: boolean } = {},
 ): Promise<CleanupReport> {
   const report: CleanupReport = {
@@ -78,7 +80,8 @@ export async function cleanupDataDir(
     await rm(dir, { recursive: true, force: true });
     report.removedStaging.push(dir);
   }
-  report.removedUidClaims = await removeStaleUidClaims(dataDir);
+  // A dead VM's run dir is gone now; its uid is freed once the firewall has forgotten it.
+  report.removedUidClaims = await removeStaleUidClaims(dataDir, (uid) => firewall.forget(uid));
   for (const parent of await forkdCgroupParents()) {
     for (const name of await readdir(parent, { withFileTypes: true }).catch(() => [])) {
       if (!name.isDirectory()) continue;

@@ -1,7 +1,7 @@
 // Host checks for `forkd doctor`: everything forkd needs, each with a status
 // and, when not passing, a hint that says how to fix it.
 import { run } from '../util/run.js';
-import { confinementEnabled } from './jail.js';
+import { confinementEnabled, isRoot } from './jail.js';
 import { constants } from 'node:fs';
 import { access, mkdir, statfs } from 'node:fs/promises';
 import { listKernelsForDoctor } from './doctor-kernel.js';
@@ -84,10 +84,9 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
       ? {
           name: 'confinement',
           status: 'pass',
-          detail:
-            process.getuid?.() === 0
-              ? 'on: each QEMU in bubblewrap as a uid of its own, no capabilities, seccomp'
-              : 'on: each QEMU in bubblewrap (user namespace, your uid), no capabilities, seccomp',
+          detail: isRoot()
+            ? 'on: each QEMU in bubblewrap as a uid of its own, no capabilities, seccomp'
+            : 'on: each QEMU in bubblewrap (user namespace, your uid), no capabilities, seccomp',
         }
       : {
           name: 'confinement',

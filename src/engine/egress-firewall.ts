@@ -260,6 +260,26 @@ export class EgressFirewall {
   }
 
   /**
+   * Take `uid` out of every uid set whatever policy it had (its VM died
+   * unseen, its record may be gone): out of network_uids it reaches nothing,
+   * so it is safe to hand to another VM. Nothing to do without the table.
+   */
+  async forget(uid: number): Promise<void> {
+    const exists = await run(['nft', 'list', 'table', ...TABLE.split(' ')]).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) return;
+    const sets = ['network_uids', 'internet_uids', 'proxied_uids'];
+    await this.transact(
+      sets
+        .map((set) => `add element ${TABLE} ${set} { ${uid} }\ndelete element ${TABLE} ${set} { ${uid} }\n`)
+        .join(''),
+    );
+    this.proxy.allow(uid, []);
+  }
+
+  /**
    * A sandbox started by an earlier forkd process (a daemon before its
    * restart): its domain rules now go through this process's proxy.
    */

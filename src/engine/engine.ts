@@ -328,6 +328,6 @@ export class Engine {
   }
 
   cleanup(opts: { killRunning?: boolean } = {}): Promise<CleanupReport> {
-    return cleanupDataDir(this.dataDir, this.store, opts);
+    return cleanupDataDir(this.dataDir, this.store, this.firewall, opts);
   }
 }

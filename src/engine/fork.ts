@@ -22,14 +22,18 @@ import { Sandbox } from './sandbox.js';
 import { launchVm, unlessExited, type LaunchedVm } from './vm.js';
 import { DEFAULT_EGRESS, needsHostNetwork, type EgressPolicy } from './egress.js';
 import type { EgressFirewall } from './egress-firewall.js';
-import { grantToVm } from './jail.js';
+import { grantToVm, vmUidsEnabled } from './jail.js';
 
 /** Refuse, before anything starts, a policy this host cannot enforce. */
 export function checkEgressSupported(policy: EgressPolicy): void {
-  if (needsHostNetwork(policy) && process.getuid?.() !== 0) {
-    throw new InvalidArgumentError(`egress ${policy.mode} needs forkd to run as root`, 'egress', {
-      hint: 'its firewall keys on a uid per VM, which only root can assign; use --egress none',
-    });
+  if (needsHostNetwork(policy) && !vmUidsEnabled()) {
+    throw new InvalidArgumentError(
+      `egress ${policy.mode} needs forkd to run as root with confinement on`,
+      'egress',
+      {
+        hint: 'its firewall keys on a uid per VM, which only root can assign and only a jailed QEMU runs as; use --egress none',
+      },
+    );
   }
 }
 
@@ -245,8 +249,15 @@ async function restoreChild(
       await vm.process.terminate();
     }
     await cgroup?.remove();
-    if (firewalled) await ctx.firewall.apply(vmUid(runDir), egress, DEFAULT_EGRESS).catch(() => undefined);
-    await runDir.remove();
+    // A uid still in the firewall is never handed to another VM: its run dir (and claim) stay for `forkd cleanup`.
+    const revoked =
+      !firewalled ||
+      (await ctx.firewall.apply(vmUid(runDir), egress, DEFAULT_EGRESS).then(
+        () => true,
+        () => false,
+      ));
+    if (revoked) await runDir.remove();
+    else runDir.keepOnExit();
     return { index, ok: false, error: err instanceof Error ? err : new Error(String(err)) };
   }
 }

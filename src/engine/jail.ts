@@ -28,6 +28,16 @@ export function confinementEnabled(env: NodeJS.ProcessEnv = process.env): boolea
   return env.FORKD_UNCONFINED !== '1';
 }
 
+/** Whether forkd runs as root: only then can each VM get a uid of its own. */
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** Whether VMs started now run as uids of their own (which the egress firewall keys on). */
+export function vmUidsEnabled(): boolean {
+  return confinementEnabled() && isRoot();
+}
+
 /** The LD_PRELOAD library built by `make -C native` (npm run build). */
 export function preloadLibrary(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -84,10 +94,7 @@ export function probeJail(kernelPath: string): ((scratchDir: string) => Confinem
   return (scratchDir) => {
     const kvm = kvmGroup();
     return {
-      identity:
-        process.getuid?.() === 0
-          ? { uid: PROBE_UID, gid: PROBE_UID, groups: kvm === null ? [] : [kvm] }
-          : null,
+      identity: isRoot() ? { uid: PROBE_UID, gid: PROBE_UID, groups: kvm === null ? [] : [kvm] } : null,
       readOnlyPaths: [kernelPath],
       writablePaths: [scratchDir],
       devices: ['/dev/kvm'],

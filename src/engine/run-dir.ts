@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { claimVmUid, releaseVmUid } from './vm-uid.js';
+import { vmUidsEnabled } from './jail.js';
 import { onProcessExit } from '../util/cleanup.js';
 import { isQemuAlive } from '../vmm/process.js';
 import type { SandboxInfo } from './sandbox.js';
@@ -57,11 +58,7 @@ function runDirPaths(dir: string): RunDir['paths'] {
   };
 }
 
-export async function createRunDir(
-  dataDir: DataDir,
-  id: string,
-  opts: { confined?: boolean } = {},
-): Promise<RunDir> {
+export async function createRunDir(dataDir: DataDir, id: string): Promise<RunDir> {
   const dir = dataDir.vmRunDir(id);
   const paths = runDirPaths(dir);
   if (Buffer.byteLength(paths.agentSocket) > MAX_SOCKET_PATH) {
@@ -72,7 +69,8 @@ export async function createRunDir(
   await mkdir(dir, { recursive: true, mode: 0o711 });
   const vmDir = join(dir, VM_SUBDIR);
   await mkdir(vmDir, { mode: 0o700 });
-  const uid = (opts.confined ?? true) && isRoot() ? await claimVmUid(dataDir, id) : null;
+  // Unconfined (FORKD_UNCONFINED=1) QEMU keeps forkd's uid: claiming one would only pretend.
+  const uid = vmUidsEnabled() ? await claimVmUid(dataDir, id) : null;
   if (uid !== null) await chown(vmDir, uid, uid);
   // Interrupted (SIGINT, SIGTERM, crash): the VM is killed by its own exit
   // hook; this one removes its sockets, logs and overlay.
@@ -90,10 +88,6 @@ export async function createRunDir(
     },
     keepOnExit: forget,
   };
-}
-
-export function isRoot(): boolean {
-  return process.getuid?.() === 0;
 }
 
 /** The run dir of a VM started by an earlier process; it outlives this one unless removed. */

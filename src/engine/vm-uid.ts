@@ -2,8 +2,10 @@
 // owns (as Firecracker's jailer does): two VMs then share no files, signals
 // or firewall rules even if both QEMUs were taken over. A uid is claimed by
 // creating <data-dir>/vm-uids/<uid> exclusively (it names the run dir that
-// holds it) and freed with the run dir. A claim whose run dir is gone was
-// left by a crash and is taken over.
+// holds it) and freed with the run dir, after its firewall entries are gone.
+// A claim is never taken over here: a uid whose VM died unseen may still have
+// firewall entries, and only `forkd cleanup` (which reads the VM's record and
+// revokes them) frees it.
 import { randomInt } from 'node:crypto';
 import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,10 +18,6 @@ export const VM_UID_RANGE: readonly [number, number] = [0x7000_0000, 0x7000_0000
 
 /** The last uid of the range, never claimed: the accelerator probe's test boot (no guest code). */
 export const PROBE_UID = VM_UID_RANGE[1];
-
-export function isVmUid(uid: number): boolean {
-  return uid >= VM_UID_RANGE[0] && uid <= VM_UID_RANGE[1];
-}
 
 function claimsDir(dataDir: DataDir): string {
   return join(dataDir.root, 'vm-uids');
@@ -37,10 +35,7 @@ export async function claimVmUid(dataDir: DataDir, runDirId: string): Promise<nu
       return uid;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = await readFile(path, 'utf8').catch(() => '');
-      if (holder && !(await pathExists(dataDir.vmRunDir(holder)))) {
-        await unlink(path).catch(() => undefined); // stale: its VM's run dir is gone
-      }
+      // Taken, or left by a crash: try another of the 2^24.
     }
   }
   throw new ResourceExhaustedError('no free VM uid found after 64 tries', {
@@ -54,13 +49,26 @@ export async function releaseVmUid(dataDir: DataDir, uid: number, runDirId: stri
   if ((await readFile(path, 'utf8').catch(() => '')) === runDirId) await unlink(path).catch(() => undefined);
 }
 
-/** Remove claims whose run dir no longer exists (`forkd cleanup`); returns the uids freed. */
-export async function removeStaleUidClaims(dataDir: DataDir): Promise<number[]> {
+/**
+ * Remove claims whose run dir no longer exists (`forkd cleanup`), each only
+ * once `beforeFree` (taking it out of the firewall) succeeded; returns the uids freed.
+ */
+export async function removeStaleUidClaims(
+  dataDir: DataDir,
+  beforeFree: (uid: number) => Promise<void>,
+): Promise<number[]> {
   const freed: number[] = [];
   const dir = claimsDir(dataDir);
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const holder = await readFile(join(dir, name), 'utf8').catch(() => '');
     if (holder && (await pathExists(dataDir.vmRunDir(holder)))) continue;
+    if (
+      !(await beforeFree(Number(name)).then(
+        () => true,
+        () => false,
+      ))
+    )
+      continue;
     await unlink(join(dir, name)).catch(() => undefined);
     freed.push(Number(name));
   }

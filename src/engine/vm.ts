@@ -100,6 +100,7 @@ export async function destroyVm(
   try {
     await beforeRelease?.();
   } catch {
+    vm.runDir.keepOnExit(); // not even this process's exit may remove it
     return;
   }
   await vm.runDir.remove().catch(() => undefined);
