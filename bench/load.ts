@@ -56,7 +56,7 @@ export async function benchLoad(engine: Engine, log: (s: string) => void): Promi
   await daemon.close();
   await new Promise((r) => setTimeout(r, 500));
   const runDirs = await readdir(engine.dataDir.runDir).catch(() => []);
-  const qemus = await qemuPidsUsing(engine.dataDir.runDir);
+  const qemus = qemuPidsUsing(engine.dataDir.runDir);
   await engine.store.remove(TAG);
   const rows: BenchRow[] = [
     { metric: 'iterations (spawn → exec → kill)', value: lat.kill.length, unit: `in ${seconds} s` },

@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: machine description, memory accounting,
 // percentiles, and writing results as JSON plus a markdown table.
-import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
 
@@ -60,13 +60,4 @@ export async function writeResults(
 }
 
 /** QEMU processes whose command line mentions `marker` (a run dir). */
-export async function qemuPidsUsing(marker: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    const program = (cmdline.split('\0')[0] ?? '').split('/').pop() ?? '';
-    if (program.startsWith('qemu-system') && cmdline.includes(marker)) pids.push(Number(name));
-  }
-  return pids;
-}
+export { qemuPidsWith as qemuPidsUsing } from '../src/vmm/process.js';

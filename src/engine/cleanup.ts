@@ -42,24 +42,15 @@ export async function cleanupDataDir(
   for (const name of await readdir(dataDir.runDir).catch(() => [] as string[])) {
     const dir = join(dataDir.runDir, name);
     const record = await readVmRecord(dir);
-    if (record && isVmAlive(dir, record.pid)) {
-      if (!opts.killRunning && !isOrphan(record)) {
-        report.runningVms.push({ dir, pid: record.pid });
-        continue;
-      }
-      try {
-        process.kill(record.pid, 'SIGKILL');
-        report.killedVms.push(record.pid);
-      } catch {
-        // exited meanwhile
-      }
-      await waitGone(dir, record.pid);
+    if (record && isVmAlive(dir, record.pid) && !opts.killRunning && !isOrphan(record)) {
+      report.runningVms.push({ dir, pid: record.pid });
+      continue;
     }
     if (!opts.killRunning && record && record.pid === 0 && isStarting(record)) {
       continue; // a live process is starting this VM right now
     }
-    // A QEMU whose starter died before vm.json had its pid (inside the
-    // jail's start-up) is found by its command line instead.
+    // Its QEMU is found by its command line, whether vm.json has its pid or
+    // its starter died inside the jail's start-up before it could be written.
     for (const pid of qemuPidsWith(dir + '/')) {
       try {
         process.kill(pid, 'SIGKILL');

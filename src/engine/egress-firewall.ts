@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import { MissingDependencyError } from '../errors.js';
 import { run } from '../util/run.js';
-import { parseCidr, type EgressPolicy } from './egress.js';
+import type { EgressPolicy } from './egress.js';
 import { VM_UID_RANGE } from './vm-uid.js';
 import { EgressProxy } from './egress-proxy.js';
 
@@ -44,7 +44,10 @@ export const BLOCKED_V6 = [
 ];
 
 export interface FirewallOptions {
-  /** Ranges the operator lets guests reach despite the block list (`forkd serve --egress-allow-cidr`). */
+  /**
+   * Ranges the operator lets guests reach despite the block list (`forkd
+   * serve --egress-allow-cidr`), already checked and canonical (parseCidr).
+   */
   operatorAllow?: readonly string[];
 }
 
@@ -79,7 +82,7 @@ async function resolvers(): Promise<string[]> {
 /** The whole table, created atomically by the first engine that needs it. */
 export async function tableScript(opts: FirewallOptions): Promise<string> {
   const [first, last] = VM_UID_RANGE;
-  const operator = (opts.operatorAllow ?? []).map((c) => parseCidr(c) ?? c);
+  const operator = opts.operatorAllow ?? [];
   const dns = await resolvers();
   const set = (name: string, type: string, values: readonly string[], interval = true) =>
     `  set ${name} { typeof ${type}; ${interval ? 'flags interval; ' : ''}${
@@ -164,7 +167,7 @@ export function policyElements(
   return lines;
 }
 
-function hasDomains(policy: EgressPolicy): boolean {
+function hasDomains(policy: EgressPolicy): policy is Extract<EgressPolicy, { mode: 'allow' }> {
   return policy.mode === 'allow' && policy.domains.length > 0;
 }
 
@@ -176,7 +179,7 @@ export class EgressFirewall {
     this.proxy = new EgressProxy({
       blockedV4: BLOCKED_V4,
       blockedV6: BLOCKED_V6,
-      operatorAllow: (opts.operatorAllow ?? []).map((c) => parseCidr(c) ?? c),
+      operatorAllow: opts.operatorAllow ?? [],
     });
   }
 
@@ -201,9 +204,8 @@ export class EgressFirewall {
         ));
       if (exists && !current) await nft(`delete table ${TABLE}\n`);
       if (!current) return nft(await tableScript(this.opts));
-      const operator = (this.opts.operatorAllow ?? []).map((c) => parseCidr(c) ?? c);
       const lines = [`flush set ${TABLE} operator4`, `flush set ${TABLE} operator6`];
-      for (const cidr of operator) {
+      for (const cidr of this.opts.operatorAllow ?? []) {
         lines.push(`add element ${TABLE} operator${family(cidr) === 'ip' ? 4 : 6} { ${cidr} }`);
       }
       return nft(lines.join('\n') + '\n');
@@ -224,7 +226,7 @@ export class EgressFirewall {
       ...policyElements('add', uid, next, port),
     ];
     // The proxy knows the new list before the firewall sends it anything, and forgets the old after.
-    if (hasDomains(next)) this.proxy.allow(uid, (next as { domains: readonly string[] }).domains);
+    if (hasDomains(next)) this.proxy.allow(uid, next.domains);
     await this.transact(script.join('\n') + '\n');
     if (!hasDomains(next)) this.proxy.allow(uid, []);
   }
@@ -287,7 +289,7 @@ export class EgressFirewall {
     if (!hasDomains(policy)) return;
     await this.install();
     const port = await this.proxy.port();
-    this.proxy.allow(uid, (policy as { domains: readonly string[] }).domains);
+    this.proxy.allow(uid, policy.domains);
     await nft(`delete element ${TABLE} proxy_ports { ${uid} }\n`).catch(() => undefined);
     await nft(`add element ${TABLE} proxy_ports { ${uid} : ${port} }\n`);
   }

@@ -141,6 +141,7 @@ async function restoreChild(
   const t0 = Date.now();
   const id = randomId('sb');
   const egress = opts.egress ?? DEFAULT_EGRESS;
+  const limits = limitsOf(opts);
   const runDir = await createRunDir(ctx.dataDir, id);
   let vm: LaunchedVm | undefined;
   let firewalled = false;
@@ -186,7 +187,7 @@ async function restoreChild(
     await unlessExited(launched.process, 'loading device state', loadDeviceState(launched.qmp, { signal }));
     // Before `cont`: the guest never runs outside its quotas.
     phase = 'placing it in its cgroups';
-    cgroup = await createSandboxCgroup(id, launched.process.pid, limitsOf(opts), runDir.dir);
+    cgroup = await createSandboxCgroup(id, launched.process.pid, limits, runDir.dir);
     if (needsHostNetwork(egress)) {
       phase = 'opening its egress firewall';
       await ctx.firewall.apply(vmUid(runDir), DEFAULT_EGRESS, egress);
@@ -221,8 +222,8 @@ async function restoreChild(
       pid: launched.process.pid,
       createdAtUnix: Math.floor(Date.now() / 1000),
       runDir: runDir.dir,
-      memoryLimitMib: limitsOf(opts).memoryMib ?? null,
-      limits: limitsOf(opts),
+      memoryLimitMib: limits.memoryMib ?? null,
+      limits,
       egress,
       hostNetwork: needsHostNetwork(egress),
     };

@@ -9,7 +9,7 @@ import { chown } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MissingDependencyError } from '../errors.js';
-import type { ConfinementSpec } from '../vmm/confine.js';
+import type { ConfinementSpec, VmIdentity } from '../vmm/confine.js';
 import type { Accelerator } from '../vmm/machine.js';
 import type { RunDir } from './run-dir.js';
 import { PROBE_UID } from './vm-uid.js';
@@ -66,10 +66,19 @@ function kvmGroup(): number | null {
   return kvmGid;
 }
 
+/** Who a jailed QEMU runs as: its uid (as its group too), and the kvm group when it needs /dev/kvm. */
+function vmIdentity(uid: number | null, kvm: boolean): VmIdentity | null {
+  if (uid === null) return null;
+  const kvmGid = kvm ? kvmGroup() : null;
+  return { uid, gid: uid, groups: kvmGid === null ? [] : [kvmGid] };
+}
+
+/** A jailed program's whole environment, before what a role adds. */
+const JAIL_ENV = { PATH: '/usr/bin:/bin' } as const;
+
 export function jailFor(runDir: RunDir, accel: Accelerator, request: JailRequest): ConfinementSpec | null {
   if (!confinementEnabled()) return null;
-  const kvm = accel === 'kvm' ? kvmGroup() : null;
-  const env: Record<string, string> = { PATH: '/usr/bin:/bin' };
+  const env: Record<string, string> = { ...JAIL_ENV };
   const readOnly = [...request.readOnly];
   if (request.privateRamFile) {
     const library = preloadLibrary();
@@ -78,8 +87,7 @@ export function jailFor(runDir: RunDir, accel: Accelerator, request: JailRequest
     env.FORKD_RAM_READONLY = request.privateRamFile;
   }
   return {
-    identity:
-      runDir.uid === null ? null : { uid: runDir.uid, gid: runDir.uid, groups: kvm === null ? [] : [kvm] },
+    identity: vmIdentity(runDir.uid, accel === 'kvm'),
     readOnlyPaths: readOnly,
     writablePaths: [runDir.vmDir, ...(request.writable ?? [])],
     devices: accel === 'kvm' ? ['/dev/kvm'] : [],
@@ -91,17 +99,14 @@ export function jailFor(runDir: RunDir, accel: Accelerator, request: JailRequest
 /** The jail of the accelerator probe's test boot: the kernel read-only, its scratch dir, /dev/kvm. */
 export function probeJail(kernelPath: string): ((scratchDir: string) => ConfinementSpec) | undefined {
   if (!confinementEnabled()) return undefined;
-  return (scratchDir) => {
-    const kvm = kvmGroup();
-    return {
-      identity: isRoot() ? { uid: PROBE_UID, gid: PROBE_UID, groups: kvm === null ? [] : [kvm] } : null,
-      readOnlyPaths: [kernelPath],
-      writablePaths: [scratchDir],
-      devices: ['/dev/kvm'],
-      network: 'isolated',
-      env: { PATH: '/usr/bin:/bin' },
-    };
-  };
+  return (scratchDir) => ({
+    identity: vmIdentity(isRoot() ? PROBE_UID : null, true),
+    readOnlyPaths: [kernelPath],
+    writablePaths: [scratchDir],
+    devices: ['/dev/kvm'],
+    network: 'isolated',
+    env: { ...JAIL_ENV },
+  });
 }
 
 /** Let the VM's uid write `paths` (files the host made for it: a disk overlay, a snapshot dir being written). */
