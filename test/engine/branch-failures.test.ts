@@ -13,7 +13,7 @@ import {
   type Engine,
   type Sandbox,
 } from '../../src/engine/index.js';
-import { readVmRecord } from '../../src/engine/run-dir.js';
+import { readVmRecord, VM_SUBDIR } from '../../src/engine/run-dir.js';
 import type { QmpEvent } from '../../src/vmm/qmp.js';
 import { qemuProcessesUsing, testEngine } from '../support/engine.js';
 
@@ -71,6 +71,16 @@ async function assertBranchGone(from: Engine, tag: string): Promise<void> {
   );
 }
 
+/** The socket directory a branch made in the source's VM dir goes with the branch. */
+async function assertNoTransferDir(source: Sandbox): Promise<void> {
+  const entries = await readdir(join(source.info.runDir, VM_SUBDIR));
+  assert.deepEqual(
+    entries.filter((n) => n.startsWith('x-')),
+    [],
+    'no transfer dir left in the source',
+  );
+}
+
 async function assertAnswers(sandbox: Sandbox): Promise<void> {
   assert.ok(sandbox.isAlive);
   const r = await sandbox.agent.exec({ shell: 'echo still here' });
@@ -95,6 +105,7 @@ void test('the writer dying mid-copy fails the branch; the source keeps running'
   });
   await assert.rejects(engine.branch(source, { tag: `${TAG}-w` }));
   await assertBranchGone(engine, `${TAG}-w`);
+  await assertNoTransferDir(source);
   await assertAnswers(source);
 });
 
@@ -137,6 +148,7 @@ void test('a full disk fails the branch, frees what it wrote, and the source kee
     (err: unknown) => err instanceof ResourceExhaustedError && /disk is full/.test(err.message),
   );
   await assertBranchGone(small, `${TAG}-full`);
+  await assertNoTransferDir(source);
   assert.deepEqual(await listFiles(join(scratch, 'snapshots')), filesBefore, 'nothing of the branch is left');
   const after = await statfs(scratch);
   assert.ok(after.bavail * after.bsize >= 15 * 2 ** 20, 'its space is free again');
