@@ -299,14 +299,31 @@ struct req *chan_read_frame(void)
 	}
 }
 
+/* How long a reply waits for a host that seems gone. A port's open/close
+ * events travel on the control queue, unordered with data: a restored child
+ * can see a stale "host closed" right after it read the new host's request,
+ * with "host open" close behind. Dropping the reply then would leave that
+ * host waiting for an answer that never comes. */
+#define HOST_GONE_GRACE_MS 2000
+
 /* Waits for the port to take more bytes; 0 = go on, -1 = host gone. */
-static int wait_writable(void)
+static int wait_writable(uint64_t *gone_since_ms)
 {
 	struct pollfd p = {ch.fd, POLLOUT, 0};
 	if (poll(&p, 1, 200) < 0)
 		return 0;
-	if ((p.revents & (POLLHUP | POLLERR)) && !(p.revents & POLLOUT))
-		return -1;
+	if ((p.revents & (POLLHUP | POLLERR)) && !(p.revents & POLLOUT)) {
+		if (ch.listen_mode)
+			return -1;
+		uint64_t now = now_ms();
+		if (!*gone_since_ms)
+			*gone_since_ms = now;
+		if (now - *gone_since_ms >= HOST_GONE_GRACE_MS)
+			return -1;
+		sleep_ms(5);
+		return 0;
+	}
+	*gone_since_ms = 0;
 	return 0;
 }
 
@@ -330,6 +347,7 @@ void chan_send(uint32_t id, uint64_t gen, uint8_t type, const char *head, size_t
 	struct iovec *v = iov;
 	int cnt = body_len ? 3 : 2;
 
+	uint64_t gone_since_ms = 0;
 	pthread_mutex_lock(&ch.wmu);
 	if (gen != ch.gen || ch.fd < 0)
 		goto out;
@@ -338,7 +356,7 @@ void chan_send(uint32_t id, uint64_t gen, uint8_t type, const char *head, size_t
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN && wait_writable() == 0)
+			if (errno == EAGAIN && wait_writable(&gone_since_ms) == 0)
 				continue;
 			break; /* host gone: the reader notices and reconnects */
 		}

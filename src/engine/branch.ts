@@ -15,6 +15,7 @@ import { ConflictError, QmpError, ResourceExhaustedError } from '../errors.js';
 import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
 import { linkOrCopy } from '../util/files.js';
 import { run } from '../util/run.js';
+import { waitAgentAttached } from '../vmm/chardev.js';
 import { createOverlay } from '../vmm/disk.js';
 import {
   expectCompleted,
@@ -173,6 +174,7 @@ export async function branchSandbox(
     // source's: the guest state saved from the writer must say "host
     // connected", or every child of the branch starts with a stale hang-up.
     writerAgent = await connectUnix(writerVm.machine.paths.agentSocket, signal);
+    await waitAgentAttached(writerVm.qmp, { signal });
     const incomingSocket = join(transferDir, 'incoming.sock');
     await setMigrationCapabilities(writerVm.qmp, { ignoreShared: false }, { signal });
     await writerVm.qmp.execute('migrate-incoming', { uri: `unix:${incomingSocket}` }, { signal });

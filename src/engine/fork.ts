@@ -12,6 +12,7 @@ import type { SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import { createOverlay } from '../vmm/disk.js';
+import { waitAgentAttached } from '../vmm/chardev.js';
 import { loadDeviceState } from '../vmm/migration.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { AgentClient } from './agent/client.js';
@@ -202,6 +203,8 @@ async function restoreChild(
       AgentClient.connect(launched.machine.paths.agentSocket, { signal }),
     );
     const connected = agent;
+    phase = 'waiting for QEMU to take the agent connection';
+    await unlessExited(launched.process, phase, waitAgentAttached(launched.qmp, { signal }));
     phase = 'resuming';
     await launched.qmp.execute('cont', undefined, { signal });
     const t2 = Date.now();

@@ -5,6 +5,9 @@
 
 export type Accelerator = 'kvm' | 'tcg';
 
+/** The chardev id of the agent's virtio port. */
+export const AGENT_CHARDEV = 'agent';
+
 /** What makes two VMs restore-compatible: everything the device state depends on. */
 export interface MachineShape {
   machineType: 'microvm';
@@ -120,11 +123,11 @@ export function buildQemuArgs(m: MachineDescription): string[] {
     '-mon',
     'chardev=qmp,mode=control',
     '-chardev',
-    `socket,id=agent,path=${escapeOption(paths.agentSocket)},server=on,wait=off`,
+    `socket,id=${AGENT_CHARDEV},path=${escapeOption(paths.agentSocket)},server=on,wait=off`,
     '-device',
     'virtio-serial-device,max_ports=2',
     '-device',
-    'virtserialport,chardev=agent,name=forkd.agent',
+    `virtserialport,chardev=${AGENT_CHARDEV},name=forkd.agent`,
     '-object',
     'rng-random,id=rng,filename=/dev/urandom',
     '-device',
