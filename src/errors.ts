@@ -12,9 +12,11 @@ export type ForkdErrorCode =
   | 'vm_exited'
   | 'qmp_error'
   | 'agent_error'
+  | 'agent_unavailable'
   | 'incompatible'
   | 'corrupt'
   | 'resource_exhausted'
+  | 'too_large'
   | 'missing_dependency'
   | 'command_exit'
   | 'remote'
@@ -130,6 +132,17 @@ export class AgentError extends ForkdError {
   }
 }
 
+/** The agent's channel broke (the guest sent bytes that are not the protocol); `reason` says how. */
+export class AgentUnavailableError extends ForkdError {
+  constructor(
+    message: string,
+    readonly reason: string,
+    options?: ForkdErrorOptions,
+  ) {
+    super('agent_unavailable', message, options);
+  }
+}
+
 /** A snapshot or pack was made by a QEMU / machine that this host cannot restore. */
 export class IncompatibleError extends ForkdError {
   constructor(
@@ -156,6 +169,17 @@ export class CorruptError extends ForkdError {
 export class ResourceExhaustedError extends ForkdError {
   constructor(message: string, options?: ForkdErrorOptions) {
     super('resource_exhausted', message, options);
+  }
+}
+
+/** Something a guest sent (a file, a result) is larger than the host takes. */
+export class TooLargeError extends ForkdError {
+  constructor(
+    message: string,
+    readonly limitBytes: number,
+    options?: ForkdErrorOptions,
+  ) {
+    super('too_large', message, options);
   }
 }
 
@@ -209,7 +233,9 @@ export const HTTP_STATUS: Readonly<Record<ForkdErrorCode, number>> = {
   vm_exited: 500,
   qmp_error: 500,
   agent_error: 500,
+  agent_unavailable: 502,
   resource_exhausted: 503,
+  too_large: 413,
   missing_dependency: 500,
   command_exit: 500,
   remote: 502,

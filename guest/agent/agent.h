@@ -12,7 +12,7 @@
 #include <sys/types.h>
 
 #define AGENT_VERSION "0.1.0"
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 #define MAX_FRAME (16u << 20)          /* length field limit */
 #define FRAME_OVERHEAD 9u              /* id + type + head_len */
 #define CHUNK_MAX (64u << 10)          /* exec output per frame */
@@ -23,13 +23,13 @@
 
 enum req_type {
 	T_PING = 1, T_HYGIENE, T_EXEC, T_STDIN, T_KILL, T_EVAL, T_FILE_READ,
-	T_FILE_WRITE, T_FILE_LIST, T_FILE_STAT, T_FILE_REMOVE, T_MKDIR,
+	T_FILE_WRITE, T_FILE_LIST, T_FILE_STAT, T_FILE_REMOVE, T_MKDIR, T_CREDIT,
 };
 enum resp_type { RS_OK = 128, RS_ERROR, RS_STDOUT, RS_STDERR, RS_EXIT };
 enum field_key {
 	F_ARG = 1, F_SHELL, F_ENV, F_CWD, F_STDIN, F_TIMEOUT_MS, F_CODE, F_PATH,
 	F_DATA, F_MODE, F_APPEND, F_PARENTS, F_RECURSIVE, F_SIGNAL, F_TIME_NS,
-	F_ENTROPY, F_VARY, F_STDIN_OPEN, F_OFFSET, F_LENGTH,
+	F_ENTROPY, F_VARY, F_STDIN_OPEN, F_OFFSET, F_LENGTH, F_WINDOW, F_TARGET,
 };
 
 struct field {
@@ -123,6 +123,7 @@ struct exec *exec_register(struct req *r);
 void *exec_thread(void *arg);
 void exec_stdin(struct req *r);
 void exec_kill(struct req *r);
+void exec_credit(struct req *r);
 int resolve_cmd(const char *cmd, const char *path_env, char *out, size_t outlen);
 
 /* files.c */

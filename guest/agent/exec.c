@@ -1,6 +1,9 @@
-/* EXEC, STDIN and KILL. Each exec gets its own session (setsid) so a timeout
- * or KILL reaches the whole process tree through its process group. Output is
- * streamed as it arrives. STDIN frames are queued by the reader thread in
+/* EXEC, STDIN, KILL and CREDIT. Each exec gets its own session (setsid) so a
+ * timeout or KILL reaches the whole process tree through its process group.
+ * Output is streamed as it arrives; with a WINDOW the host bounds how many
+ * bytes may be unacknowledged, and past it the pipes are not read until a
+ * CREDIT comes, so the process blocks on a full pipe instead of the host
+ * buffering without limit. STDIN frames are queued by the reader thread in
  * arrival order and fed to the pipe by a per-exec writer thread, so a child
  * that never reads its stdin cannot stall the channel. An exec is registered
  * under its request id before its thread starts, so a STDIN or KILL that
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,6 +45,10 @@ struct exec {
 	pid_t pid;             /* also the process group; 0 until exec'd */
 	int pending_sig;       /* KILL that arrived before the exec happened */
 	int in_fd;
+	uint64_t window;       /* unacknowledged output allowed; 0 = no flow control */
+	uint64_t acked;        /* output bytes the host has credited */
+	int credit_fd;         /* eventfd: a CREDIT (or an abandon) arrived */
+	int abandon;           /* SIGKILLed: stop forwarding output */
 };
 
 static pthread_mutex_t ex_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -82,6 +90,14 @@ struct exec *exec_register(struct req *r)
 	}
 	e->r = r;
 	e->in_fd = -1;
+	e->credit_fd = -1;
+	if (req_u64(r, F_WINDOW, &e->window) <= 0)
+		e->window = 0;
+	if (e->window && (e->credit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		send_errno(r, errno, "eventfd", NULL);
+		free(e);
+		return NULL;
+	}
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	const struct field *in = req_field(r, F_STDIN);
@@ -93,6 +109,8 @@ struct exec *exec_register(struct req *r)
 	if (find_locked(r->id)) {
 		pthread_mutex_unlock(&ex_mu);
 		send_error(r, EEXIST, "an exec with id %u is still running", r->id);
+		if (e->credit_fd >= 0)
+			close(e->credit_fd);
 		pthread_mutex_destroy(&e->mu);
 		pthread_cond_destroy(&e->cv);
 		free(e->qh);
@@ -122,10 +140,20 @@ static void exec_free(struct exec *e)
 		n = c->next;
 		free(c);
 	}
+	if (e->credit_fd >= 0)
+		close(e->credit_fd);
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->cv);
 	req_free(e->r);
 	free(e);
+}
+
+static void wake_pump(struct exec *e)
+{
+	if (e->credit_fd >= 0) {
+		uint64_t one = 1;
+		(void)!write(e->credit_fd, &one, sizeof one);
+	}
 }
 
 void exec_stdin(struct req *r)
@@ -162,10 +190,36 @@ void exec_kill(struct req *r)
 			kill(-e->pid, (int)sig);
 		else
 			e->pending_sig = (int)sig;
+		if (sig == SIGKILL) {
+			/* Whoever killed it wants no more output: a pump held back by
+			 * its window must not wait for credit that will never come. */
+			pthread_mutex_lock(&e->mu);
+			e->abandon = 1;
+			pthread_mutex_unlock(&e->mu);
+			wake_pump(e);
+		}
 	}
 	pthread_mutex_unlock(&ex_mu);
 	if (!e)
 		send_error(r, ESRCH, "no running exec with id %u", r->id);
+}
+
+/* CREDIT travels under an id of its own (TARGET names the exec) and has no
+ * reply: an agent that predates it answers with an ERROR the host ignores. */
+void exec_credit(struct req *r)
+{
+	uint64_t target = 0, n = 0;
+	if (req_u64(r, F_TARGET, &target) <= 0 || req_u64(r, F_LENGTH, &n) <= 0 || target > UINT32_MAX)
+		return;
+	pthread_mutex_lock(&ex_mu);
+	struct exec *e = find_locked((uint32_t)target);
+	if (e) {
+		pthread_mutex_lock(&e->mu);
+		e->acked += n;
+		pthread_mutex_unlock(&e->mu);
+		wake_pump(e);
+	}
+	pthread_mutex_unlock(&ex_mu);
 }
 
 void exec_kill_all(void)
@@ -408,13 +462,32 @@ static void send_exit(struct req *r, int status, int timed_out)
 	jb_free(&b);
 }
 
+/* How many output bytes may be read now: the window's room (CHUNK_MAX at
+ * most), 0 while the host has not caught up, -1 once abandoned. */
+static ssize_t output_room(struct exec *e, uint64_t sent)
+{
+	pthread_mutex_lock(&e->mu);
+	uint64_t acked = e->acked;
+	int abandon = e->abandon;
+	pthread_mutex_unlock(&e->mu);
+	if (abandon)
+		return -1;
+	if (!e->window)
+		return CHUNK_MAX;
+	uint64_t out = sent > acked ? sent - acked : 0;
+	if (out >= e->window)
+		return 0;
+	uint64_t room = e->window - out;
+	return room < CHUNK_MAX ? (ssize_t)room : CHUNK_MAX;
+}
+
 /* Streams output until the process has exited and its pipes are drained;
  * returns the wait status. */
 static int pump(struct exec *e, struct child *c, int outfd, int errfd, int *timed_out)
 {
 	uint64_t timeout = 0;
 	req_u64(e->r, F_TIMEOUT_MS, &timeout);
-	uint64_t deadline = timeout ? now_ms() + timeout : 0, exit_at = 0;
+	uint64_t deadline = timeout ? now_ms() + timeout : 0, exit_at = 0, sent = 0;
 	int fds[2] = {outfd, errfd}, exited = 0, status = 0;
 	uint8_t *buf = malloc(CHUNK_MAX);
 	if (!buf) {
@@ -424,20 +497,41 @@ static int pump(struct exec *e, struct child *c, int outfd, int errfd, int *time
 	}
 	while (fds[0] >= 0 || fds[1] >= 0 || !exited) {
 		uint64_t now = now_ms();
+		ssize_t room = output_room(e, sent);
+		if (room < 0) {
+			if (!exited)
+				kill(-e->pid, SIGKILL);
+			for (int i = 0; i < 2; i++)
+				if (fds[i] >= 0) {
+					close(fds[i]);
+					fds[i] = -1;
+				}
+			if (!exited) {
+				child_wait(c, &status);
+				exited = 1;
+			}
+			break;
+		}
+		/* Held back by the window: the drain period starts once output flows again. */
+		if (exited && room == 0)
+			exit_at = now;
 		if (exited && now >= exit_at + DRAIN_MS)
 			break;
 		if (deadline && !exited && !*timed_out && now >= deadline) {
 			kill(-e->pid, SIGKILL);
 			*timed_out = 1;
 		}
+		/* A timed-out command's held-back output is dropped, not waited for. */
+		if (*timed_out && room == 0 && exited)
+			break;
 		int wait = -1;
 		if (deadline && !exited && !*timed_out)
 			wait = (int)(deadline - now);
-		if (exited)
+		if (exited && room > 0)
 			wait = (int)(exit_at + DRAIN_MS - now);
-		struct pollfd pf[3];
-		int n = 0, idx[3];
-		for (int i = 0; i < 2; i++)
+		struct pollfd pf[4];
+		int n = 0, idx[4];
+		for (int i = 0; i < 2 && room > 0; i++)
 			if (fds[i] >= 0) {
 				idx[n] = i;
 				pf[n++] = (struct pollfd){fds[i], POLLIN, 0};
@@ -446,12 +540,21 @@ static int pump(struct exec *e, struct child *c, int outfd, int errfd, int *time
 			idx[n] = 2;
 			pf[n++] = (struct pollfd){c->efd, POLLIN, 0};
 		}
+		if (e->credit_fd >= 0) {
+			idx[n] = 3;
+			pf[n++] = (struct pollfd){e->credit_fd, POLLIN, 0};
+		}
 		if (poll(pf, (nfds_t)n, wait) < 0)
 			continue;
 		for (int j = 0; j < n; j++) {
 			if (!pf[j].revents)
 				continue;
 			int i = idx[j];
+			if (i == 3) {
+				uint64_t v;
+				(void)!read(e->credit_fd, &v, sizeof v);
+				continue;
+			}
 			if (i == 2) {
 				if (child_done(c, &status)) {
 					exited = 1;
@@ -459,9 +562,13 @@ static int pump(struct exec *e, struct child *c, int outfd, int errfd, int *time
 				}
 				continue;
 			}
-			ssize_t k = read(fds[i], buf, CHUNK_MAX);
+			ssize_t k = read(fds[i], buf, (size_t)room);
 			if (k > 0) {
+				sent += (uint64_t)k;
 				chan_send(e->r->id, e->r->gen, i ? RS_STDERR : RS_STDOUT, "{}", 2, buf, (size_t)k);
+				room = output_room(e, sent);
+				if (room <= 0)
+					break;
 			} else if (k == 0 || (errno != EINTR && errno != EAGAIN)) {
 				close(fds[i]);
 				fds[i] = -1;

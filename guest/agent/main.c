@@ -168,11 +168,13 @@ static void dispatch(struct req *r)
 		req_free(r);
 		return;
 	}
-	if (r->type == T_STDIN || r->type == T_KILL) {
+	if (r->type == T_STDIN || r->type == T_KILL || r->type == T_CREDIT) {
 		if (r->type == T_STDIN)
 			exec_stdin(r);
-		else
+		else if (r->type == T_KILL)
 			exec_kill(r);
+		else
+			exec_credit(r);
 		req_free(r);
 		return;
 	}

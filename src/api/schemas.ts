@@ -98,6 +98,14 @@ export const SandboxInfo = Type.Object({
   quotas: SandboxQuotas,
   /** What its QEMU used so far (forkd extension); null where the host has no cgroups. */
   usage: Type.Union([SandboxUsage, Type.Null()]),
+  /** Whether its agent keeps to the protocol (forkd extension): a guest that sent garbage is reported here. */
+  agent_health: Type.Object({
+    healthy: Type.Boolean(),
+    reason: Type.Union([Type.String(), Type.Null()]),
+    channel_errors: Type.Integer(),
+    /** The channel was given up; calls fail and the sandbox should be killed. */
+    broken: Type.Boolean(),
+  }),
 });
 export type SandboxInfo = Static<typeof SandboxInfo>;
 
@@ -157,9 +165,13 @@ export const SuspendWorkspaceBody = Type.Object({ diff: Type.Optional(Type.Boole
 
 export const NameParams = Type.Object({ name: Type.String() });
 
+/** Output kept for a buffered result; past it the command is killed and the result says truncated. */
+const MaxOutputBytes = Type.Integer({ minimum: 0 });
+
 export const ExecBody = Type.Object({
   args: Type.Array(Type.String()),
   timeout_secs: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+  max_output_bytes: Type.Optional(MaxOutputBytes),
 });
 export type ExecBody = Static<typeof ExecBody>;
 
@@ -167,6 +179,8 @@ export const ExecResult = Type.Object({
   stdout: Type.String(),
   stderr: Type.String(),
   exit_code: Type.Integer(),
+  /** An extension: the output passed max_output_bytes (the command was killed). */
+  truncated: Type.Optional(Type.Boolean()),
 });
 
 export const EvalBody = Type.Object({ code: Type.String() });

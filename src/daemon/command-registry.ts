@@ -14,10 +14,24 @@ const MAX_BUFFERED_BYTES = 1024 * 1024;
 /** A finished command stays queryable this long. */
 const KEEP_FINISHED_MS = 60_000;
 
+/** A client following a command: `write` answers false while it is backed up. */
+export interface CommandFollower {
+  write(event: CommandEvent): boolean;
+}
+
+export interface Subscription {
+  /** The follower caught up (its stream drained). */
+  drained(): void;
+  unsubscribe(): void;
+}
+
 export class CommandSession {
   readonly events: CommandEvent[] = [];
   private bufferedBytes = 0;
-  private readonly listeners = new Set<(e: CommandEvent) => void>();
+  /** Each follower, and whether it is backed up. */
+  private readonly followers = new Map<CommandFollower, { backedUp: boolean }>();
+  /** Output received while a follower was backed up, acknowledged once all catch up. */
+  private heldBytes = 0;
   finished = false;
   handle: ExecHandle | undefined;
 
@@ -27,7 +41,8 @@ export class CommandSession {
     readonly stdinOpen: boolean,
   ) {}
 
-  push(event: CommandEvent): void {
+  /** Records an event and passes it on; `bytes` of output are acknowledged to the guest once every follower has taken them. */
+  push(event: CommandEvent, bytes = 0): void {
     this.events.push(event);
     if (event.type === 'stdout' || event.type === 'stderr') {
       this.bufferedBytes += event.data.length;
@@ -38,20 +53,47 @@ export class CommandSession {
       }
     }
     if (event.type === 'exit' || event.type === 'error') this.finished = true;
-    for (const listener of this.listeners) listener(event);
+    for (const [follower, state] of this.followers) {
+      if (!follower.write(event)) state.backedUp = true;
+    }
+    this.heldBytes += bytes;
+    this.release();
   }
 
   /** Clients following this command right now. */
   get streaming(): number {
-    return this.listeners.size;
+    return this.followers.size;
   }
 
-  /** Replay what happened so far, then follow live; returns the unsubscribe. */
-  subscribe(listener: (e: CommandEvent) => void): () => void {
-    for (const event of this.events) listener(event);
-    if (this.finished) return () => undefined;
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  /** Replay what happened so far, then follow live. */
+  subscribe(follower: CommandFollower): Subscription {
+    let backedUp = false;
+    for (const event of this.events) if (!follower.write(event)) backedUp = true;
+    if (this.finished) return { drained: () => undefined, unsubscribe: () => undefined };
+    this.followers.set(follower, { backedUp });
+    return {
+      drained: () => {
+        const state = this.followers.get(follower);
+        if (state) state.backedUp = false;
+        this.release();
+      },
+      unsubscribe: () => {
+        this.followers.delete(follower);
+        this.release();
+      },
+    };
+  }
+
+  /**
+   * The guest may send more only when nobody following is behind: a slow
+   * reader pauses the command. With no follower the replay buffer (capped,
+   * oldest dropped) is the only consumer, so output is acknowledged at once.
+   */
+  private release(): void {
+    if (this.heldBytes === 0 || [...this.followers.values()].some((s) => s.backedUp)) return;
+    const bytes = this.heldBytes;
+    this.heldBytes = 0;
+    this.handle?.ack(bytes);
   }
 }
 
@@ -66,12 +108,14 @@ export class CommandRegistry {
     const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
     const emit = (type: 'stdout' | 'stderr', chunk: Buffer) => {
       const data = decoders[type].decode(chunk, { stream: true });
-      if (data) session.push({ type, data });
+      if (data) session.push({ type, data }, chunk.length);
+      else session.handle?.ack(chunk.length);
     };
-    session.handle = sandbox.agent.startExec(req, {
-      onStdout: (c) => emit('stdout', c),
-      onStderr: (c) => emit('stderr', c),
-    });
+    // Output reaches clients through the session (replay and followers), never a second buffer.
+    session.handle = sandbox.agent.startExec(
+      { ...req, collectOutput: false },
+      { onStdout: (c) => emit('stdout', c), onStderr: (c) => emit('stderr', c), manualAck: true },
+    );
     session.handle
       .wait()
       .then(

@@ -7,8 +7,15 @@ import type { SandboxRegistry } from './sandbox-registry.js';
 import type { StateDb } from './state-db.js';
 import type { BranchJobs } from './branch-jobs.js';
 
+/** Per-call limits the daemon enforces on what a guest sends back. */
+export interface DaemonLimits {
+  /** The most exec output a call may ask to keep (`max_output_bytes`). */
+  maxOutputBytes: number;
+}
+
 export interface DaemonContext {
   engine: Engine;
+  limits: DaemonLimits;
   registry: SandboxRegistry;
   metrics: DaemonMetrics;
   db: StateDb;

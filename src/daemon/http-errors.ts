@@ -2,7 +2,8 @@
 // {"error": "<message>"} (API-v1.md), including Fastify's own (bad JSON,
 // content type, schema, size).
 import type { FastifyError } from 'fastify';
-import { ForkdError, HTTP_STATUS } from '../errors.js';
+import { constants } from 'node:os';
+import { AgentError, ForkdError, HTTP_STATUS } from '../errors.js';
 
 /** An error raised by a route for an HTTP-only reason (not an engine error). */
 export class HttpError extends Error {
@@ -14,8 +15,42 @@ export class HttpError extends Error {
   }
 }
 
+const E = constants.errno;
+
+/**
+ * A guest's errno says whose fault a failed call was: a missing file or
+ * command, a path the guest refuses, a bad argument are the caller's (4xx);
+ * only what is left is the daemon's 500.
+ */
+const GUEST_ERRNO_STATUS = new Map<number, number>([
+  [E.ENOENT, 404],
+  [E.ESRCH, 404],
+  [E.EACCES, 403],
+  [E.EPERM, 403],
+  [E.EINVAL, 400],
+  [E.ENAMETOOLONG, 400],
+  [E.E2BIG, 400],
+  [E.ELOOP, 400],
+  [E.ENOEXEC, 400],
+  [E.EEXIST, 409],
+  [E.ENOTDIR, 409],
+  [E.EISDIR, 409],
+  [E.ENOTEMPTY, 409],
+  [E.EBUSY, 409],
+  [E.ETXTBSY, 409],
+  [E.EROFS, 409],
+  [E.EXDEV, 409],
+  [E.EFBIG, 413],
+  [E.ENOSPC, 507],
+  [E.EDQUOT, 507],
+  [E.ENOMEM, 503],
+]);
+
 export function toHttpError(err: unknown): { status: number; message: string } {
   if (err instanceof HttpError) return { status: err.status, message: err.message };
+  if (err instanceof AgentError && err.errno !== undefined) {
+    return { status: GUEST_ERRNO_STATUS.get(err.errno) ?? 500, message: err.oneLine() };
+  }
   if (err instanceof ForkdError) return { status: HTTP_STATUS[err.code], message: err.oneLine() };
   const f = err as Partial<FastifyError> & { validation?: unknown };
   if (f.validation) return { status: 400, message: `invalid request: ${f.message ?? 'schema violation'}` };

@@ -18,6 +18,8 @@ export function createMetrics(sources: {
   branchCap: number;
   /** Per-sandbox resource usage (from its cgroups). */
   usage: () => Promise<{ id: string; usage: SandboxUsage }[]>;
+  /** Per-sandbox agent channel state. */
+  agentHealth: () => { id: string; healthy: boolean; channelErrors: number }[];
 }): DaemonMetrics {
   const registry = new Registry();
   // One scrape reads every sandbox's cgroups once; the three gauges share it.
@@ -34,6 +36,26 @@ export function createMetrics(sources: {
     async collect() {
       this.reset();
       for (const { id, usage: u } of await usage()) this.labels(id).set(u.cpuMs / 1000);
+    },
+  });
+  new Gauge({
+    name: 'forkd_sandbox_agent_healthy',
+    help: "1 while a sandbox's agent keeps to the protocol, 0 after it sent garbage",
+    labelNames: ['sandbox'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const h of sources.agentHealth()) this.labels(h.id).set(h.healthy ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'forkd_sandbox_agent_channel_errors',
+    help: "Protocol violations on a sandbox's agent channel (each cost a reconnect)",
+    labelNames: ['sandbox'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const h of sources.agentHealth()) this.labels(h.id).set(h.channelErrors);
     },
   });
   new Gauge({

@@ -27,6 +27,8 @@ import { StateDb } from './state-db.js';
 import { syncSnapshotTable } from './snapshot-sync.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+/** The daemon's ceiling on `max_output_bytes` unless `--max-output-bytes` says otherwise. */
+export const DEFAULT_MAX_OUTPUT_LIMIT = 256 * 1024 * 1024;
 /** How long a stopping daemon waits for streamed commands to finish. */
 export const DRAIN_TIMEOUT_MS = 30_000;
 
@@ -50,6 +52,8 @@ export interface DaemonOptions {
   stateDb?: string;
   /** Warm pools to keep, tag → size: `prewarm: true` requests are served from them. */
   prewarm?: Record<string, number>;
+  /** The most exec output a call may ask to keep (default DEFAULT_MAX_OUTPUT_LIMIT). */
+  maxOutputBytes?: number;
   /** Private ranges sandboxes with a network policy may reach too (`--egress-allow-cidr`). */
   egressAllowCidrs?: readonly string[];
   log?: (msg: string) => void;
@@ -105,8 +109,10 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
       );
       return all.flatMap((u) => (u.usage ? [{ id: u.id, usage: u.usage }] : []));
     },
+    agentHealth: () => registry.list().map((s) => ({ id: s.id, ...s.agent.health })),
   });
-  const context: DaemonContext = { engine, registry, metrics, db, branches };
+  const limits = { maxOutputBytes: opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_LIMIT };
+  const context: DaemonContext = { engine, limits, registry, metrics, db, branches };
   const { adopted, interrupted } = await registry.adoptRunning(log);
   if (adopted) log(`re-attached ${adopted} running sandboxes`);
   for (const tag of interrupted) {

@@ -75,5 +75,11 @@ export async function sandboxInfo(
       io_read_bytes: usage.ioReadBytes,
       io_write_bytes: usage.ioWriteBytes,
     },
+    agent_health: agentHealthView(sandbox),
   };
+}
+
+function agentHealthView(sandbox: Sandbox): SandboxInfo['agent_health'] {
+  const h = sandbox.agent.health;
+  return { healthy: h.healthy, reason: h.reason, channel_errors: h.channelErrors, broken: h.broken };
 }

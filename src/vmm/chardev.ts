@@ -16,7 +16,10 @@ interface ChardevInfo {
 
 /** Resolves once QEMU reports the agent chardev connected (its filename loses the `disconnected:` prefix). */
 export async function waitAgentAttached(qmp: QmpClient, opts: CallOptions = {}): Promise<void> {
-  const signal = deadlineSignal({ timeoutMs: 10_000, ...opts }, 'waiting for QEMU to accept the agent connection');
+  const signal = deadlineSignal(
+    { timeoutMs: 10_000, ...opts },
+    'waiting for QEMU to accept the agent connection',
+  );
   for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
     const chardevs = await qmp.execute<ChardevInfo[]>('query-chardev', undefined, { signal });
     const agent = chardevs.find((c) => c.label === AGENT_CHARDEV);

@@ -15,6 +15,18 @@ interface ServeOptions extends GlobalOptions {
   prewarm?: string[];
   egressAllowCidr?: string[];
   logLevel: string;
+  maxOutputBytes?: string;
+}
+
+function parseByteCount(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
+    throw new InvalidArgumentError(`invalid ${flag} ${JSON.stringify(text)}`, flag.slice(2), {
+      hint: 'give a whole number of bytes, e.g. 268435456',
+    });
+  }
+  return n;
 }
 
 function parsePrewarm(specs: string[] = []): Record<string, number> {
@@ -98,8 +110,13 @@ export function registerServe(program: Command): void {
       '--egress-allow-cidr <cidr...>',
       'let sandboxes with egress internet or allow: reach this private range too (a LAN); never the host itself',
     )
+    .option(
+      '--max-output-bytes <n>',
+      'the most exec output one call may ask the daemon to keep (max_output_bytes; default 268435456)',
+    )
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ServeOptions>();
+      const maxOutputBytes = parseByteCount(opts.maxOutputBytes, '--max-output-bytes');
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) {
         throw new InvalidArgumentError('--tls-cert and --tls-key go together', 'tls');
       }
@@ -118,6 +135,7 @@ export function registerServe(program: Command): void {
         auditLog: opts.auditLog,
         prewarm: parsePrewarm(opts.prewarm),
         egressAllowCidrs: opts.egressAllowCidr ?? [],
+        maxOutputBytes,
         logLevel: parseLogLevel(opts.logLevel),
         tls: opts.tlsCert && opts.tlsKey ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined,
         log,

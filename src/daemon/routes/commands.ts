@@ -21,11 +21,16 @@ const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody 
 /** An NDJSON body that follows a command until it ends or the client goes away. */
 function eventStream(session: CommandSession): PassThrough {
   const stream = new PassThrough();
-  const unsubscribe = session.subscribe((event) => {
-    stream.write(JSON.stringify(event) + '\n');
-    if (event.type === 'exit' || event.type === 'error') stream.end();
+  const subscription = session.subscribe({
+    write: (event) => {
+      const more = stream.write(JSON.stringify(event) + '\n');
+      if (event.type === 'exit' || event.type === 'error') stream.end();
+      return more;
+    },
   });
-  stream.on('close', unsubscribe);
+  // Backpressure: a client that does not read holds the command's output in the guest.
+  stream.on('drain', () => subscription.drained());
+  stream.on('close', () => subscription.unsubscribe());
   return stream;
 }
 
@@ -60,7 +65,12 @@ export function registerCommandRoutes(app: App, ctx: DaemonContext, commands: Co
         timeoutMs: secs * 1000,
       });
       if (b.background) return reply.code(201).send({ command_id: session.id });
-      return reply.code(200).type('application/x-ndjson').send(eventStream(session));
+      const stream = eventStream(session);
+      // A foreground command belongs to its request: a client that goes away cancels it.
+      stream.on('close', () => {
+        if (!session.finished) session.handle?.kill('SIGKILL');
+      });
+      return reply.code(200).type('application/x-ndjson').send(stream);
     },
   );
 

@@ -1,9 +1,9 @@
 // Files in a sandbox (docs/API-extensions.md): raw bytes in and out, list,
 // stat, remove, mkdir. Paths must be absolute guest paths.
 import Type, { type Static } from 'typebox';
-import { AgentError } from '../../errors.js';
 import type { FileInfo as AgentFileInfo } from '../../engine/agent/types.js';
 import type { App, DaemonContext } from '../context.js';
+import { clientGone } from '../client-gone.js';
 import { HttpError } from '../http-errors.js';
 import {
   ErrorBody,
@@ -17,28 +17,20 @@ import {
 
 export const MAX_FILE_BYTES = 64 * 1024 * 1024;
 
-const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
+const errors = {
+  400: ErrorBody,
+  403: ErrorBody,
+  404: ErrorBody,
+  409: ErrorBody,
+  413: ErrorBody,
+  500: ErrorBody,
+  503: ErrorBody,
+  507: ErrorBody,
+};
 
 function guestPath(path: string): string {
   if (!path.startsWith('/')) throw new HttpError(400, `path must be absolute, got ${JSON.stringify(path)}`);
   return path;
-}
-
-/** A missing guest file is the caller's 404, not the daemon's 500. */
-async function guestCall<T>(path: string, work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof AgentError && err.errno === 2)
-      throw new HttpError(404, `${path}: no such file or directory`);
-    if (
-      err instanceof AgentError &&
-      (err.errno === 20 || err.errno === 21 || err.errno === 17 || err.errno === 39)
-    ) {
-      throw new HttpError(409, err.message);
-    }
-    throw err;
-  }
 }
 
 function fileInfo(f: AgentFileInfo): Static<typeof FileInfo> {
@@ -57,7 +49,7 @@ export function registerFileRoutes(app: App, ctx: DaemonContext): void {
     { schema: { params: IdParams, querystring: PathQuery, response: { 200: Type.Unknown(), ...errors } } },
     async (req, reply) => {
       const path = guestPath(req.query.path);
-      const data = await guestCall(path, () => ctx.registry.get(req.params.id).agent.readFile(path));
+      const data = await ctx.registry.get(req.params.id).agent.readFile(path, { signal: clientGone(reply) });
       return reply.type('application/octet-stream').send(data);
     },
   );
@@ -72,12 +64,10 @@ export function registerFileRoutes(app: App, ctx: DaemonContext): void {
       const path = guestPath(req.query.path);
       if (!Buffer.isBuffer(req.body)) throw new HttpError(415, 'send the file as application/octet-stream');
       const data = req.body;
-      await guestCall(path, () =>
-        ctx.registry.get(req.params.id).agent.writeFile(path, data, {
-          parents: true,
-          ...(req.query.mode ? { mode: Number.parseInt(req.query.mode, 8) } : {}),
-        }),
-      );
+      await ctx.registry.get(req.params.id).agent.writeFile(path, data, {
+        parents: true,
+        ...(req.query.mode ? { mode: Number.parseInt(req.query.mode, 8) } : {}),
+      });
       return reply.code(204).send(null);
     },
   );
@@ -93,7 +83,7 @@ export function registerFileRoutes(app: App, ctx: DaemonContext): void {
     },
     async (req) => {
       const path = guestPath(req.query.path);
-      return (await guestCall(path, () => ctx.registry.get(req.params.id).agent.listDir(path))).map(fileInfo);
+      return (await ctx.registry.get(req.params.id).agent.listDir(path)).map(fileInfo);
     },
   );
 
@@ -102,7 +92,7 @@ export function registerFileRoutes(app: App, ctx: DaemonContext): void {
     { schema: { params: IdParams, querystring: PathQuery, response: { 200: FileInfo, ...errors } } },
     async (req) => {
       const path = guestPath(req.query.path);
-      return fileInfo(await guestCall(path, () => ctx.registry.get(req.params.id).agent.stat(path)));
+      return fileInfo(await ctx.registry.get(req.params.id).agent.stat(path));
     },
   );
 
@@ -111,9 +101,7 @@ export function registerFileRoutes(app: App, ctx: DaemonContext): void {
     { schema: { params: IdParams, querystring: RemoveFileQuery, response: { 204: Type.Null(), ...errors } } },
     async (req, reply) => {
       const path = guestPath(req.query.path);
-      await guestCall(path, () =>
-        ctx.registry.get(req.params.id).agent.remove(path, { recursive: req.query.recursive ?? false }),
-      );
+      await ctx.registry.get(req.params.id).agent.remove(path, { recursive: req.query.recursive ?? false });
       return reply.code(204).send(null);
     },
   );
@@ -123,9 +111,7 @@ export function registerFileRoutes(app: App, ctx: DaemonContext): void {
     { schema: { params: IdParams, body: MkdirBody, response: { 204: Type.Null(), ...errors } } },
     async (req, reply) => {
       const path = guestPath(req.body.path);
-      await guestCall(path, () =>
-        ctx.registry.get(req.params.id).agent.mkdir(path, { parents: req.body.parents ?? false }),
-      );
+      await ctx.registry.get(req.params.id).agent.mkdir(path, { parents: req.body.parents ?? false });
       return reply.code(204).send(null);
     },
   );

@@ -1,7 +1,7 @@
 // /v1/sandboxes: fork children from a snapshot, run commands and code in
 // them, kill them. Children are detached from the daemon's process so they
 // survive a daemon restart.
-import Type from 'typebox';
+import Type, { type Static } from 'typebox';
 import { checkChildCount, parseEgress } from '../../engine/index.js';
 import { errorMessage } from '../../errors.js';
 import { assertValidTag } from '../../snapshot/tag.js';
@@ -23,6 +23,8 @@ import {
 } from '../../api/schemas.js';
 import { limitsFromBody, sandboxInfo, snapshotInfo } from '../views.js';
 import { BranchJobs } from '../branch-jobs.js';
+import { clientGone } from '../client-gone.js';
+import { execResultBody, outputLimit } from '../exec-output.js';
 import { syncSnapshotTable } from '../snapshot-sync.js';
 
 /** The longest exec the API runs (a request must not hold a connection forever). */
@@ -175,25 +177,35 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
   app.post(
     '/v1/sandboxes/:id/exec',
     { schema: { params: IdParams, body: ExecBody, response: { 200: ExecResult, ...errors } } },
-    async (req) => {
+    async (req, reply) => {
       const sandbox = ctx.registry.get(req.params.id);
       if (req.body.args.length === 0 || req.body.args[0] === '')
         throw new HttpError(400, 'args must not be empty');
       const secs = Math.min(req.body.timeout_secs ?? 30, MAX_EXEC_TIMEOUT_SECS);
+      const maxOutputBytes = outputLimit(ctx, req.body.max_output_bytes);
       const timer = ctx.metrics.execSeconds.startTimer();
-      const r = await sandbox.agent.exec({ args: req.body.args, timeoutMs: secs * 1000 }, undefined, {
-        timeoutMs: secs * 1000 + 5000,
-      });
+      const r = await sandbox.agent.exec(
+        { args: req.body.args, timeoutMs: secs * 1000, maxOutputBytes },
+        undefined,
+        {
+          timeoutMs: secs * 1000 + 5000,
+          signal: clientGone(reply),
+        },
+      );
       timer();
-      return { stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), exit_code: r.exitCode };
+      // A stream bypasses the response serialiser; the schema still documents the body.
+      const body = execResultBody(r) as unknown as Static<typeof ExecResult>;
+      return reply.type('application/json').send(body);
     },
   );
 
   app.post(
     '/v1/sandboxes/:id/eval',
     { schema: { params: IdParams, body: EvalBody, response: { 200: EvalResult, ...errors } } },
-    async (req) => {
-      const r = await ctx.registry.get(req.params.id).agent.eval(req.body.code, { timeoutMs: 300_000 });
+    async (req, reply) => {
+      const r = await ctx.registry
+        .get(req.params.id)
+        .agent.eval(req.body.code, { timeoutMs: 300_000, signal: clientGone(reply) });
       return {
         result: r.error === null ? (r.result ?? r.repr) : null,
         error: r.error,

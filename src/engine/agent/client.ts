@@ -3,9 +3,13 @@
 // id: a pending map routes each response frame to its call, an aborted call
 // is forgotten (late frames for it are ignored), and when the socket closes
 // every pending call rejects with AgentError('agent channel closed').
+// The guest writes every byte this reads: bytes that are not the protocol
+// (an impossible frame, a reply that is not JSON) fail the calls in flight
+// with the reason, mark the channel unhealthy and reconnect; a guest that
+// keeps doing it is given up on, and every later call says why.
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
-import { AgentError } from '../../errors.js';
+import { AgentError, AgentUnavailableError, TooLargeError } from '../../errors.js';
 import { abortReason, deadlineSignal, sleep, type CallOptions } from '../../util/abort.js';
 import { ExecRun } from './exec.js';
 import {
@@ -52,6 +56,14 @@ export interface ConnectOptions extends CallOptions {
 }
 
 type Head = Record<string, unknown>;
+
+/** Bytes `readFile` returns at most unless told otherwise. */
+export const DEFAULT_MAX_READ_BYTES = 64 * 1024 * 1024;
+
+export interface ReadFileOptions extends CallOptions {
+  /** Refuse files larger than this (TooLargeError). */
+  maxBytes?: number;
+}
 type CloseListener = (err: Error | undefined) => void;
 
 const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
@@ -82,10 +94,27 @@ function mode(m: number): string {
   return m.toString(8);
 }
 
+/** How far the channel to a guest agent can be trusted. */
+export interface AgentHealth {
+  /** False from a protocol violation until the agent answers properly again. */
+  healthy: boolean;
+  /** The last protocol violation, if any. */
+  reason: string | null;
+  /** Protocol violations so far (each one cost a reconnect). */
+  channelErrors: number;
+  /** The channel is closed for good (given up, or the VM went away). */
+  broken: boolean;
+}
+
+/** Protocol violations after which the channel is given up for good. */
+export const MAX_CHANNEL_ERRORS = 3;
+/** Deadline of a call that names none (exec has its own). */
+export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
+
 /** A connection to one guest agent. */
 export class AgentClient implements AgentTransport {
   private readonly pending = new Map<number, FrameSink>();
-  private readonly decoder = new FrameDecoder();
+  private decoder = new FrameDecoder();
   private readonly closeListeners = new Set<CloseListener>();
   /**
    * Ids start at a random point: a virtio port outlives host connections, so
@@ -95,15 +124,18 @@ export class AgentClient implements AgentTransport {
   private nextId = randomInt(1, 2 ** 31);
   private closeError: Error | undefined;
   private isClosed = false;
-  private readonly closedPromise: Promise<void>;
+  private socket: net.Socket;
+  private socketClosed: Promise<void>;
+  /** Set while a broken channel is being replaced. */
+  private reconnecting: Promise<void> | null = null;
+  private healthState: Omit<AgentHealth, 'broken'> = { healthy: true, reason: null, channelErrors: 0 };
 
-  private constructor(private readonly socket: net.Socket) {
-    this.closedPromise = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => {
-      this.closeError ??= err;
-    });
-    socket.on('close', () => this.handleClose());
+  private constructor(
+    private readonly path: string,
+    socket: net.Socket,
+  ) {
+    this.socket = socket;
+    this.socketClosed = this.attach(socket);
   }
 
   /** Connects to the agent's socket, retrying while it does not exist yet (see retryUntilMs). */
@@ -112,7 +144,7 @@ export class AgentClient implements AgentTransport {
     const until = Date.now() + (opts.retryUntilMs ?? 0);
     for (;;) {
       try {
-        return new AgentClient(await connectOnce(socketPath, signal));
+        return new AgentClient(socketPath, await connectOnce(socketPath, signal));
       } catch (err) {
         if (signal.aborted) throw abortReason(signal);
         const code = (err as NodeJS.ErrnoException).code ?? '';
@@ -130,9 +162,15 @@ export class AgentClient implements AgentTransport {
     }
   }
 
-  /** True once the socket has closed; every later call rejects. */
+  /** True once the socket has closed for good; every later call rejects. */
   get closed(): boolean {
     return this.isClosed;
+  }
+
+  /** Whether the guest has kept to the protocol. */
+  get health(): AgentHealth {
+    const broken = this.isClosed;
+    return { ...this.healthState, healthy: this.healthState.healthy && !broken, broken };
   }
 
   /** Calls `listener` once when the channel closes (with the socket error, if any); returns an unsubscribe. */
@@ -147,8 +185,11 @@ export class AgentClient implements AgentTransport {
 
   /** Closes the connection; pending calls reject with AgentError('agent channel closed'). */
   async close(): Promise<void> {
-    this.socket.destroy();
-    await this.closedPromise;
+    if (!this.isClosed) {
+      this.socket.destroy();
+      this.finalClose();
+    }
+    await this.socketClosed;
   }
 
   /** Liveness and the warm runtime's state. */
@@ -182,26 +223,45 @@ export class AgentClient implements AgentTransport {
     return evalFromHead((await this.call(RequestType.EVAL, [[Field.CODE, code]], opts, 'eval')).head);
   }
 
-  /** Reads a whole file, in slices when it is larger than one frame. */
-  async readFile(path: string, opts: CallOptions = {}): Promise<Buffer> {
-    const signal = deadlineSignal(opts, `reading ${path}`);
+  /**
+   * Reads a whole file, in slices when it is larger than one frame, up to
+   * `maxBytes` (default DEFAULT_MAX_READ_BYTES) and within the call's
+   * deadline (default 60 s): /dev/zero, or an agent that keeps answering,
+   * ends in an error instead of a host that keeps asking.
+   */
+  async readFile(path: string, opts: ReadFileOptions = {}): Promise<Buffer> {
+    const maxBytes = opts.maxBytes ?? DEFAULT_MAX_READ_BYTES;
+    const signal = deadlineSignal({ timeoutMs: 60_000, ...opts }, `reading ${path}`);
     const parts: Buffer[] = [];
     let offset = 0;
     for (;;) {
+      // One byte past the cap tells a file of exactly maxBytes from a bigger one.
+      const want = Math.min(MAX_READ_SLICE, maxBytes + 1 - offset);
       const { head, body } = await this.call(
         RequestType.FILE_READ,
         [
           [Field.PATH, path],
           [Field.OFFSET, offset],
-          [Field.LENGTH, MAX_READ_SLICE],
+          [Field.LENGTH, want],
         ],
         { signal },
         'read file',
       );
       const slice = readSliceFromHead(head);
+      if (body.length > want || slice.length !== body.length) {
+        const reason = `a read of ${want} bytes of ${path} was answered with ${body.length}`;
+        this.violation(reason);
+        throw new AgentUnavailableError(`the agent broke the protocol: ${reason}`, reason);
+      }
       parts.push(body);
       offset += body.length;
-      if (body.length < MAX_READ_SLICE || (slice.size > 0 && offset >= slice.size)) break;
+      if (offset > maxBytes) {
+        throw new TooLargeError(`${path} is larger than the ${maxBytes}-byte read limit`, maxBytes, {
+          hint: 'read a part of it with an exec (head -c, tail -c) or compress it first',
+        });
+      }
+      // A short slice is the end; an empty one can make no progress either way.
+      if (body.length < want || body.length === 0 || (slice.size > 0 && offset >= slice.size)) break;
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
@@ -261,7 +321,7 @@ export class AgentClient implements AgentTransport {
 
   /** @internal AgentTransport: allocate an id and route its frames to sink. */
   register(sink: FrameSink): number {
-    if (this.isClosed) throw new AgentError('agent channel closed');
+    this.assertUsable();
     let id = this.nextId;
     while (id === 0 || this.pending.has(id)) id = (id + 1) >>> 0;
     this.nextId = (id + 1) >>> 0;
@@ -276,8 +336,38 @@ export class AgentClient implements AgentTransport {
 
   /** @internal AgentTransport */
   send(id: number, type: RequestType, fields: FieldList): void {
-    if (this.isClosed) throw new AgentError('agent channel closed');
+    this.assertUsable();
     this.socket.write(encodeRequest(id, type, fields));
+  }
+
+  private assertUsable(): void {
+    if (this.isClosed) {
+      if (this.closeError instanceof AgentUnavailableError) throw this.closeError;
+      throw new AgentError('agent channel closed');
+    }
+    if (this.reconnecting) {
+      const reason = this.healthState.reason ?? 'unknown';
+      throw new AgentUnavailableError(
+        `reconnecting to the agent after it broke the protocol (${reason})`,
+        reason,
+      );
+    }
+  }
+
+  /** @internal AgentTransport. Under an id of its own that nothing waits on: an agent that predates CREDIT answers it with an ERROR, which is then ignored. */
+  credit(id: number, bytes: number): void {
+    if (this.isClosed) return;
+    const creditId = this.register({ onFrame: () => undefined, fail: () => undefined });
+    this.unregister(creditId);
+    this.send(creditId, RequestType.CREDIT, [
+      [Field.TARGET, id],
+      [Field.LENGTH, bytes],
+    ]);
+  }
+
+  /** The agent broke the protocol in a way only the request's owner can see. */
+  private violation(reason: string): void {
+    if (!this.isClosed && !this.reconnecting) this.broken(reason);
   }
 
   /** One request, one OK (resolves) or ERROR (rejects with AgentError). */
@@ -288,7 +378,10 @@ export class AgentClient implements AgentTransport {
     what: string,
   ): Promise<{ head: Head; body: Buffer }> {
     const site = callSite();
-    const signal = deadlineSignal(opts, `agent ${what}`);
+    const signal = deadlineSignal(
+      { ...opts, timeoutMs: opts.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS },
+      `agent ${what}`,
+    );
     if (signal.aborted) throw abortReason(signal);
     return new Promise((resolve, reject) => {
       let id = 0;
@@ -323,13 +416,27 @@ export class AgentClient implements AgentTransport {
     });
   }
 
+  /** Wires a (new) socket in; resolves when it closes. Events of a replaced socket are ignored. */
+  private attach(socket: net.Socket): Promise<void> {
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', (chunk: Buffer) => {
+      if (socket === this.socket) this.onData(chunk);
+    });
+    socket.on('error', (err) => {
+      if (socket === this.socket) this.closeError ??= err;
+    });
+    socket.on('close', () => {
+      if (socket === this.socket && !this.reconnecting) this.finalClose();
+    });
+    return closed;
+  }
+
   private onData(chunk: Buffer): void {
     let frames;
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {
-      this.closeError = new AgentError(`agent channel corrupt: ${(err as Error).message}`);
-      this.socket.destroy();
+      this.broken(`agent channel corrupt: ${(err as Error).message}`);
       return;
     }
     for (const frame of frames) {
@@ -343,18 +450,71 @@ export class AgentClient implements AgentTransport {
         sink.fail(new AgentError(`agent sent a malformed response: ${(err as Error).message}`));
         continue;
       }
+      // A proper answer after a reconnect: the agent keeps to the protocol again (its errors still count).
+      if (!this.healthState.healthy) this.healthState = { ...this.healthState, healthy: true };
       sink.onFrame(frame.type, decoded.head, decoded.body);
     }
   }
 
-  private handleClose(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
+  /**
+   * The guest broke the framing: nothing more on this connection can be
+   * trusted. Fail what is in flight with the reason and reconnect, unless it
+   * has done this too often.
+   */
+  private broken(reason: string): void {
+    const channelErrors = this.healthState.channelErrors + 1;
+    this.healthState = { healthy: false, reason, channelErrors };
+    const error = new AgentUnavailableError(`the agent broke the protocol: ${reason}`, reason, {
+      hint: channelErrors >= MAX_CHANNEL_ERRORS ? 'kill the sandbox' : 'retry the call',
+    });
+    this.failPending(error);
+    this.decoder = new FrameDecoder();
+    if (channelErrors >= MAX_CHANNEL_ERRORS) {
+      this.closeError = error;
+      this.socket.destroy();
+      this.finalClose();
+      return;
+    }
+    const old = this.socket;
+    this.reconnecting = this.reconnect(old, channelErrors);
+    old.destroy();
+  }
+
+  private async reconnect(old: net.Socket, attempt: number): Promise<void> {
+    await new Promise<void>((resolve) => old.once('close', () => resolve()));
+    await sleep(50 * 2 ** attempt);
+    let next: net.Socket;
+    try {
+      next = await connectOnce(this.path, AbortSignal.timeout(5_000));
+    } catch (err) {
+      this.reconnecting = null;
+      this.closeError = err as Error;
+      this.finalClose();
+      return;
+    }
+    if (this.isClosed) {
+      next.destroy();
+      return;
+    }
+    this.socket = next;
+    this.socketClosed = this.attach(next);
+    this.reconnecting = null;
+  }
+
+  private failPending(err: Error): void {
     const sinks = [...this.pending.values()];
     this.pending.clear();
-    for (const sink of sinks) {
-      sink.fail(new AgentError('agent channel closed', undefined, { cause: this.closeError }));
-    }
+    for (const sink of sinks) sink.fail(err);
+  }
+
+  private finalClose(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.failPending(
+      this.closeError instanceof AgentUnavailableError
+        ? this.closeError
+        : new AgentError('agent channel closed', undefined, { cause: this.closeError }),
+    );
     for (const listener of this.closeListeners) listener(this.closeError);
     this.closeListeners.clear();
   }

@@ -79,9 +79,26 @@ export function exitFromHead(head: Head): ExitHead {
   };
 }
 
+/** Deepest eval result passed on as JSON: serialising deeper values recurses past the stack. */
+export const MAX_RESULT_DEPTH = 256;
+
+/** Whether a parsed JSON value nests deeper than `max` (checked without recursion). */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 export function evalFromHead(head: Head): EvalResult {
+  const value = head.result ?? null;
   const out: EvalResult = {
-    result: head.result ?? null,
+    // Too deep to pass on as JSON: the caller still has repr().
+    result: nestsDeeperThan(value, MAX_RESULT_DEPTH) ? null : value,
     repr: strOrNull(head, 'repr', 'eval result'),
     error: strOrNull(head, 'error', 'eval result'),
     exitCode: num(head, 'exit_code', 'eval result'),

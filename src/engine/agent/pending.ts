@@ -17,6 +17,8 @@ export interface AgentTransport {
   unregister(id: number): void;
   /** Sends a request frame; throws AgentError if the channel is closed. */
   send(id: number, type: RequestType, fields: FieldList): void;
+  /** Acknowledges `bytes` of exec `id`'s output (lets the agent send that much more). */
+  credit(id: number, bytes: number): void;
   readonly closed: boolean;
 }
 

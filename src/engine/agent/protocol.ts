@@ -1,6 +1,7 @@
 // The agent wire format (docs/agent-protocol.md), as pure functions: frame
 // encode/decode, request TLV fields, response JSON head + body. No I/O here,
 // so the codec is tested without an agent and shared by any transport.
+import { InvalidArgumentError } from '../../errors.js';
 
 /** Largest value of a frame's length field; the agent drops anything longer. */
 export const MAX_FRAME = 16 * 1024 * 1024;
@@ -23,6 +24,8 @@ export const RequestType = {
   FILE_STAT: 10,
   FILE_REMOVE: 11,
   MKDIR: 12,
+  /** Acknowledges exec output (TARGET = the exec's id, LENGTH = bytes); no reply. */
+  CREDIT: 13,
 } as const;
 export type RequestType = (typeof RequestType)[keyof typeof RequestType];
 
@@ -58,6 +61,10 @@ export const Field = {
   STDIN_OPEN: 18,
   OFFSET: 19,
   LENGTH: 20,
+  /** EXEC: output bytes the agent may send before it waits for CREDIT. */
+  WINDOW: 21,
+  /** CREDIT: the id of the exec being acknowledged. */
+  TARGET: 22,
 } as const;
 export type Field = (typeof Field)[keyof typeof Field];
 
@@ -82,15 +89,17 @@ export class ProtocolError extends Error {}
 
 function fieldBytes(value: FieldValue): Buffer {
   if (Buffer.isBuffer(value)) return value;
+  // These come from callers (exec args, paths, env): a bad one is their mistake, a 400.
   if (typeof value === 'string') {
-    if (value.includes('\0')) throw new ProtocolError('agent string fields cannot contain NUL');
+    if (value.includes('\0'))
+      throw new InvalidArgumentError('arguments, paths and environment values cannot contain NUL bytes');
     return Buffer.from(value, 'utf8');
   }
   if (typeof value === 'number' && (!Number.isSafeInteger(value) || value < 0)) {
-    throw new ProtocolError(`agent integer fields must be non-negative integers, got ${value}`);
+    throw new InvalidArgumentError(`agent integer fields must be non-negative integers, got ${value}`);
   }
   if (typeof value === 'bigint' && value < 0n)
-    throw new ProtocolError('agent integer fields must be non-negative');
+    throw new InvalidArgumentError('agent integer fields must be non-negative');
   return Buffer.from(value.toString(), 'ascii');
 }
 

@@ -14,12 +14,26 @@ export interface ExecRequest {
   stdinOpen?: boolean;
   /** Guest-side limit: the process group is SIGKILLed and `timedOut` is set. 0 or absent: none. */
   timeoutMs?: number;
+  /**
+   * Output kept for the result (stdout and stderr together; default
+   * DEFAULT_MAX_OUTPUT_BYTES). Past it the process group is SIGKILLed and the
+   * result says `truncated`.
+   */
+  maxOutputBytes?: number;
+  /** Keep output for the result (default true); false when the caller only streams it. */
+  collectOutput?: boolean;
 }
 
 /** Streaming callbacks for an exec's output, called as chunks arrive. */
 export interface ExecHandlers {
   onStdout?(chunk: Buffer): void;
   onStderr?(chunk: Buffer): void;
+  /**
+   * The caller acknowledges output itself with `ExecHandle.ack` once it has
+   * passed it on; until then the guest holds the process's output back (and
+   * the process blocks on a full pipe). Default: acknowledged on arrival.
+   */
+  manualAck?: boolean;
 }
 
 /** How a guest process ended, with all of its output. */
@@ -29,6 +43,8 @@ export interface ExecResult {
   /** Signal name (e.g. "SIGKILL") when killed by a signal, else null. */
   signal: string | null;
   timedOut: boolean;
+  /** The output passed maxOutputBytes: what is kept is its start, and the process was killed. */
+  truncated: boolean;
   stdout: Buffer;
   stderr: Buffer;
 }
@@ -42,6 +58,8 @@ export interface ExecHandle {
   closeStdin(): void;
   /** Signals the process group (default SIGKILL). */
   kill(signal?: NodeJS.Signals | number): void;
+  /** With `manualAck`: `bytes` of output were passed on, the guest may send that much more. */
+  ack(bytes: number): void;
   /** Resolves when the process has exited and its output is drained. */
   wait(): Promise<ExecResult>;
 }

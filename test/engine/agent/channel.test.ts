@@ -73,7 +73,7 @@ void test('closing the channel rejects pending calls and fires onClose', async (
   await closing;
   assert.equal(await closed, undefined);
   fx.client = await AgentClient.connect(fx.socketPath, { timeoutMs: 5000 });
-  assert.equal((await fx.client.ping()).version, 1);
+  assert.equal((await fx.client.ping()).version, 2);
 });
 
 void test('partial frames at disconnect are discarded', async () => {
@@ -84,7 +84,7 @@ void test('partial frames at disconnect are discarded', async () => {
   r.sock.end();
   assert.equal(await r.next(), 'closed');
   fx.client = await AgentClient.connect(fx.socketPath, { timeoutMs: 5000 });
-  assert.equal((await fx.client.ping()).version, 1);
+  assert.equal((await fx.client.ping()).version, 2);
 });
 
 void test('malformed TLV gets an ERROR with the frame id and the channel stays usable', async () => {
@@ -124,7 +124,7 @@ void test('an oversized frame gets an ERROR with its id, then the connection is 
   assert.equal(decodeResponsePayload((f as Frame).payload).head.errno, 90); // EMSGSIZE
   assert.equal(await r.next(), 'closed');
   fx.client = await AgentClient.connect(fx.socketPath, { timeoutMs: 5000 });
-  assert.equal((await fx.client.ping()).version, 1);
+  assert.equal((await fx.client.ping()).version, 2);
 });
 
 void test('connect retries until the socket appears, and gives up with an AgentError', async () => {

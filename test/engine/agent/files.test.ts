@@ -131,7 +131,7 @@ void test('missing files are AgentErrors carrying ENOENT', async () => {
 
 void test('ping reports version, pid and no runtime', async () => {
   const p = await fx.client.ping();
-  assert.equal(p.version, 1);
+  assert.equal(p.version, 2);
   assert.equal(p.pid, fx.proc.pid);
   assert.equal(p.runtime, null);
   assert.ok(p.uptimeMs >= 0);

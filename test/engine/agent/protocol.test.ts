@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { InvalidArgumentError } from '../../../src/errors.js';
 import {
   decodeFields,
   decodeResponsePayload,
@@ -54,10 +55,10 @@ void test('fields round-trip, including repeated keys, binary and empty values',
   assert.equal(fields[4]![1].toString(), '1700000000123456789');
 });
 
-void test('string fields with NUL and negative integers are refused', () => {
-  assert.throws(() => encodeFields([[Field.PATH, 'a\0b']]), ProtocolError);
-  assert.throws(() => encodeFields([[Field.SIGNAL, -1]]), ProtocolError);
-  assert.throws(() => encodeFields([[Field.SIGNAL, 1.5]]), ProtocolError);
+void test("string fields with NUL and negative integers are the caller's InvalidArgumentError", () => {
+  assert.throws(() => encodeFields([[Field.PATH, 'a\0b']]), InvalidArgumentError);
+  assert.throws(() => encodeFields([[Field.SIGNAL, -1]]), InvalidArgumentError);
+  assert.throws(() => encodeFields([[Field.SIGNAL, 1.5]]), InvalidArgumentError);
 });
 
 void test('truncated TLV is a ProtocolError', () => {
