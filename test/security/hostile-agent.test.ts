@@ -123,7 +123,7 @@ test('exec of 1 GiB of zeros keeps 64 MiB, kills the command and says truncated;
     assert.equal(res.status, 200);
     let bytes = 0;
     let tail = '';
-    for await (const chunk of res.body!) {
+    for await (const chunk of res.body! as AsyncIterable<Uint8Array>) {
       bytes += chunk.length;
       tail = (tail + Buffer.from(chunk).toString('latin1')).slice(-200);
     }
