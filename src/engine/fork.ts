@@ -185,7 +185,11 @@ async function restoreChild(
     const launched = vm;
     const t1 = Date.now();
     phase = 'loading device state';
-    await unlessExited(launched.process, 'loading device state', loadDeviceState(launched.qmp, { signal }));
+    await unlessExited(
+      launched.process,
+      'loading device state',
+      loadDeviceState(launched.qmp, { signal, qemuLog: launched.process.logPath }),
+    );
     // Before `cont`: the guest never runs outside its quotas.
     phase = 'placing it in its cgroups';
     cgroup = await createSandboxCgroup(id, launched.process.pid, limits, runDir.dir);

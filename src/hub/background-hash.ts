@@ -3,6 +3,9 @@
 // a second on the main thread; on a worker it runs beside the writes and
 // zstd instead of after them. One worker per unpack hashes its files in
 // order: each `finish()` yields that file's digest and starts the next.
+// The queue to the worker is bounded: update() waits while more than
+// MAX_QUEUED_BYTES are still unhashed, so a pack's memory stays flat however
+// fast it decompresses.
 import { Worker } from 'node:worker_threads';
 
 // CommonJS source, evaluated in the worker: no file to locate in src/ or dist/.
@@ -12,7 +15,10 @@ const { createHash } = require('node:crypto');
 const ZERO = Buffer.alloc(1 << 20);
 let hash = createHash('sha256');
 parentPort.on('message', (m) => {
-  if (m.kind === 'data') hash.update(new Uint8Array(m.bytes));
+  if (m.kind === 'data') {
+    hash.update(new Uint8Array(m.bytes));
+    parentPort.postMessage({ hashed: m.bytes.byteLength });
+  }
   else if (m.kind === 'zeros') {
     for (let left = m.count; left > 0; left -= ZERO.length) {
       hash.update(left >= ZERO.length ? ZERO : ZERO.subarray(0, left));
@@ -27,14 +33,24 @@ parentPort.on('message', (m) => {
 type WorkerMessage =
   { kind: 'data'; bytes: ArrayBuffer } | { kind: 'zeros'; count: number } | { kind: 'finish'; id: number };
 
+/** Bytes handed to the worker and not hashed yet, past which update() waits. */
+export const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
+
 export class BackgroundHasher {
+  private queued = 0;
+  private readonly drainWaiters: Array<() => void> = [];
   private readonly worker = new Worker(WORKER_SOURCE, { eval: true });
   private readonly waiting = new Map<number, { resolve: (d: string) => void; reject: (e: Error) => void }>();
   private nextId = 0;
   private failure: Error | null = null;
 
   constructor() {
-    this.worker.on('message', (m: { id: number; digest: string }) => {
+    this.worker.on('message', (m: { id: number; digest: string } | { hashed: number }) => {
+      if ('hashed' in m) {
+        this.queued -= m.hashed;
+        if (this.queued <= MAX_QUEUED_BYTES / 2) this.releaseWaiters();
+        return;
+      }
       this.waiting.get(m.id)?.resolve(m.digest);
       this.waiting.delete(m.id);
     });
@@ -42,10 +58,23 @@ export class BackgroundHasher {
     this.worker.on('exit', (code) => this.fail(new Error(`the hashing worker exited (${code})`)));
   }
 
-  /** Hash a copy of `chunk` (the caller may reuse its buffer). */
-  update(chunk: Uint8Array): void {
+  /** Hash a copy of `chunk` (the caller may reuse its buffer); waits while the worker is behind. */
+  async update(chunk: Uint8Array): Promise<void> {
     const bytes = new Uint8Array(chunk).buffer;
+    this.queued += bytes.byteLength;
     this.post({ kind: 'data', bytes }, [bytes]);
+    if (this.queued > MAX_QUEUED_BYTES && !this.failure) {
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    }
+  }
+
+  /** Bytes handed over and not hashed yet. */
+  get pendingBytes(): number {
+    return this.queued;
+  }
+
+  private releaseWaiters(): void {
+    for (const resolve of this.drainWaiters.splice(0)) resolve();
   }
 
   zeros(count: number): void {
@@ -75,6 +104,7 @@ export class BackgroundHasher {
 
   private fail(err: Error): void {
     this.failure ??= err;
+    this.releaseWaiters();
     for (const { reject } of this.waiting.values()) reject(err);
     this.waiting.clear();
   }

@@ -65,6 +65,19 @@ export type PackManifest = Static<typeof PackManifest>;
 /** Every file a pack may hold: a snapshot dir's files, nothing else. */
 const KNOWN_FILES = new Set<string>([MANIFEST_FILE, ...Object.values(SNAPSHOT_FILES)]);
 
+/**
+ * The most each file of a pack may claim (logical bytes, holes included): what
+ * the file can really be. The RAM file is pinned to the declared memory
+ * instead, and disk images to the unpack limit's maxFileBytes.
+ */
+export const PACK_FILE_LIMITS: Readonly<Record<string, number>> = {
+  [MANIFEST_FILE]: 1 << 20,
+  [SNAPSHOT_FILES.vmstate]: 16 << 20,
+  [SNAPSHOT_FILES.kernel]: 256 << 20,
+  [SNAPSHOT_FILES.initrd]: 2 ** 30,
+  [SNAPSHOT_FILES.bootLog]: 16 << 20,
+};
+
 const REQUIRED_FILES = [
   MANIFEST_FILE,
   SNAPSHOT_FILES.memory,
@@ -117,6 +130,13 @@ export function parsePackManifest(value: unknown, source: string): PackManifest 
     }
     if (file.stored_bytes > file.size) {
       throw new CorruptError(`${source} says ${file.path} stores more bytes than it has`, source);
+    }
+    const limit = PACK_FILE_LIMITS[file.path];
+    if (limit !== undefined && file.size > limit) {
+      throw new CorruptError(
+        `${source} says ${file.path} is ${file.size} bytes; a ${file.path} is at most ${limit}`,
+        source,
+      );
     }
     names.add(file.path);
   }

@@ -51,7 +51,7 @@ export async function scanFile(path: string, onBytes?: (n: number) => void): Pro
       const chunk = buf.subarray(0, bytesRead);
       if (bytesRead === READ_CHUNK && chunk.equals(ZERO_CHUNK)) hasher.zeros(bytesRead);
       else {
-        hasher.update(chunk);
+        await hasher.update(chunk);
         for (let at = 0; at < bytesRead; at += SPARSE_BLOCK) {
           const block = chunk.subarray(at, Math.min(at + SPARSE_BLOCK, bytesRead));
           if (block.length === SPARSE_BLOCK ? block.equals(ZERO_BLOCK) : isZero(block)) continue;

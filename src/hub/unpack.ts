@@ -5,6 +5,7 @@
 // a complete, verified snapshot is renamed into place. On any failure the
 // staging dir goes and nothing else was touched.
 import { open, readFile, statfs, type FileHandle } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -25,6 +26,7 @@ import { SparseMapError, SparseMapReader, type Extent } from './sparse.js';
 import { BackgroundHasher } from './background-hash.js';
 import { paxRecords, type ArchiveEntry } from './tar-entries.js';
 import type { Header } from 'tar-stream';
+import { tarStructureGuard } from './tar-guard.js';
 import { zstdDecompress } from './zstd.js';
 import { readManifestEntry } from './pack-info.js';
 import { HostCommandError } from '../util/run.js';
@@ -45,9 +47,17 @@ export const DEFAULT_UNPACK_LIMITS: UnpackLimits = {
   maxDecompressedBytes: 64 * 2 ** 30,
   maxRatio: 1000,
   ratioGraceBytes: 64 * 2 ** 20,
-  maxFileBytes: 256 * 2 ** 30,
-  maxSparseRegions: 4_000_000,
+  // A disk image; the other files have tighter limits of their own (PACK_FILE_LIMITS).
+  maxFileBytes: 64 * 2 ** 30,
+  // forkd's packer finds data in 4 KiB blocks, so a region (data and the hole
+  // after it) covers 8 KiB at least; this also bounds any one file.
+  maxSparseRegions: 1_000_000,
 };
+
+/** Regions a sparse file of `size` bytes can have when found in 4 KiB blocks. */
+export function sparseRegionLimit(size: number, limits: UnpackLimits): number {
+  return Math.min(limits.maxSparseRegions, Math.ceil(size / 8192) + 1);
+}
 
 export interface UnpackOptions {
   /** The compressed pack bytes. */
@@ -125,6 +135,7 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
         done(null, chunk);
       },
     }),
+    tarStructureGuard((message) => reject(message)),
     extract,
   );
   // Failures surface in the entry loop; these keep them from going unhandled meanwhile.
@@ -280,6 +291,14 @@ async function startFromManifest(
 /** Refuse early (before the big files arrive) when this host cannot restore the pack. */
 function checkPackMachine(manifest: PackManifest, opts: UnpackOptions): void {
   const m = manifest.machine;
+  // Its RAM file is the declared memory: a machine bigger than this host is no snapshot to write here.
+  if (m.memory_mib * 2 ** 20 > totalmem()) {
+    throw new PackRejectedError(
+      `${opts.sourceName} declares a ${m.memory_mib} MiB machine; this host has ${Math.floor(totalmem() / 2 ** 20)} MiB`,
+      opts.sourceName,
+      null,
+    );
+  }
   checkRequirements(
     { tag: manifest.tag, qemuVersion: m.qemu_version, machineType: m.machine_type, accel: m.accel },
     opts.host,
@@ -335,7 +354,7 @@ async function writeEntryFile(
   try {
     const writer = new ExtentWriter(handle, hasher);
     if (sparse) {
-      const mapReader = new SparseMapReader(file.size, { maxRegions: limits.maxSparseRegions });
+      const mapReader = new SparseMapReader(file.size, { maxRegions: sparseRegionLimit(file.size, limits) });
       let regions: Extent[] | null = null;
       for await (const chunk of entry) {
         if (regions === null) {
@@ -395,7 +414,7 @@ class ExtentWriter {
       const take = Math.min(region.length - this.within, data.length - at);
       const piece = data.subarray(at, at + take);
       await this.handle.write(piece, 0, take, region.offset + this.within);
-      this.hash.update(piece);
+      await this.hash.update(piece);
       this.hashedTo += take;
       this.within += take;
       at += take;

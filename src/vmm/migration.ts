@@ -9,7 +9,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { QmpError } from '../errors.js';
 import { deadlineSignal, type CallOptions } from '../util/abort.js';
-import { STATE_IN_FD } from './process.js';
+import { STATE_IN_FD, tailOf } from './process.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
 
 export interface MigrationCapabilities {
@@ -131,10 +131,20 @@ export async function saveDeviceState(
  * Load device state into a VM started with `-incoming defer` and the state
  * file open on STATE_IN_FD (LaunchQemuOptions.stateIn); it stays paused.
  */
-export async function loadDeviceState(qmp: QmpClient, opts: CallOptions = {}): Promise<void> {
+export async function loadDeviceState(
+  qmp: QmpClient,
+  opts: CallOptions & { qemuLog?: string } = {},
+): Promise<void> {
   await setMigrationCapabilities(qmp, { ignoreShared: true }, opts);
   const end = waitMigrationEnd(qmp, opts);
   end.catch(() => undefined);
   await qmp.execute('migrate-incoming', { uri: `fd:${STATE_IN_FD}` }, opts);
-  await expectCompleted(qmp, await end, 'migrate-incoming', 'loading device state');
+  try {
+    await expectCompleted(qmp, await end, 'migrate-incoming', 'loading device state');
+  } catch (err) {
+    // QEMU gives its reason (the section or field it choked on) on stderr only.
+    const said = opts.qemuLog ? (await tailOf([opts.qemuLog], 3)).trim().replace(/\s*\n\s*/g, '; ') : '';
+    if (!said || !(err instanceof QmpError)) throw err;
+    throw new QmpError(`${err.message}: QEMU said: ${said}`, err.command, err.qmpClass, { cause: err });
+  }
 }

@@ -115,9 +115,13 @@ test('a snapshot from another QEMU is refused with both versions named', async (
   assertNothingLeft();
 });
 
-test('a truncated device state fails the child cleanly', async () => {
+/** A copy of the tiny snapshot whose device state `spoil` changed; removed afterwards. */
+async function withSpoiledState(
+  tag: string,
+  spoil: (vmstate: string) => Promise<void>,
+  check: (errors: Error[]) => void,
+): Promise<void> {
   const src = engine.dataDir.snapshotDir(TAG);
-  const tag = 'test-fork-truncated';
   await engine.store.remove(tag).catch(() => undefined);
   const writer = await engine.store.begin(tag);
   try {
@@ -126,24 +130,51 @@ test('a truncated device state fails the child cleanly', async () => {
       await linkOrCopy(join(src, name), writer.path(name));
     }
     await copyFile(join(src, 'vmstate'), writer.path('vmstate'));
-    await truncate(writer.path('vmstate'), Math.floor((await stat(join(src, 'vmstate'))).size / 2));
+    await spoil(writer.path('vmstate'));
     const m = JSON.parse(await readFile(join(src, MANIFEST_FILE), 'utf8')) as { tag: string };
     m.tag = tag;
     await writer.commit(m as never);
     const result = await engine.fork({ tag, n: 2 });
-    for (const c of result.children) {
-      assert.equal(c.ok, false);
-      if (!c.ok)
-        assert.ok(
-          c.error instanceof QmpError || c.error instanceof VmExitedError || c.error instanceof CorruptError,
-          String(c.error),
-        );
-    }
+    check(result.children.map((c) => (c.ok ? new Error('a child restored from spoiled state') : c.error)));
     assertNothingLeft();
   } finally {
     await writer.abort();
     await engine.store.remove(tag).catch(() => undefined);
   }
+}
+
+test('a truncated device state fails the child cleanly', async () => {
+  await withSpoiledState(
+    'test-fork-truncated',
+    async (vmstate) => truncate(vmstate, Math.floor((await stat(vmstate)).size / 2)),
+    (errors) => {
+      for (const err of errors) {
+        assert.ok(
+          err instanceof QmpError || err instanceof VmExitedError || err instanceof CorruptError,
+          String(err),
+        );
+      }
+    },
+  );
+});
+
+test('a device state QEMU refuses fails with QEMU’s own reason', async () => {
+  await withSpoiledState(
+    'test-fork-refused',
+    async (vmstate) => {
+      const bytes = await readFile(vmstate);
+      const at = bytes.indexOf('cpu_common');
+      assert.ok(at > 0, 'the device state names its sections');
+      bytes.write('ZZZZ', at, 'latin1');
+      await writeFile(vmstate, bytes);
+    },
+    (errors) => {
+      for (const err of errors) {
+        assert.ok(err instanceof QmpError, String(err));
+        assert.match(err.message, /QEMU said: .*Unknown savevm section or instance 'ZZZZcommon'/);
+      }
+    },
+  );
 });
 
 test('a child killed mid-exec fails the exec with an agent error and cleans up', async () => {

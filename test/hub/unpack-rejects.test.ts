@@ -840,7 +840,7 @@ let bomb: Promise<Buffer> | null = null;
 
 /** A pack whose vmstate is 32 MiB of zeros stored dense: a few KiB compressed. */
 function bombPack(): Promise<Buffer> {
-  bomb ??= mutated((c) => putFile(c, SNAPSHOT_FILES.vmstate, Buffer.alloc(32 * MIB)));
+  bomb ??= mutated((c) => putFile(c, SNAPSHOT_FILES.initrd, Buffer.alloc(32 * MIB)));
   return bomb;
 }
 
@@ -1100,4 +1100,127 @@ test('15. an existing tag is not replaced without force, and is untouched', () =
     await unpack(ctx, other, { force: true });
     assert.notEqual((await fileHashes(dir))[SNAPSHOT_FILES.vmstate], before[SNAPSHOT_FILES.vmstate]);
     await assertClean(ctx, ['taken']);
+  }));
+
+// ---------------------------------------------------------------- 16-20: limits that match reality, tar dialects
+
+/** A raw ustar header block (the checksum filled in), for headers tar-stream will not write. */
+function rawHeader(name: string, typeflag: string, size: number): Buffer {
+  const block = Buffer.alloc(512);
+  block.write(name, 0, 'latin1');
+  block.write('0000644\0', 100, 'latin1');
+  block.write('0000000\0', 108, 'latin1');
+  block.write('0000000\0', 116, 'latin1');
+  block.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
+  block.write('00000000000\0', 136, 'latin1');
+  block.write(typeflag, 156, 'latin1');
+  block.write('ustar\x0000', 257, 'latin1');
+  block.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of block) sum += b;
+  block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  return block;
+}
+
+function paxData(records: Record<string, string>): Buffer {
+  const lines = Object.entries(records).map(([k, v]) => {
+    const body = ` ${k}=${v}\n`;
+    let length = body.length + 1;
+    while (String(length).length + body.length !== length) length++;
+    return `${length}${body}`;
+  });
+  return Buffer.from(lines.join(''), 'utf8');
+}
+
+function padded(data: Buffer): Buffer {
+  return Buffer.concat([data, Buffer.alloc(Math.ceil(data.length / 512) * 512 - data.length)]);
+}
+
+test('16. a global pax header is refused: tar -x would apply its path, forkd would not', () =>
+  withData(async (ctx) => {
+    const records = paxData({ path: 'evil-name' });
+    const tarred = await tarBytes(validCraft());
+    const bytes = zstd(
+      Buffer.concat([rawHeader('pax_global_header', 'g', records.length), padded(records), tarred]),
+    );
+    await assertRejected(ctx, bytes, PackRejectedError, /global pax header/);
+  }));
+
+test('17. numeric fields that are not plain octal or decimal are refused', () =>
+  withData(async (ctx) => {
+    // A base-256 size field, which tar-stream would decode.
+    const tarred = await tarBytes(validCraft());
+    const baseTwo56 = Buffer.from(tarred);
+    const size = Number.parseInt(baseTwo56.toString('latin1', 124, 135), 8);
+    baseTwo56.fill(0, 124, 136);
+    baseTwo56[124] = 0x80;
+    baseTwo56.writeUInt32BE(size, 132);
+    baseTwo56.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of baseTwo56.subarray(0, 512)) sum += b;
+    baseTwo56.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+    await assertRejected(ctx, zstd(baseTwo56), PackRejectedError, /size is base-256, not octal/);
+    // A sparse size in hex, which Number() would have read as 16 MiB.
+    const hex = await mutated((c) => {
+      const at = c.entries.findIndex((e) => entryName(e) === SNAPSHOT_FILES.memory);
+      const entry = c.entries[at]!;
+      entry.header.pax = { ...entry.header.pax!, 'GNU.sparse.realsize': '0x1000000' };
+    });
+    await assertRejected(ctx, hex, PackRejectedError, /GNU\.sparse\.realsize is not a plain decimal number/);
+  }));
+
+test('18. files claim no more than they can be: five 256 GiB sparse files are refused before a byte is hashed', () =>
+  withData(async (ctx) => {
+    const started = Date.now();
+    const huge = await mutated((c) => {
+      for (const name of [SNAPSHOT_FILES.kernel, SNAPSHOT_FILES.initrd, SNAPSHOT_FILES.vmstate]) {
+        const at = c.entries.findIndex((e) => entryName(e) === name);
+        c.entries[at] = sparseEntry(name, 256 * 2 ** 30, [], Buffer.alloc(0));
+        Object.assign(findLine(c, name), { size: 256 * 2 ** 30, stored_bytes: 0 });
+      }
+    });
+    await assertRejected(
+      ctx,
+      huge,
+      CorruptError,
+      /says vmlinux is 274877906944 bytes; a vmlinux is at most 268435456/,
+    );
+    const bigMachine = await mutated((c) => {
+      c.manifest.machine.memory_mib = 1 << 20;
+      Object.assign(findLine(c, SNAPSHOT_FILES.memory), { size: 2 ** 40 });
+    });
+    await assertRejected(ctx, bigMachine, PackRejectedError, /declares a 1048576 MiB machine; this host has/);
+    assert.ok(Date.now() - started < 10_000, 'refused without reading the claimed bytes');
+  }));
+
+test('19. a sparse map with more regions than its size allows is refused', () =>
+  withData(async (ctx) => {
+    const regions = Array.from({ length: 3000 }, (_, i) => ({ offset: i * 4096, length: 1 }));
+    const many = await mutated((c) => {
+      const at = c.entries.findIndex((e) => entryName(e) === SNAPSHOT_FILES.memory);
+      c.entries[at] = sparseEntry(SNAPSHOT_FILES.memory, MEMORY_MIB * MIB, regions, Buffer.alloc(3000));
+      findLine(c, SNAPSHOT_FILES.memory).stored_bytes = 3000;
+    });
+    await assertRejected(ctx, many, PackRejectedError, /sparse map has 3001 regions \(limit 2049\)/);
+  }));
+
+test('20. a highly compressible 512 MiB file unpacks with flat memory: hashing keeps pace', () =>
+  withData(async (ctx) => {
+    // 512 copies of 1 MiB of noise: ~1 MiB compressed (zstd --long), inside the 1000:1 ratio limit.
+    const noise = randomBytes(MIB);
+    const initrd = Buffer.concat(Array.from({ length: 512 }, () => noise));
+    const craft = validCraft('big-initrd');
+    putFile(craft, SNAPSHOT_FILES.initrd, initrd);
+    const bytes = await build(craft);
+    assert.ok(bytes.length < 4 * MIB, `${bytes.length} bytes compressed`);
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
+    try {
+      const result = await unpack(ctx, bytes);
+      assert.equal(result.tag, 'big-initrd');
+    } finally {
+      clearInterval(sampler);
+    }
+    assert.ok(peak - before < 256 * MIB, `unpack grew by ${Math.round((peak - before) / MIB)} MiB`);
   }));
