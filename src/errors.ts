@@ -17,6 +17,7 @@ export type ForkdErrorCode =
   | 'corrupt'
   | 'resource_exhausted'
   | 'too_large'
+  | 'untrusted'
   | 'missing_dependency'
   | 'command_exit'
   | 'remote'
@@ -183,6 +184,18 @@ export class TooLargeError extends ForkdError {
   }
 }
 
+/** A pack is unsigned, or signed by a key this host does not trust, or its signature does not match. */
+export class UntrustedPackError extends ForkdError {
+  constructor(
+    message: string,
+    /** The signer's key id, or null for an unsigned pack. */
+    readonly keyId: string | null,
+    options?: ForkdErrorOptions,
+  ) {
+    super('untrusted', message, options);
+  }
+}
+
 /** A host program or file forkd needs is missing; the hint says how to install it. */
 export class MissingDependencyError extends ForkdError {
   constructor(
@@ -236,6 +249,7 @@ export const HTTP_STATUS: Readonly<Record<ForkdErrorCode, number>> = {
   agent_unavailable: 502,
   resource_exhausted: 503,
   too_large: 413,
+  untrusted: 403,
   missing_dependency: 500,
   command_exit: 500,
   remote: 502,

@@ -4,6 +4,8 @@ import type { Command } from 'commander';
 import type { SandboxQuotaParams } from '../sdk/index.js';
 import { Engine, parseEgress, type EgressPolicy, type SandboxLimits } from '../engine/index.js';
 import type { AcceleratorChoice } from '../vmm/accel.js';
+import { resolve } from 'node:path';
+import { loadTrustPolicy, type TrustPolicy } from '../hub/signing.js';
 import { createPrinter, type Printer } from './output.js';
 
 export interface GlobalOptions {
@@ -130,4 +132,30 @@ export function quotaParams(opts: QuotaOptions): SandboxQuotaParams {
     ioReadIops: opts.ioReadIops,
     ioWriteIops: opts.ioWriteIops,
   };
+}
+
+/** What commands that install packs (pull, unpack, quickstart) take to decide whom to trust. */
+export interface TrustOptions {
+  trustKey?: string[];
+  allowUnsigned?: boolean;
+}
+
+export function addTrustOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--trust-key <pubfile...>',
+      'accept packs signed by this public key (besides those in <data-dir>/trusted-keys/, see `forkd trust`)',
+    )
+    .option(
+      '--allow-unsigned',
+      'install an unsigned pack (a signed one must still verify against a trusted key)',
+    );
+}
+
+export function trustFromOptions(engine: Engine, opts: TrustOptions): Promise<TrustPolicy> {
+  return loadTrustPolicy(
+    engine.dataDir.root,
+    (opts.trustKey ?? []).map((f) => resolve(f)),
+    opts.allowUnsigned ?? false,
+  );
 }

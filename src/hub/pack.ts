@@ -3,7 +3,7 @@
 // first, lists them), once to stream the data blocks through tar and
 // multi-threaded zstd into the output. Nothing is copied to a temporary file
 // but the output itself, which appears under its name only when complete.
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { createWriteStream, rmSync } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,6 +25,7 @@ import {
 import { throttledProgress, type TransferProgressFn } from './progress.js';
 import { isDense, scanFile, type Extent, type FileScan } from './sparse.js';
 import { denseHeader, sparseHeader, writeEntry } from './tar-entries.js';
+import { PACK_SIGNATURE_ENTRY, signManifest, type PackSignature } from './signing.js';
 import { PACK_WINDOW_LOG, zstdCompress } from './zstd.js';
 
 export const DEFAULT_PACK_LEVEL = 9;
@@ -37,6 +38,8 @@ export interface PackOptions {
   description?: string | undefined;
   /** zstd level 1-22 (default 9; 19 is a third smaller and ten times slower). */
   level?: number | undefined;
+  /** Sign the manifest with this ed25519 private key (`forkd keygen`). */
+  signKey?: KeyObject | undefined;
   onProgress?: TransferProgressFn | undefined;
 }
 
@@ -45,6 +48,8 @@ export interface PackResult {
   bytes: number;
   sha256: string;
   manifest: PackManifest;
+  /** The signature written into the pack, if it was signed. */
+  signature: PackSignature | null;
   timings: { scanMs: number; writeMs: number };
 }
 
@@ -87,6 +92,8 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
   });
   const manifest = buildPackManifest(opts, files);
   const mtime = new Date(opts.snapshot.createdAt);
+  const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+  const signature = opts.signKey ? signManifest(manifestBytes, opts.signKey) : null;
 
   const partial = `${opts.output}.${randomBytes(4).toString('hex')}.partial`;
   const forget = onProcessExit(() => rmSync(partial, { force: true }));
@@ -114,12 +121,19 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
     );
     archive.pipe(zstd.input);
     const entries = (async () => {
-      const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
       await writeEntry(
         archive,
         denseHeader({ name: PACK_MANIFEST_ENTRY, size: manifestBytes.length, mtime }),
         [manifestBytes],
       );
+      if (signature) {
+        const signatureBytes = Buffer.from(JSON.stringify(signature) + '\n');
+        await writeEntry(
+          archive,
+          denseHeader({ name: PACK_SIGNATURE_ENTRY, size: signatureBytes.length, mtime }),
+          [signatureBytes],
+        );
+      }
       for (const name of names) {
         const scan = scans.get(name)!;
         const file = { name, size: scan.size, mtime };
@@ -160,6 +174,7 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
     bytes,
     sha256: hash.digest('hex'),
     manifest,
+    signature,
     timings: { scanMs, writeMs: Date.now() - started - scanMs },
   };
 }

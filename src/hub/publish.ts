@@ -67,7 +67,7 @@ export function checkPackageName(name: string, version: string | undefined): voi
 
 export async function publishPack(opts: PublishOptions): Promise<PublishResult> {
   checkPackageName(opts.name, opts.version);
-  const manifest = await readPackManifest(opts.file);
+  const { manifest, signature } = await readPackManifest(opts.file);
   const version = opts.version ?? defaultVersion(manifest);
   checkPackageName(opts.name, version);
   const relative = packRelativePath(opts.name, version);
@@ -99,6 +99,7 @@ export async function publishPack(opts: PublishOptions): Promise<PublishResult> 
       memory_mib: manifest.machine.memory_mib,
       base_image: `${manifest.base_image.recipe}@${manifest.base_image.content_hash.slice(0, 16)}`,
       created_at: manifest.created_at,
+      ...(signature ? { signer: signature.key_id, signature: signature.signature } : {}),
     };
     await writeIndexFile(
       join(opts.hubDir, INDEX_FILE),

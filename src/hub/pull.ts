@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InvalidArgumentError, AlreadyExistsError } from '../errors.js';
+import { InvalidArgumentError, AlreadyExistsError, UntrustedPackError } from '../errors.js';
 import type { HostFacts } from '../snapshot/compat.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import { assertValidTag, isValidTag } from '../snapshot/tag.js';
@@ -20,6 +20,7 @@ import {
   resolvePackage,
   type IndexVersion,
 } from './registry-index.js';
+import type { TrustPolicy } from './signing.js';
 import { unpackPack, type UnpackResult } from './unpack.js';
 
 export interface PullOptions {
@@ -31,6 +32,8 @@ export interface PullOptions {
   host: HostFacts;
   tag?: string | undefined;
   force?: boolean | undefined;
+  /** Whose signatures are accepted, and whether unsigned packs are. */
+  trust: TrustPolicy;
   signal?: AbortSignal | undefined;
   onProgress?: TransferProgressFn | undefined;
   /** One-line notices worth telling a user (how the pack was verified). */
@@ -84,6 +87,21 @@ export async function pullPack(opts: PullOptions): Promise<PullResult> {
       { hint: 'pass --force to replace it, or --tag to pull under another name' },
     );
   }
+  // The index says who signed it: refuse before a big download what the unpack would refuse after it.
+  if (entry && !entry.signer && !opts.trust.allowUnsigned) {
+    throw new UntrustedPackError(`${opts.ref} is published unsigned`, null, {
+      hint: 'pass --allow-unsigned if you trust where it came from',
+    });
+  }
+  if (entry?.signer && !opts.trust.keys.has(entry.signer)) {
+    throw new UntrustedPackError(
+      `${opts.ref} is signed by key ${entry.signer}, which is not trusted`,
+      entry.signer,
+      {
+        hint: `pass --trust-key PUBFILE with the publisher's ${entry.signer} key, or add it with \`forkd trust PUBFILE\``,
+      },
+    );
+  }
   if (!entry) {
     opts.onNotice?.(
       `no published sha256 for ${url.href}: every file is verified against the pack's manifest instead`,
@@ -108,6 +126,7 @@ export async function pullPack(opts: PullOptions): Promise<PullResult> {
       host: opts.host,
       tag,
       force: opts.force,
+      trust: opts.trust,
       onProgress: opts.onProgress,
     });
     return {

@@ -25,6 +25,10 @@ export const IndexVersion = Type.Object({
   created_at: Type.String(),
   /** On "latest": the version it stands for. */
   version: Type.Optional(Type.String()),
+  /** The key id that signed the pack (absent: unsigned). */
+  signer: Type.Optional(Type.String({ pattern: '^[0-9a-f]{16}$' })),
+  /** The pack's signature over its manifest, as in the pack. */
+  signature: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9+/]{86}==$' })),
 });
 export type IndexVersion = Static<typeof IndexVersion>;
 

@@ -28,7 +28,8 @@ import { paxRecords, type ArchiveEntry } from './tar-entries.js';
 import type { Header } from 'tar-stream';
 import { tarStructureGuard } from './tar-guard.js';
 import { zstdDecompress } from './zstd.js';
-import { readManifestEntry } from './pack-info.js';
+import { readManifestEntry, readSignatureEntry } from './pack-info.js';
+import { checkPackTrust, PACK_SIGNATURE_ENTRY, type TrustPolicy } from './signing.js';
 import { HostCommandError } from '../util/run.js';
 import { syncToDisk } from '../util/files.js';
 
@@ -73,6 +74,8 @@ export interface UnpackOptions {
   /** Replace an existing snapshot with the same tag. */
   force?: boolean | undefined;
   limits?: Partial<UnpackLimits> | undefined;
+  /** Whose signatures are accepted, and whether unsigned packs are. */
+  trust: TrustPolicy;
   onProgress?: TransferProgressFn | undefined;
 }
 
@@ -83,6 +86,8 @@ export interface UnpackResult {
   snapshot: SnapshotManifest;
   /** Bytes written to disk (data blocks only). */
   storedBytes: number;
+  /** The key id that signed the pack; null for an unsigned pack installed with allowUnsigned. */
+  signer: string | null;
   ms: number;
 }
 
@@ -163,6 +168,7 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
       pack: state.manifest,
       snapshot,
       storedBytes: state.manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0),
+      signer: state.signer ?? null,
       ms: Date.now() - started,
     };
   } catch (err) {
@@ -192,8 +198,12 @@ class StreamEndedEarly extends PackRejectedError {}
 
 interface EntryState {
   manifest: PackManifest;
+  /** The manifest entry's bytes, which a signature covers. */
+  manifestBytes: Buffer;
   tag: string;
   seen: Set<string>;
+  /** Set once the signature (or its absence) was accepted: undefined until then. */
+  signer?: string | null;
 }
 
 async function readEntries(
@@ -224,6 +234,13 @@ async function readEntries(
       }
       state = await startFromManifest(entry, opts, reject);
       continue;
+    }
+    if (state.signer === undefined) {
+      // Trust is settled before a single file is written.
+      const signed = header.name === PACK_SIGNATURE_ENTRY;
+      const signature = signed ? await readSignatureEntry(entry, (m) => reject(m, header.name)) : null;
+      state.signer = checkPackTrust(state.manifestBytes, signature, opts.trust, opts.sourceName);
+      if (signed) continue;
     }
     const name = entryFileName(header, reject);
     const file = state.manifest.files.find((f) => f.path === name);
@@ -266,7 +283,7 @@ async function startFromManifest(
   opts: UnpackOptions,
   reject: (message: string) => PackRejectedError,
 ): Promise<EntryState> {
-  const manifest = await readManifestEntry(entry, opts.sourceName, reject);
+  const { manifest, bytes: manifestBytes } = await readManifestEntry(entry, opts.sourceName, reject);
   const tag = opts.tag ?? manifest.tag;
   checkPackMachine(manifest, opts);
   if (!opts.force && (await opts.store.exists(tag))) {
@@ -285,7 +302,7 @@ async function startFromManifest(
       { hint: 'free some disk space (forkd rmi, forkd cleanup) and try again' },
     );
   }
-  return { manifest, tag, seen: new Set<string>() };
+  return { manifest, manifestBytes, tag, seen: new Set<string>() };
 }
 
 /** Refuse early (before the big files arrive) when this host cannot restore the pack. */

@@ -4,14 +4,22 @@
 // fork naming both versions.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Engine, IncompatibleError, InvalidArgumentError } from '../../src/engine/index.js';
+import { UntrustedPackError } from '../../src/errors.js';
 import { PACK_MANIFEST_ENTRY } from '../../src/hub/pack-manifest.js';
 import { readPackManifest } from '../../src/hub/pack-info.js';
+import {
+  generateSigningKey,
+  keyIdOf,
+  PACK_SIGNATURE_ENTRY,
+  type TrustPolicy,
+} from '../../src/hub/signing.js';
 import { unpackPack } from '../../src/hub/unpack.js';
 import { MANIFEST_FILE, type SnapshotManifest } from '../../src/snapshot/manifest.js';
 import { sha256File } from '../../src/util/files.js';
@@ -22,14 +30,22 @@ let engine: Engine;
 let work: string;
 let packPath: string;
 let packSha: string;
+let trust: TrustPolicy;
+let keyId: string;
+let signKey: KeyObject;
 
 before(async () => {
   engine = testEngine();
   work = await mkdtemp(join(tmpdir(), 'forkd-pack-'));
   await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 256 });
   packPath = join(work, 'tiny.forkd.tar.zst');
-  const packed = await engine.pack(TAG, { output: packPath, description: 'tiny test guest' });
+  const key = generateSigningKey();
+  keyId = key.keyId;
+  signKey = createPrivateKey(key.privatePem);
+  const packed = await engine.pack(TAG, { output: packPath, description: 'tiny test guest', signKey });
   packSha = packed.sha256;
+  const publicKey = createPublicKey(key.publicPem);
+  trust = { keys: new Map([[keyIdOf(publicKey), publicKey]]), allowUnsigned: false };
 });
 
 after(async () => {
@@ -38,7 +54,8 @@ after(async () => {
 });
 
 void test('a pack lists every snapshot file with its size and sha256, and stores the RAM file without its zeros', async () => {
-  const manifest = await readPackManifest(packPath);
+  const { manifest, signature } = await readPackManifest(packPath);
+  assert.equal(signature?.key_id, keyId, 'the pack carries its signature');
   const { dir } = await engine.store.getReady(TAG);
   assert.equal(manifest.tag, TAG);
   assert.equal(manifest.description, 'tiny test guest');
@@ -60,17 +77,19 @@ void test('GNU tar extracts a pack into the same files (the format is a standard
   const { dir } = await engine.store.getReady(TAG);
   const names = (await readdir(out)).sort();
   assert.ok(names.includes(PACK_MANIFEST_ENTRY));
-  for (const name of names.filter((n) => n !== PACK_MANIFEST_ENTRY)) {
+  assert.ok(names.includes(PACK_SIGNATURE_ENTRY));
+  for (const name of names.filter((n) => n !== PACK_MANIFEST_ENTRY && n !== PACK_SIGNATURE_ENTRY)) {
     assert.equal(await sha256File(join(out, name)), await sha256File(join(dir, name)), name);
   }
   const memory = await stat(join(out, 'memory'));
   assert.ok(memory.blocks * 512 < memory.size, 'memory comes out sparse');
 });
 
-void test('packing the same snapshot twice gives the same bytes', async () => {
+void test('packing the same snapshot twice gives the same bytes (ed25519 signatures are deterministic)', async () => {
   const again = await engine.pack(TAG, {
     output: join(work, 'again.forkd.tar.zst'),
     description: 'tiny test guest',
+    signKey,
   });
   assert.equal(again.sha256, packSha);
 });
@@ -83,8 +102,10 @@ void test('a pack unpacks into another data dir under a new tag, sparse, and its
       source: createReadStream(packPath),
       sourceName: packPath,
       tag: 'moved',
+      trust,
     });
     assert.equal(unpacked.tag, 'moved');
+    assert.equal(unpacked.signer, keyId);
     const manifest = JSON.parse(
       await readFile(join(unpacked.dir, MANIFEST_FILE), 'utf8'),
     ) as SnapshotManifest;
@@ -119,6 +140,7 @@ void test('a pack from another QEMU version is refused at unpack, naming both, a
         sourceName: packPath,
         store: other.store,
         host: { qemuVersion: '99.1.0', kvmUsable: false },
+        trust,
       }),
       (err: unknown) =>
         err instanceof IncompatibleError && err.message.includes(local) && err.message.includes('99.1.0'),
@@ -134,7 +156,7 @@ void test('a snapshot whose QEMU version differs is refused at fork, naming both
   const other = new Engine({ dataDir });
   const local = (await engine.qemu()).version;
   try {
-    const { dir } = await other.unpack({ source: createReadStream(packPath), sourceName: packPath });
+    const { dir } = await other.unpack({ source: createReadStream(packPath), sourceName: packPath, trust });
     const path = join(dir, MANIFEST_FILE);
     const manifest = JSON.parse(await readFile(path, 'utf8')) as SnapshotManifest;
     await writeFile(path, JSON.stringify({ ...manifest, qemu: { ...manifest.qemu, version: '6.2.0' } }));
@@ -160,4 +182,43 @@ void test('a bad level or an unwritable output fails with no file left behind', 
   );
   const left = (await readdir(work)).filter((n) => n.includes('partial') || n.startsWith('bad'));
   assert.deepEqual(left, []);
+});
+
+void test('an unsigned pack, or one signed by a key not trusted, is refused naming the key, and leaves nothing', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'forkd-unpacked-'));
+  const other = new Engine({ dataDir });
+  const unsignedPath = join(work, 'unsigned.forkd.tar.zst');
+  try {
+    await engine.pack(TAG, { output: unsignedPath });
+    const refusedUnsigned = other.unpack({
+      source: createReadStream(unsignedPath),
+      sourceName: unsignedPath,
+      trust: { ...trust, allowUnsigned: false },
+    });
+    await assert.rejects(
+      refusedUnsigned,
+      (err: unknown) =>
+        err instanceof UntrustedPackError && err.keyId === null && /not signed/.test(err.message),
+    );
+    const refusedSigned = other.unpack({
+      source: createReadStream(packPath),
+      sourceName: packPath,
+      trust: { keys: new Map(), allowUnsigned: true },
+    });
+    await assert.rejects(
+      refusedSigned,
+      (err: unknown) =>
+        err instanceof UntrustedPackError && err.keyId === keyId && err.message.includes(keyId),
+    );
+    assert.deepEqual(await readdir(other.dataDir.snapshotsDir), [], 'nothing installed, nothing staged');
+    const allowed = await other.unpack({
+      source: createReadStream(unsignedPath),
+      sourceName: unsignedPath,
+      trust: { keys: new Map(), allowUnsigned: true },
+    });
+    assert.equal(allowed.signer, null);
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+    await rm(unsignedPath, { force: true });
+  }
 });

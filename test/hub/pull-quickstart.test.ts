@@ -17,11 +17,15 @@ let engine: Engine;
 let work: string;
 let hub: ChildProcess | null = null;
 let hubUrl = '';
+let keyId = '';
 
 before(async () => {
   engine = testEngine();
   work = await mkdtemp(join(tmpdir(), 'forkd-hub-cli-'));
   await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy', replace: true });
+  const keys = runCli(['keygen', '--name', 'publisher', '--out', join(work, 'keys'), '--json']);
+  assert.equal(keys.status, 0, keys.stderr);
+  keyId = (JSON.parse(keys.stdout) as { key_id: string }).key_id;
   const packed = runCli([
     '--data-dir',
     engine.dataDir.root,
@@ -32,9 +36,12 @@ before(async () => {
     '3',
     '-o',
     join(work, 'pn.forkd.tar.zst'),
+    '--sign-key',
+    join(work, 'keys', 'publisher.key'),
     '--json',
   ]);
   assert.equal(packed.status, 0, packed.stderr);
+  assert.equal((JSON.parse(packed.stdout) as { signer: string }).signer, keyId);
   const published = runCli([
     'hub',
     'publish',
@@ -83,8 +90,52 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-void test('on a clean data dir, quickstart pulls python-numpy from the hub (no image build) and 10 children answer', async () => {
+void test('pull of an unsigned pack fails without --allow-unsigned, before the download', async () => {
+  const unsigned = join(work, 'unsigned.forkd.tar.zst');
+  const packed = runCli([
+    '--data-dir',
+    engine.dataDir.root,
+    'pack',
+    '--tag',
+    TAG,
+    '--level',
+    '1',
+    '-o',
+    unsigned,
+  ]);
+  assert.equal(packed.status, 0, packed.stderr);
+  const published = runCli([
+    'hub',
+    'publish',
+    unsigned,
+    '--name',
+    'forkd/unsigned',
+    '--version',
+    '1',
+    '--dir',
+    join(work, 'hub'),
+  ]);
+  assert.equal(published.status, 0, published.stderr);
+  const dataDir = join(work, 'unsigned-pull');
+  const r = runCli(['--data-dir', dataDir, 'pull', 'forkd/unsigned', '--hub', hubUrl]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /forkd\/unsigned is published unsigned \(pass --allow-unsigned/);
+  assert.deepEqual(await readdir(join(dataDir, 'cache', 'downloads')).catch(() => []), []);
+});
+
+void test('a pack signed by a key not trusted here is refused before the download, naming the key', async () => {
+  const dataDir = join(work, 'untrusting');
+  const r = runCli(['--data-dir', dataDir, 'pull', 'forkd/python-numpy', '--hub', hubUrl]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, new RegExp(`signed by key ${keyId}, which is not trusted \\(pass --trust-key`));
+  assert.deepEqual(await readdir(join(dataDir, 'cache', 'downloads')).catch(() => []), []);
+});
+
+void test('on a clean data dir that trusts the publisher, quickstart pulls python-numpy from the hub (no image build) and 10 children answer', async () => {
   const dataDir = join(work, 'clean');
+  const trusted = runCli(['--data-dir', dataDir, 'trust', join(work, 'keys', 'publisher.pub'), '--json']);
+  assert.equal(trusted.status, 0, trusted.stderr);
+  assert.equal((JSON.parse(trusted.stdout) as { key_id: string }).key_id, keyId);
   const r = runCli(['--data-dir', dataDir, 'quickstart', '--hub', hubUrl, '--json']);
   assert.equal(r.status, 0, r.stderr);
   const summary = JSON.parse(r.stdout) as { n: number; ok: number; parent: string };
@@ -106,7 +157,7 @@ void test('images --hub lists the package and its latest version; pull refuses a
     packages: { name: string; version: string; same_as: string | null }[];
   };
   assert.deepEqual(
-    packages.map((p) => [p.name, p.version, p.same_as]),
+    packages.filter((p) => p.name === 'forkd/python-numpy').map((p) => [p.name, p.version, p.same_as]),
     [
       ['forkd/python-numpy', '1', null],
       ['forkd/python-numpy', 'latest', '1'],

@@ -5,7 +5,15 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { AlreadyExistsError } from '../../errors.js';
-import { intOption, makeContext, type GlobalOptions } from '../context.js';
+import {
+  addTrustOptions,
+  intOption,
+  makeContext,
+  trustFromOptions,
+  type GlobalOptions,
+  type TrustOptions,
+} from '../context.js';
+import { loadSigningKey } from '../../hub/signing.js';
 import { formatBytes } from '../output.js';
 import { transferProgress } from '../transfer-progress.js';
 import { packFileSize } from '../../hub/pack-info.js';
@@ -16,9 +24,10 @@ interface PackCliOptions extends GlobalOptions {
   level: number;
   description?: string;
   force?: boolean;
+  signKey?: string;
 }
 
-interface UnpackCliOptions extends GlobalOptions {
+interface UnpackCliOptions extends GlobalOptions, TrustOptions {
   tag?: string;
   force?: boolean;
 }
@@ -37,9 +46,11 @@ export function registerPack(program: Command): void {
     )
     .option('--description <text>', 'one line saying what the snapshot is for (shown by hubs)')
     .option('--force', 'overwrite the output file')
+    .option('--sign-key <keyfile>', 'sign the pack with this ed25519 private key (`forkd keygen`)')
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<PackCliOptions>();
       const { engine, out } = makeContext(opts);
+      const signKey = opts.signKey ? await loadSigningKey(resolve(opts.signKey)) : undefined;
       const output = resolve(opts.output ?? `${opts.tag}.forkd.tar.zst`);
       if (
         !opts.force &&
@@ -59,6 +70,7 @@ export function registerPack(program: Command): void {
         output,
         level: opts.level,
         description: opts.description,
+        signKey,
         onProgress: transferProgress(out),
       });
       const logical = packed.manifest.files.reduce((sum, f) => sum + f.size, 0);
@@ -72,43 +84,50 @@ export function registerPack(program: Command): void {
           stored_bytes: packed.manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0),
           scan_ms: packed.timings.scanMs,
           write_ms: packed.timings.writeMs,
+          signer: packed.signature?.key_id ?? null,
           manifest: packed.manifest,
         },
         () =>
-          `packed ${opts.tag} into ${packed.path}: ${formatBytes(packed.bytes)} (from ${formatBytes(logical)} of files) in ${packed.timings.scanMs + packed.timings.writeMs} ms\nsha256 ${packed.sha256}`,
+          `packed ${opts.tag} into ${packed.path}: ${formatBytes(packed.bytes)} (from ${formatBytes(logical)} of files) in ${packed.timings.scanMs + packed.timings.writeMs} ms\nsha256 ${packed.sha256}` +
+          (packed.signature
+            ? `\nsigned by key ${packed.signature.key_id}`
+            : '\nunsigned (sign with --sign-key)'),
       );
     });
 
-  program
+  const unpack = program
     .command('unpack')
     .description('install a .forkd.tar.zst as a snapshot, verifying every file (- reads stdin)')
     .argument('<file>', 'pack file, or - for standard input')
     .option('--tag <tag>', "install under this tag instead of the pack's own")
-    .option('--force', 'replace a snapshot with the same tag')
-    .action(async (file: string, _o: unknown, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<UnpackCliOptions>();
-      const { engine, out } = makeContext(opts);
-      const fromStdin = file === '-';
-      const path = fromStdin ? '(stdin)' : resolve(file);
-      const size = fromStdin ? null : await packFileSize(path);
-      const unpacked = await engine.unpack({
-        source: fromStdin ? process.stdin : createReadStream(path),
-        sourceName: path,
-        sourceBytes: size,
-        tag: opts.tag,
-        force: opts.force,
-        onProgress: transferProgress(out),
-      });
-      out.result(
-        {
-          tag: unpacked.tag,
-          dir: unpacked.dir,
-          stored_bytes: unpacked.storedBytes,
-          unpack_ms: unpacked.ms,
-          pack: unpacked.pack,
-        },
-        () =>
-          `unpacked snapshot ${unpacked.tag} (${formatBytes(unpacked.storedBytes)} on disk, every file verified) in ${unpacked.ms} ms\nfork it: forkd fork --tag ${unpacked.tag} -n 10`,
-      );
+    .option('--force', 'replace a snapshot with the same tag');
+  addTrustOptions(unpack).action(async (file: string, _o: unknown, cmd: Command) => {
+    const opts = cmd.optsWithGlobals<UnpackCliOptions>();
+    const { engine, out } = makeContext(opts);
+    const trust = await trustFromOptions(engine, opts);
+    const fromStdin = file === '-';
+    const path = fromStdin ? '(stdin)' : resolve(file);
+    const size = fromStdin ? null : await packFileSize(path);
+    const unpacked = await engine.unpack({
+      source: fromStdin ? process.stdin : createReadStream(path),
+      sourceName: path,
+      sourceBytes: size,
+      tag: opts.tag,
+      force: opts.force,
+      trust,
+      onProgress: transferProgress(out),
     });
+    out.result(
+      {
+        tag: unpacked.tag,
+        dir: unpacked.dir,
+        signer: unpacked.signer,
+        stored_bytes: unpacked.storedBytes,
+        unpack_ms: unpacked.ms,
+        pack: unpacked.pack,
+      },
+      () =>
+        `unpacked snapshot ${unpacked.tag} (${formatBytes(unpacked.storedBytes)} on disk, every file verified) in ${unpacked.ms} ms\nfork it: forkd fork --tag ${unpacked.tag} -n 10`,
+    );
+  });
 }

@@ -4,13 +4,22 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { uploadFile, redact } from '../../hub/upload.js';
-import { hubUrl, intOption, makeContext, type GlobalOptions } from '../context.js';
+import {
+  addTrustOptions,
+  hubUrl,
+  intOption,
+  makeContext,
+  trustFromOptions,
+  type GlobalOptions,
+  type TrustOptions,
+} from '../context.js';
+import { loadSigningKey } from '../../hub/signing.js';
 import { formatBytes } from '../output.js';
 import { transferProgress } from '../transfer-progress.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { loadToken } from '../../util/bearer-token.js';
 
-interface PullCliOptions extends GlobalOptions {
+interface PullCliOptions extends GlobalOptions, TrustOptions {
   tag?: string;
   force?: boolean;
   hub?: string;
@@ -21,10 +30,11 @@ interface PushCliOptions extends GlobalOptions {
   file?: string;
   tokenFile?: string;
   level: number;
+  signKey?: string;
 }
 
 export function registerPull(program: Command): void {
-  program
+  const pull = program
     .command('pull')
     .description(
       'download a snapshot from a hub (owner/name[@version]) or a pack URL, verify it and unpack it',
@@ -32,40 +42,45 @@ export function registerPull(program: Command): void {
     .argument('<ref>', 'owner/name[@version] (resolved through the hub index) or http(s)://…/x.forkd.tar.zst')
     .option('--tag <tag>', 'install under this tag (default: the package name, or the pack’s own tag)')
     .option('--force', 'replace a snapshot with the same tag')
-    .option('--hub <url>', 'hub base URL or index URL (env FORKD_HUB_URL)')
-    .action(async (ref: string, _o: unknown, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<PullCliOptions>();
-      const { engine, out } = makeContext(opts);
-      const pulled = await engine.pull({
-        ref,
-        hub: hubUrl(opts.hub),
-        tag: opts.tag,
-        force: opts.force,
-        onProgress: transferProgress(out),
-        onNotice: (message) => out.progress(message),
-      });
-      out.result(
-        {
-          tag: pulled.tag,
-          dir: pulled.dir,
-          url: pulled.url,
-          sha256: pulled.sha256,
-          verified: pulled.verified,
-          download_bytes: pulled.downloadBytes,
-          resumed_from: pulled.resumedFrom,
-          download_ms: pulled.downloadMs,
-          unpack_ms: pulled.unpackMs,
-        },
-        () =>
-          [
-            `pulled ${ref} as snapshot ${pulled.tag}: ${formatBytes(pulled.downloadBytes)} in ${pulled.downloadMs} ms, unpacked in ${pulled.unpackMs} ms`,
-            pulled.verified === 'pack'
-              ? `verified: pack sha256 ${pulled.sha256} matches the index, and every file its manifest`
-              : 'verified: every file against the pack manifest (no published sha256 for the pack)',
-            `fork it: forkd fork --tag ${pulled.tag} -n 10`,
-          ].join('\n'),
-      );
+    .option('--hub <url>', 'hub base URL or index URL (env FORKD_HUB_URL)');
+  addTrustOptions(pull).action(async (ref: string, _o: unknown, cmd: Command) => {
+    const opts = cmd.optsWithGlobals<PullCliOptions>();
+    const { engine, out } = makeContext(opts);
+    const pulled = await engine.pull({
+      ref,
+      hub: hubUrl(opts.hub),
+      tag: opts.tag,
+      force: opts.force,
+      trust: await trustFromOptions(engine, opts),
+      onProgress: transferProgress(out),
+      onNotice: (message) => out.progress(message),
     });
+    out.result(
+      {
+        tag: pulled.tag,
+        dir: pulled.dir,
+        url: pulled.url,
+        sha256: pulled.sha256,
+        verified: pulled.verified,
+        signer: pulled.signer,
+        download_bytes: pulled.downloadBytes,
+        resumed_from: pulled.resumedFrom,
+        download_ms: pulled.downloadMs,
+        unpack_ms: pulled.unpackMs,
+      },
+      () =>
+        [
+          `pulled ${ref} as snapshot ${pulled.tag}: ${formatBytes(pulled.downloadBytes)} in ${pulled.downloadMs} ms, unpacked in ${pulled.unpackMs} ms`,
+          pulled.verified === 'pack'
+            ? `verified: pack sha256 ${pulled.sha256} matches the index, and every file its manifest`
+            : 'verified: every file against the pack manifest (no published sha256 for the pack)',
+          pulled.signer
+            ? `signed by trusted key ${pulled.signer}`
+            : 'unsigned (installed with --allow-unsigned)',
+          `fork it: forkd fork --tag ${pulled.tag} -n 10`,
+        ].join('\n'),
+    );
+  });
 
   program
     .command('push')
@@ -78,6 +93,7 @@ export function registerPull(program: Command): void {
       'bearer token for the hub (env FORKD_HUB_TOKEN); not needed for presigned URLs',
     )
     .option('--level <n>', 'zstd level when packing', intOption('--level', 1, 19), 9)
+    .option('--sign-key <keyfile>', 'sign the pack made from --tag with this ed25519 private key')
     .action(async (target: string, _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<PushCliOptions>();
       const { engine, out } = makeContext(opts);
@@ -103,7 +119,13 @@ export function registerPull(program: Command): void {
           await mkdir(dir, { recursive: true });
           path = join(dir, `${opts.tag}-${randomBytes(4).toString('hex')}.forkd.tar.zst`);
           out.progress(`packing snapshot ${opts.tag}`);
-          await engine.pack(opts.tag, { output: path, level: opts.level, onProgress: transferProgress(out) });
+          const signKey = opts.signKey ? await loadSigningKey(resolve(opts.signKey)) : undefined;
+          await engine.pack(opts.tag, {
+            output: path,
+            level: opts.level,
+            signKey,
+            onProgress: transferProgress(out),
+          });
         }
         out.progress(`uploading to ${redact(url)}`);
         const sent = await uploadFile({ url, path, token, onProgress: transferProgress(out) });

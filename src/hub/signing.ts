@@ -1,0 +1,180 @@
+// Signed packs. A publisher signs the pack manifest (the exact bytes of the
+// first entry, which list every file's size and sha256) with an ed25519 key;
+// the signature travels as the pack's second entry and in the hub index. An
+// unpack checks it against the keys it trusts (--trust-key files and
+// <data-dir>/trusted-keys/*.pub) before a single file is written, so a
+// verified manifest and the per-file hashes vouch for every byte installed.
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import Type, { type Static } from 'typebox';
+import { Value } from 'typebox/value';
+import { InvalidArgumentError, NotFoundError, UntrustedPackError } from '../errors.js';
+
+/** The pack entry that carries the signature, right after the manifest. */
+export const PACK_SIGNATURE_ENTRY = 'forkd-pack.sig';
+/** Where a data dir keeps the public keys it trusts. */
+export const TRUSTED_KEYS_DIR = 'trusted-keys';
+
+const KEY_ID = '^[0-9a-f]{16}$';
+
+export const PackSignature = Type.Object({
+  format: Type.Literal('forkd-pack-signature'),
+  algorithm: Type.Literal('ed25519'),
+  /** The first 16 hex digits of the sha256 of the raw 32-byte public key. */
+  key_id: Type.String({ pattern: KEY_ID }),
+  /** base64 of the ed25519 signature over the manifest entry's bytes. */
+  signature: Type.String({ pattern: '^[A-Za-z0-9+/]{86}==$' }),
+});
+export type PackSignature = Static<typeof PackSignature>;
+
+/** Which signers an unpack accepts. */
+export interface TrustPolicy {
+  /** Trusted public keys by key id. */
+  keys: ReadonlyMap<string, KeyObject>;
+  /** Install unsigned packs (a signed pack must still verify against a trusted key). */
+  allowUnsigned: boolean;
+}
+
+function rawPublicKey(key: KeyObject): Buffer {
+  // An ed25519 SPKI DER is a fixed 12-byte prefix and the 32-byte key.
+  return key.export({ type: 'spki', format: 'der' }).subarray(-32);
+}
+
+export function keyIdOf(key: KeyObject): string {
+  return createHash('sha256').update(rawPublicKey(key)).digest('hex').slice(0, 16);
+}
+
+/** A new signing key: PEM texts (PKCS#8 private, SPKI public) and its id. */
+export function generateSigningKey(): { privatePem: string; publicPem: string; keyId: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return {
+    privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    keyId: keyIdOf(publicKey),
+  };
+}
+
+async function readKeyFile(path: string, what: string): Promise<string> {
+  return readFile(path, 'utf8').catch(() => {
+    throw new NotFoundError(
+      `${what} ${path} not found`,
+      { kind: 'file', name: path },
+      {
+        hint: 'make a key pair with `forkd keygen`',
+      },
+    );
+  });
+}
+
+/** The private key in a PEM file (`forkd keygen`'s .key). */
+export async function loadSigningKey(path: string): Promise<KeyObject> {
+  const pem = await readKeyFile(path, 'signing key');
+  try {
+    const key = createPrivateKey(pem);
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key`);
+    return key;
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `${path} is not an ed25519 private key (${(err as Error).message})`,
+      'sign-key',
+      {
+        hint: 'pass the .key file that `forkd keygen` wrote',
+      },
+    );
+  }
+}
+
+/** The public key in a PEM file (`forkd keygen`'s .pub). */
+export async function loadPublicKey(path: string): Promise<KeyObject> {
+  const pem = await readKeyFile(path, 'public key');
+  try {
+    const key = createPublicKey(pem);
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key`);
+    return key;
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `${path} is not an ed25519 public key (${(err as Error).message})`,
+      'trust-key',
+      {
+        hint: 'pass the .pub file that `forkd keygen` wrote',
+      },
+    );
+  }
+}
+
+/** Trusted keys: every `*.pub` in the data dir's trusted-keys dir, plus `extraKeyFiles`. */
+export async function loadTrustPolicy(
+  dataDirRoot: string,
+  extraKeyFiles: readonly string[],
+  allowUnsigned: boolean,
+): Promise<TrustPolicy> {
+  const keys = new Map<string, KeyObject>();
+  const dir = join(dataDirRoot, TRUSTED_KEYS_DIR);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const files = [...names.filter((n) => n.endsWith('.pub')).map((n) => join(dir, n)), ...extraKeyFiles];
+  for (const file of files) {
+    const key = await loadPublicKey(file);
+    keys.set(keyIdOf(key), key);
+  }
+  return { keys, allowUnsigned };
+}
+
+export function signManifest(manifestBytes: Buffer, key: KeyObject): PackSignature {
+  return {
+    format: 'forkd-pack-signature',
+    algorithm: 'ed25519',
+    key_id: keyIdOf(createPublicKey(key)),
+    signature: sign(null, manifestBytes, key).toString('base64'),
+  };
+}
+
+/** Parses a signature entry; null when it is not one. */
+export function parsePackSignature(value: unknown): PackSignature | null {
+  return Value.Check(PackSignature, value) ? value : null;
+}
+
+/**
+ * Decides whether a pack may be installed: its signature must verify against
+ * a trusted key, or (unsigned) the policy must allow unsigned packs. Returns
+ * the signer's key id (null for an accepted unsigned pack).
+ */
+export function checkPackTrust(
+  manifestBytes: Buffer,
+  signature: PackSignature | null,
+  trust: TrustPolicy,
+  source: string,
+): string | null {
+  if (!signature) {
+    if (trust.allowUnsigned) return null;
+    throw new UntrustedPackError(`${source} is not signed`, null, {
+      hint: 'get a signed pack, or pass --allow-unsigned if you trust where it came from',
+    });
+  }
+  const key = trust.keys.get(signature.key_id);
+  if (!key) {
+    throw new UntrustedPackError(
+      `${source} is signed by key ${signature.key_id}, which is not trusted`,
+      signature.key_id,
+      {
+        hint: `pass --trust-key PUBFILE with the publisher's ${signature.key_id} key, or put it in <data-dir>/${TRUSTED_KEYS_DIR}/`,
+      },
+    );
+  }
+  if (!verify(null, manifestBytes, key, Buffer.from(signature.signature, 'base64'))) {
+    throw new UntrustedPackError(
+      `${source}: its signature by key ${signature.key_id} does not match its manifest`,
+      signature.key_id,
+      { hint: 'the pack was altered after it was signed; get it again from its publisher' },
+    );
+  }
+  return signature.key_id;
+}
