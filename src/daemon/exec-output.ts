@@ -30,7 +30,7 @@ function* jsonString(bytes: Buffer): Generator<string> {
   yield '"';
 }
 
-/** `{stdout, stderr, exit_code, truncated}` (API-v1's ExecResult plus `truncated`) as a JSON stream. */
+/** `{stdout, stderr, exit_code}` (API-v1's ExecResult, plus `truncated: true` when cut) as a JSON stream. */
 export function execResultBody(r: ExecResult): Readable {
   return Readable.from(
     (function* () {
@@ -38,7 +38,8 @@ export function execResultBody(r: ExecResult): Readable {
       yield* jsonString(r.stdout);
       yield ',"stderr":';
       yield* jsonString(r.stderr);
-      yield `,"exit_code":${r.exitCode},"truncated":${r.truncated}}`;
+      // v1's shape exactly, unless the output was cut: clients of the original compare whole bodies.
+      yield `,"exit_code":${r.exitCode}${r.truncated ? ',"truncated":true' : ''}}`;
     })(),
     { objectMode: false },
   );
