@@ -75,40 +75,34 @@ async function readKeyFile(path: string, what: string): Promise<string> {
   });
 }
 
-/** The private key in a PEM file (`forkd keygen`'s .key). */
-export async function loadSigningKey(path: string): Promise<KeyObject> {
-  const pem = await readKeyFile(path, 'signing key');
+const KEY_FILES = {
+  private: { what: 'signing key', option: 'sign-key', file: '.key', parse: createPrivateKey },
+  public: { what: 'public key', option: 'trust-key', file: '.pub', parse: createPublicKey },
+} as const;
+
+/** An ed25519 key from a PEM file: `forkd keygen`'s .key (private) or .pub (public). */
+async function loadKey(path: string, kind: keyof typeof KEY_FILES): Promise<KeyObject> {
+  const spec = KEY_FILES[kind];
+  const pem = await readKeyFile(path, spec.what);
   try {
-    const key = createPrivateKey(pem);
+    const key = spec.parse(pem);
     if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key`);
     return key;
   } catch (err) {
     throw new InvalidArgumentError(
-      `${path} is not an ed25519 private key (${(err as Error).message})`,
-      'sign-key',
-      {
-        hint: 'pass the .key file that `forkd keygen` wrote',
-      },
+      `${path} is not an ed25519 ${kind} key (${(err as Error).message})`,
+      spec.option,
+      { hint: `pass the ${spec.file} file that \`forkd keygen\` wrote` },
     );
   }
 }
 
-/** The public key in a PEM file (`forkd keygen`'s .pub). */
-export async function loadPublicKey(path: string): Promise<KeyObject> {
-  const pem = await readKeyFile(path, 'public key');
-  try {
-    const key = createPublicKey(pem);
-    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key`);
-    return key;
-  } catch (err) {
-    throw new InvalidArgumentError(
-      `${path} is not an ed25519 public key (${(err as Error).message})`,
-      'trust-key',
-      {
-        hint: 'pass the .pub file that `forkd keygen` wrote',
-      },
-    );
-  }
+export function loadSigningKey(path: string): Promise<KeyObject> {
+  return loadKey(path, 'private');
+}
+
+export function loadPublicKey(path: string): Promise<KeyObject> {
+  return loadKey(path, 'public');
 }
 
 /** Trusted keys: every `*.pub` in the data dir's trusted-keys dir, plus `extraKeyFiles`. */
