@@ -4,19 +4,21 @@
 // (QEMU would run as forkd's own uid, which the firewall does not key on).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine, InvalidArgumentError, parseEgress } from '../../src/engine/index.js';
 import { checkEgressSupported } from '../../src/engine/fork.js';
-import { VM_UID_RANGE } from '../../src/engine/vm-uid.js';
+import { claimVmUid, VM_UID_RANGE } from '../../src/engine/vm-uid.js';
 
 const nftSet = (set: string) =>
   execFileSync('nft', ['list', 'set', 'inet', 'forkd', set], { encoding: 'utf8' });
 
-test('cleanup frees a dead VM’s uid only after the firewall has forgotten it', async () => {
+test('cleanup frees a dead VM’s uid only after the firewall has forgotten it (a claim of a forkd before host-wide claims too)', async () => {
   const root = await mkdtemp(join(tmpdir(), 'forkd-uid-'));
+  // Claims of whatever else runs on this host stay out of it.
+  process.env.FORKD_VM_UID_DIR = join(root, 'host-claims');
   try {
     const engine = new Engine({ dataDir: root });
     const uid = VM_UID_RANGE[0] + 4242;
@@ -33,6 +35,7 @@ test('cleanup frees a dead VM’s uid only after the firewall has forgotten it',
     }
     await engine.close();
   } finally {
+    delete process.env.FORKD_VM_UID_DIR;
     await rm(root, { recursive: true, force: true });
   }
 });
@@ -46,4 +49,32 @@ test('with confinement off, a network policy is refused by name (QEMU would not 
     delete process.env.FORKD_UNCONFINED;
   }
   assert.doesNotThrow(() => checkEgressSupported(parseEgress('internet')));
+});
+
+test('uid claims are host-wide: another data dir never takes a held uid, and frees it only once its run dir is gone', async () => {
+  const claims = await mkdtemp(join(tmpdir(), 'forkd-uid-claims-'));
+  const [rootA, rootB] = [
+    await mkdtemp(join(tmpdir(), 'forkd-uid-a-')),
+    await mkdtemp(join(tmpdir(), 'forkd-uid-b-')),
+  ];
+  process.env.FORKD_VM_UID_DIR = claims;
+  try {
+    const a = new Engine({ dataDir: rootA });
+    const b = new Engine({ dataDir: rootB });
+    await mkdir(a.dataDir.vmRunDir('sb-held0000000'), { recursive: true });
+    const uid = await claimVmUid(a.dataDir, 'sb-held0000000');
+    assert.equal(await readFile(join(claims, String(uid)), 'utf8'), a.dataDir.vmRunDir('sb-held0000000'));
+    assert.deepEqual((await b.cleanup()).removedUidClaims, [], "b leaves a's live claim alone");
+    await rm(a.dataDir.vmRunDir('sb-held0000000'), { recursive: true });
+    assert.deepEqual(
+      (await b.cleanup()).removedUidClaims,
+      [uid],
+      'a claim whose VM is gone is freed from any data dir',
+    );
+    assert.deepEqual(await readdir(claims), []);
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    delete process.env.FORKD_VM_UID_DIR;
+    for (const dir of [claims, rootA, rootB]) await rm(dir, { recursive: true, force: true });
+  }
 });
