@@ -7,7 +7,8 @@ import Type, { type Static } from 'typebox';
 
 export const TAG_PATTERN_SOURCE = '^[A-Za-z0-9_-]{1,64}$';
 
-export const ErrorBody = Type.Object({ error: Type.String() });
+/** `code` names the kind of error (not_found, conflict, invalid_argument, …): branch on it, not on the text. */
+export const ErrorBody = Type.Object({ error: Type.String(), code: Type.Optional(Type.String()) });
 
 export const TagParams = Type.Object({ tag: Type.String() });
 export const IdParams = Type.Object({ id: Type.String() });
@@ -185,7 +186,10 @@ export const ExecResult = Type.Object({
 
 export const EvalBody = Type.Object({ code: Type.String() });
 export const EvalResult = Type.Object({
-  result: Type.Unknown(),
+  /** As the original: the repr() of the last expression's value (null after a statement or an error). */
+  result: Type.Union([Type.String(), Type.Null()]),
+  /** A forkd extension: the same value as JSON, when it has one. */
+  value: Type.Optional(Type.Unknown()),
   error: Type.Union([Type.String(), Type.Null()]),
   exit_code: Type.Integer(),
 });

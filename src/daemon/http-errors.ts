@@ -1,6 +1,6 @@
 // The one place engine errors become HTTP statuses. Every error body is
-// {"error": "<message>"} (API-v1.md), including Fastify's own (bad JSON,
-// content type, schema, size).
+// {"error": "<message>", "code": "<kind>"} (API-v1.md's error plus a stable
+// code), including Fastify's own (bad JSON, content type, schema, size).
 import type { FastifyError } from 'fastify';
 import { constants } from 'node:os';
 import { AgentError, ForkdError, HTTP_STATUS } from '../errors.js';
@@ -46,20 +46,48 @@ const GUEST_ERRNO_STATUS = new Map<number, number>([
   [E.ENOMEM, 503],
 ]);
 
-export function toHttpError(err: unknown): { status: number; message: string } {
-  if (err instanceof HttpError) return { status: err.status, message: err.message };
+/** The code an error body carries for a status, when no engine error names one. */
+const STATUS_CODE: Readonly<Record<number, string>> = {
+  400: 'invalid_argument',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  409: 'conflict',
+  413: 'too_large',
+  415: 'unsupported_media_type',
+  499: 'aborted',
+  502: 'agent_unavailable',
+  503: 'resource_exhausted',
+  504: 'timeout',
+  507: 'insufficient_storage',
+};
+
+export interface HttpErrorBody {
+  status: number;
+  message: string;
+  /** A stable name for the kind of error (the engine's code where there is one). */
+  code: string;
+}
+
+function byStatus(status: number, message: string): HttpErrorBody {
+  return { status, message, code: STATUS_CODE[status] ?? 'internal' };
+}
+
+export function toHttpError(err: unknown): HttpErrorBody {
+  if (err instanceof HttpError) return byStatus(err.status, err.message);
   if (err instanceof AgentError && err.errno !== undefined) {
-    return { status: GUEST_ERRNO_STATUS.get(err.errno) ?? 500, message: err.oneLine() };
+    return byStatus(GUEST_ERRNO_STATUS.get(err.errno) ?? 500, err.oneLine());
   }
-  if (err instanceof ForkdError) return { status: HTTP_STATUS[err.code], message: err.oneLine() };
+  if (err instanceof ForkdError)
+    return { status: HTTP_STATUS[err.code], message: err.oneLine(), code: err.code };
   const f = err as Partial<FastifyError> & { validation?: unknown };
-  if (f.validation) return { status: 400, message: `invalid request: ${f.message ?? 'schema violation'}` };
+  if (f.validation) return byStatus(400, `invalid request: ${f.message ?? 'schema violation'}`);
   if (f.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-    return { status: 415, message: 'content type must be application/json' };
-  if (f.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return { status: 413, message: 'request body too large' };
-  if (f.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return { status: 400, message: 'empty JSON body' };
+    return byStatus(415, 'content type must be application/json');
+  if (f.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return byStatus(413, 'request body too large');
+  if (f.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return byStatus(400, 'empty JSON body');
   if (typeof f.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
-    return { status: f.statusCode, message: f.message ?? 'bad request' };
+    return byStatus(f.statusCode, f.message ?? 'bad request');
   }
-  return { status: 500, message: err instanceof Error ? err.message : String(err) };
+  return byStatus(500, err instanceof Error ? err.message : String(err));
 }

@@ -135,6 +135,17 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   ).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
   // JSON only: anything else is a 415, not a string handed to a route.
   app.removeContentTypeParser('text/plain');
+  // The original clients send `content-type: application/json` with no body on
+  // bodiless calls (DELETE, ping): that is no body, not a malformed one.
+  const parseJson = app.getDefaultJsonParser('error', 'ignore');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (body === '') {
+      done(null, undefined);
+      return;
+    }
+    void parseJson(req, typeof body === 'string' ? body : body.toString('utf8'), done);
+  });
 
   const audit = new AuditLog(opts.auditLog ?? join(engine.dataDir.root, 'audit.jsonl'));
   app.addHook('onRequest', (req, _reply, done) => {
@@ -159,11 +170,11 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
     });
   });
   app.setErrorHandler((err, _req, reply) => {
-    const { status, message } = toHttpError(err);
-    return reply.code(status).send({ error: message });
+    const { status, message, code } = toHttpError(err);
+    return reply.code(status).send({ error: message, code });
   });
   app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({ error: `no route for ${req.method} ${req.url.split('?')[0]}` }),
+    reply.code(404).send({ error: `no route for ${req.method} ${req.url.split('?')[0]}`, code: 'not_found' }),
   );
 
   // The OpenAPI document is generated from the same route schemas that validate requests.

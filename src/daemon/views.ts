@@ -17,7 +17,12 @@ export function snapshotInfo(record: SnapshotRecord): SnapshotInfo {
     created_at_unix: m ? createdAtUnix(m) : 0,
     status: m?.status ?? 'failed',
     bootable: m?.status === 'ready',
-    ...(m?.branchedFrom ? { branched_from: m.branchedFrom } : {}),
+    // As the original: a live branch names the sandbox it was taken from (the snapshot it ran is parent_tag's business).
+    ...(m?.branch
+      ? { branched_from: m.branch.sandboxId }
+      : m?.branchedFrom
+        ? { branched_from: m.branchedFrom }
+        : {}),
     ...(m?.branch ? { pause_ms: m.branch.pauseMs } : {}),
     ...(m?.warning ? { warning: m.warning } : record.problem ? { warning: record.problem } : {}),
   };

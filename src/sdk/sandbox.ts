@@ -86,14 +86,16 @@ export class Sandbox {
   }
 
   /**
-   * Evaluates code in the guest's runtime and returns its value. Throws
+   * Evaluates code in the guest's runtime and returns its value as JSON
+   * (its repr() string when it has no JSON form, or from an original forkd). Throws
    * SandboxEvalError (with the traceback) when the code raised, and
    * ControllerError when the image has no runtime.
    */
   async eval(code: string, opts?: RequestOpts): Promise<unknown> {
     const r = await this.controller.eval(this.id, code, opts);
     if (r.error !== null) throw new SandboxEvalError(r.error, r.exit_code);
-    return r.result;
+    // `value` is the JSON value (forkd); an original forkd daemon has only the repr() string.
+    return r.value !== undefined ? r.value : r.result;
   }
 
   /**

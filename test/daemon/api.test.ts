@@ -146,6 +146,10 @@ test('bad input gets the documented status and an {"error"} body, and changes no
     const r = await call(method, path, body, headers);
     assert.equal(r.status, status, `${method} ${path}: ${r.text}`);
     assert.match((r.body as { error: string }).error, message, `${method} ${path}`);
+    const code = (r.body as { code?: string }).code;
+    assert.ok(typeof code === 'string' && code.length > 0, `${method} ${path}: a code to branch on`);
+    if (status === 404) assert.equal(code, 'not_found');
+    if (status === 400) assert.equal(code, 'invalid_argument');
   }
   // An exec with empty args, on a real sandbox.
   const [info] = (await call('POST', '/v1/sandboxes', { snapshot_tag: TAG })).body as { id: string }[];
@@ -155,6 +159,19 @@ test('bad input gets the documented status and an {"error"} body, and changes no
   await call('DELETE', `/v1/sandboxes/${info!.id}`);
   assert.deepEqual(runDirEntries(engine), before);
   assert.equal(await engine.store.exists('x'), false);
+});
+
+test('bodiless calls sent as the original clients send them (JSON content type, empty body) are served', async () => {
+  const [info] = (await call('POST', '/v1/sandboxes', { snapshot_tag: TAG })).body as { id: string }[];
+  const ping = await call('POST', `/v1/sandboxes/${info!.id}/ping`, '');
+  assert.equal(ping.status, 200, ping.text);
+  assert.equal((ping.body as { pong: boolean }).pong, true);
+  const killed = await call('DELETE', `/v1/sandboxes/${info!.id}`, '');
+  assert.equal(killed.status, 204, killed.text);
+  assert.equal((await call('GET', `/v1/sandboxes/${info!.id}`)).status, 404);
+  // A body-taking call with no body is still the caller's mistake.
+  const noBody = await call('POST', '/v1/sandboxes', '');
+  assert.equal(noBody.status, 400, noBody.text);
 });
 
 test('bearer auth: missing and wrong tokens are 401, /healthz stays open, weak tokens refuse to start', async () => {
@@ -169,7 +186,7 @@ test('bearer auth: missing and wrong tokens are 401, /healthz stays open, weak t
   try {
     assert.deepEqual(
       await call('GET', '/v1/snapshots', undefined, {}, guarded.url).then((r) => [r.status, r.body]),
-      [401, { error: 'missing bearer token' }],
+      [401, { error: 'missing bearer token', code: 'unauthorized' }],
     );
     const wrong = await call(
       'GET',
@@ -178,7 +195,10 @@ test('bearer auth: missing and wrong tokens are 401, /healthz stays open, weak t
       { authorization: 'Bearer nope' },
       guarded.url,
     );
-    assert.deepEqual([wrong.status, wrong.body], [401, { error: 'invalid bearer token' }]);
+    assert.deepEqual(
+      [wrong.status, wrong.body],
+      [401, { error: 'invalid bearer token', code: 'unauthorized' }],
+    );
     const right = await call(
       'GET',
       '/v1/snapshots',

@@ -47,7 +47,7 @@ void test('a branch answers 201 with the snapshot; its children start from the b
   created.push(`${TAG}-b1`);
   const info = res.json as Info;
   assert.equal(info.status, 'ready');
-  assert.equal(info.branched_from, TAG);
+  assert.equal(info.branched_from, id, 'as the original: the sandbox it was branched from');
   assert.equal(typeof info.pause_ms, 'number');
   await call('POST', `/v1/sandboxes/${id}/exec`, { args: ['sh', '-c', 'echo after > /tmp/mark'] });
   const child = await call('POST', '/v1/sandboxes', { snapshot_tag: `${TAG}-b1` });

@@ -3,7 +3,12 @@
 // their own disk.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDaemon } from '../../src/daemon/server.js';
 import type { ChildResult, Engine } from '../../src/engine/index.js';
+import { jsonCaller } from '../support/http.js';
 import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
 
 const TAG = 'test-python-numpy';
@@ -73,4 +78,27 @@ test('the runtime’s own generators (random, numpy) are reseeded in every child
   const numpyDraws = values.map((v) => JSON.stringify((v.result as number[])[1]));
   assert.equal(new Set(pythonDraws).size, 3, pythonDraws.join(' '));
   assert.equal(new Set(numpyDraws).size, 3, numpyDraws.join(' '));
+});
+
+test('through the daemon, eval answers as the original does (result is the repr string) and adds value as JSON', async () => {
+  const scratch = await mkdtemp(join(tmpdir(), 'forkd-eval-shape-'));
+  const daemon = await startDaemon({
+    dataDir: engine.dataDir.root,
+    port: 0,
+    auditLog: join(scratch, 'audit.jsonl'),
+  });
+  try {
+    const call = jsonCaller(() => daemon.url);
+    const spawned = await call('POST', '/v1/sandboxes', { snapshot_tag: TAG });
+    assert.equal(spawned.status, 201, JSON.stringify(spawned.json));
+    const id = (spawned.json as { id: string }[])[0]!.id;
+    const r = await call('POST', `/v1/sandboxes/${id}/eval`, { code: 'numpy.arange(3).tolist()' });
+    assert.deepEqual(r.json, { result: '[0, 1, 2]', value: [0, 1, 2], error: null, exit_code: 0 });
+    const statement = await call('POST', `/v1/sandboxes/${id}/eval`, { code: 'y = 1' });
+    assert.deepEqual(statement.json, { result: null, value: null, error: null, exit_code: 0 });
+    assert.equal((await call('DELETE', `/v1/sandboxes/${id}`)).status, 204);
+  } finally {
+    await daemon.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
 });

@@ -135,7 +135,7 @@ test('ControllerError carries status, body and url for 404 and 400', async () =>
   const missing = await controllerError(ctl.getSandbox('sb-doesnotexist'));
   assert.equal(missing.status, 404);
   assert.match(missing.message, /not found/);
-  assert.deepEqual(missing.body, { error: missing.message });
+  assert.deepEqual(missing.body, { error: missing.message, code: 'not_found' });
   assert.equal(missing.url, `${daemon.url}/v1/sandboxes/sb-doesnotexist`);
 
   const badTag = await controllerError(ctl.createSandboxes({ snapshotTag: '../etc' }));
@@ -194,7 +194,7 @@ test('bearer auth: 401 without or with a wrong token, 200 with the right one', a
     try {
       const missing = await controllerError(new Controller({ url: guarded.url }).listSnapshots());
       assert.equal(missing.status, 401);
-      assert.deepEqual(missing.body, { error: 'missing bearer token' });
+      assert.deepEqual(missing.body, { error: 'missing bearer token', code: 'unauthorized' });
       assert.equal(missing.message, 'missing bearer token');
       assert.equal(missing.url, `${guarded.url}/v1/snapshots`);
       const wrong = await controllerError(

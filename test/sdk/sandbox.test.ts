@@ -266,3 +266,15 @@ test('eval on the tiny image (no runtime) is a ControllerError; an eval error wo
   assert.equal(raised.message, 'ZeroDivisionError: division by zero');
   assert.match(raised.traceback, /^Traceback/);
 });
+
+test('eval returns the JSON value from forkd, and the repr() string from an original forkd', async () => {
+  const answering = (body: object) =>
+    new Sandbox(
+      new Controller({ url: 'http://stub.invalid', fetch: () => Promise.resolve(Response.json(body)) }),
+      'sb-stub',
+    );
+  const ours = answering({ result: '[0, 2]', value: [0, 2], error: null, exit_code: 0 });
+  assert.deepEqual(await ours.eval('[0, 2]'), [0, 2]);
+  const original = answering({ result: '[0, 2]', error: null, exit_code: 0 });
+  assert.equal(await original.eval('[0, 2]'), '[0, 2]');
+});

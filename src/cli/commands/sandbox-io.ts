@@ -46,7 +46,8 @@ export function registerSandboxIo(program: Command): void {
     const opts = cmd.optsWithGlobals<SandboxOptions>();
     const out = createPrinter({ json: opts.json ?? false });
     const r = await controllerFrom(opts).eval(opts.sandbox, code);
-    out.result(r, () => (r.error !== null ? r.error : JSON.stringify(r.result)));
+    // The repr, as Python prints it.
+    out.result(r, () => (r.error !== null ? r.error : (r.result ?? '')));
     if (r.exit_code !== 0) process.exitCode = 1;
   });
 

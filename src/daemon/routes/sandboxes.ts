@@ -80,7 +80,7 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
           created_at_unix: Math.floor(Date.now() / 1000),
           status: 'writing',
           bootable: false,
-          branched_from: sandbox.info.snapshotTag,
+          branched_from: sandbox.id,
           ...(note ? { warning: note } : {}),
         });
       }
@@ -207,7 +207,8 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
         .get(req.params.id)
         .agent.eval(req.body.code, { timeoutMs: 300_000, signal: clientGone(reply) });
       return {
-        result: r.error === null ? (r.result ?? r.repr) : null,
+        result: r.error === null ? r.repr : null,
+        value: r.error === null ? r.result : null,
         error: r.error,
         exit_code: r.exitCode,
       };
