@@ -196,6 +196,13 @@ export const EvalResult = Type.Object({
 
 export const PingResult = Type.Object({
   pong: Type.Literal(true),
+  /** The original's fields: numpy's version in a warm Python runtime that has it, else null. */
+  numpy_version: Type.Union([Type.String(), Type.Null()]),
+  /** The agent's pid in the guest. */
+  pid: Type.Integer(),
+  /** The warm runtime's language (python), or null without one. */
+  agent_lang: Type.Union([Type.String(), Type.Null()]),
+  warmup_ready: Type.Boolean(),
   agent_version: Type.String(),
   uptime_ms: Type.Number(),
   runtime: Type.Union([Type.Object({ kind: Type.String(), ready: Type.Boolean() }), Type.Null()]),

@@ -7,7 +7,7 @@ import { DataDir, defaultDataDir } from '../snapshot/data-dir.js';
 import type { SnapshotManifest } from '../snapshot/manifest.js';
 import { SnapshotStore } from '../snapshot/store.js';
 import { assertValidTag } from '../snapshot/tag.js';
-import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { readdir } from 'node:fs/promises';
 import { QmpClient } from '../vmm/qmp.js';
 import { QemuProcess } from '../vmm/process.js';
@@ -230,6 +230,19 @@ export class Engine {
       if (record?.sandbox && isVmAlive(dir, record.pid)) out.push(record.sandbox);
     }
     return out.sort((a, b) => a.createdAtUnix - b.createdAtUnix || a.id.localeCompare(b.id));
+  }
+
+  /**
+   * The rule every front end applies before removing a snapshot: no running
+   * sandbox (started by any forkd process) may still use it. Throws a
+   * ConflictError naming them.
+   */
+  async assertSnapshotUnused(tag: string): Promise<void> {
+    const users = (await this.sandboxes()).filter((s) => s.snapshotTag === tag).map((s) => s.id);
+    if (users.length === 0) return;
+    throw new ConflictError(`snapshot ${tag} has running sandboxes: ${users.join(', ')}`, {
+      hint: 'kill them first (forkd kill), or delete through the API with force=true, which kills them',
+    });
   }
 
   /**

@@ -313,6 +313,8 @@ export class Controller {
       memoryLimitMib?: number;
       /** Its sandboxes' egress policy, kept across resumes: none (default), internet, allow:<domain|cidr>,… */
       egress?: string;
+      /** The original's spelling: true is egress none (the default anyway). */
+      restrictEgress?: boolean;
     },
     opts?: RequestOpts,
   ): Promise<WorkspaceInfo> {
@@ -321,6 +323,7 @@ export class Controller {
       snapshot_tag: params.snapshotTag,
       memory_limit_mib: params.memoryLimitMib,
       egress: params.egress,
+      restrict_egress: params.restrictEgress,
       ...quotaJson(params),
     };
     return this.http.json('POST', '/v1/workspaces', { json }, opts);

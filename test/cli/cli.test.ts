@@ -90,10 +90,16 @@ test('doctor --json reports checks with statuses', () => {
   assert.equal(r.status, out.ok ? 0 : 1);
 });
 
-test('fork --hold exits leaving children running; cleanup --all stops them and removes their files', () => {
+test('fork --hold exits leaving children running; rmi refuses their snapshot as the API does; cleanup --all stops them and removes their files', () => {
   const held = forkd('fork', '--tag', TAG, '-n', '2', '--hold', '--json', '-q');
   assert.equal(held.status, 0, held.stderr);
   assert.equal(qemuProcessesUsing(engine.dataDir.runDir).length, 2);
+  const inUse = forkd('rmi', TAG);
+  assert.equal(inUse.status, 1);
+  assert.match(
+    inUse.stderr,
+    new RegExp(`^forkd: error: snapshot ${TAG} has running sandboxes: sb-\\S+, sb-\\S+ \\(kill them first`),
+  );
   const cleaned = forkd('cleanup', '--all', '--json');
   const report = JSON.parse(cleaned.stdout) as { killedVms: number[] };
   assert.equal(report.killedVms.length, 2);

@@ -165,7 +165,12 @@ test('bodiless calls sent as the original clients send them (JSON content type, 
   const [info] = (await call('POST', '/v1/sandboxes', { snapshot_tag: TAG })).body as { id: string }[];
   const ping = await call('POST', `/v1/sandboxes/${info!.id}/ping`, '');
   assert.equal(ping.status, 200, ping.text);
-  assert.equal((ping.body as { pong: boolean }).pong, true);
+  const pong = ping.body as Record<string, unknown>;
+  // The original's fields, on an image without a runtime.
+  assert.deepEqual(
+    [pong.pong, pong.numpy_version, pong.agent_lang, pong.warmup_ready, typeof pong.pid],
+    [true, null, null, false, 'number'],
+  );
   const killed = await call('DELETE', `/v1/sandboxes/${info!.id}`, '');
   assert.equal(killed.status, 204, killed.text);
   assert.equal((await call('GET', `/v1/sandboxes/${info!.id}`)).status, 404);

@@ -80,7 +80,7 @@ test('the runtime’s own generators (random, numpy) are reseeded in every child
   assert.equal(new Set(numpyDraws).size, 3, numpyDraws.join(' '));
 });
 
-test('through the daemon, eval answers as the original does (result is the repr string) and adds value as JSON', async () => {
+test('through the daemon, ping and eval answer as the original does (result is the repr string) and eval adds value as JSON', async () => {
   const scratch = await mkdtemp(join(tmpdir(), 'forkd-eval-shape-'));
   const daemon = await startDaemon({
     dataDir: engine.dataDir.root,
@@ -92,6 +92,10 @@ test('through the daemon, eval answers as the original does (result is the repr 
     const spawned = await call('POST', '/v1/sandboxes', { snapshot_tag: TAG });
     assert.equal(spawned.status, 201, JSON.stringify(spawned.json));
     const id = (spawned.json as { id: string }[])[0]!.id;
+    const ping = (await call('POST', `/v1/sandboxes/${id}/ping`)).json as Record<string, unknown>;
+    assert.equal(ping.agent_lang, 'python');
+    assert.equal(ping.warmup_ready, true);
+    assert.match(String(ping.numpy_version), /^\d+\.\d+/, 'the original’s ping names numpy’s version');
     const r = await call('POST', `/v1/sandboxes/${id}/eval`, { code: 'numpy.arange(3).tolist()' });
     assert.deepEqual(r.json, { result: '[0, 1, 2]', value: [0, 1, 2], error: null, exit_code: 0 });
     const statement = await call('POST', `/v1/sandboxes/${id}/eval`, { code: 'y = 1' });

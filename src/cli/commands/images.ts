@@ -85,6 +85,8 @@ export function registerImages(program: Command): void {
     .action(async (tag: string, _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<GlobalOptions>();
       const { engine, out } = makeContext(opts);
+      await engine.store.get(tag); // a missing tag is named first
+      await engine.assertSnapshotUnused(tag);
       await engine.store.remove(tag);
       out.result({ removed: tag }, () => `removed snapshot ${tag}`);
     });

@@ -164,9 +164,22 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
     '/v1/sandboxes/:id/ping',
     { schema: { params: IdParams, response: { 200: PingResult, ...errors } } },
     async (req) => {
-      const ping = await ctx.registry.get(req.params.id).agent.ping({ timeoutMs: 10_000 });
+      const agent = ctx.registry.get(req.params.id).agent;
+      const ping = await agent.ping({ timeoutMs: 10_000 });
+      const python = ping.runtime?.kind === 'python' && ping.runtime.ready;
+      // The original reports numpy's version; a warm Python runtime answers it in milliseconds.
+      const numpy = python
+        ? await agent
+            .eval("numpy.__version__ if 'numpy' in globals() else None", { timeoutMs: 5_000 })
+            .then((r) => (typeof r.result === 'string' ? r.result : null))
+            .catch(() => null)
+        : null;
       return {
         pong: true as const,
+        numpy_version: numpy,
+        pid: ping.pid,
+        agent_lang: ping.runtime?.kind ?? null,
+        warmup_ready: ping.runtime?.ready ?? false,
         agent_version: ping.agent,
         uptime_ms: ping.uptimeMs,
         runtime: ping.runtime ? { kind: ping.runtime.kind, ready: ping.runtime.ready } : null,

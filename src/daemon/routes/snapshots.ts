@@ -93,13 +93,8 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
       if (req.query.cascade && req.query.force)
         throw new HttpError(400, 'use either cascade=true or force=true, not both');
       await ctx.engine.store.get(tag); // 404 before anything else
+      if (!req.query.force && !req.query.cascade) await ctx.engine.assertSnapshotUnused(tag);
       const users = ctx.registry.list().filter((s) => s.info.snapshotTag === tag);
-      if (users.length && !req.query.force && !req.query.cascade) {
-        throw new HttpError(
-          409,
-          `snapshot ${tag} has running sandboxes: ${users.map((s) => s.id).join(', ')} (force=true kills them)`,
-        );
-      }
       await Promise.all(users.map((s) => ctx.registry.kill(s.id)));
       await ctx.engine.store.remove(tag);
       await syncSnapshotTable(ctx.engine, ctx.db);
