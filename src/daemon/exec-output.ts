@@ -1,6 +1,7 @@
 // What an exec hands back over HTTP, bounded: the output cap a call may ask
-// for (up to the daemon's), and the result serialised as a stream so that escaping (a NUL byte becomes six
-// characters of JSON) never builds one giant string.
+// for (up to the daemon's), and the result serialised as a stream, so that
+// escaping (a NUL byte becomes six characters of JSON) never builds one giant
+// string.
 import { Readable } from 'node:stream';
 import { DEFAULT_MAX_OUTPUT_BYTES } from '../engine/agent/exec.js';
 import type { ExecResult } from '../engine/agent/types.js';

@@ -77,13 +77,9 @@ export class BackgroundHasher {
   }
 
   /** Hash a copy of `chunk` (the caller may reuse its buffer); waits while the worker is behind. */
-  async update(chunk: Uint8Array): Promise<void> {
+  update(chunk: Uint8Array): Promise<void> {
     const bytes = new Uint8Array(chunk).buffer;
-    this.queued += bytes.byteLength;
-    this.post({ kind: 'data', bytes }, [bytes]);
-    if (this.queued > MAX_QUEUED_BYTES && !this.failure) {
-      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
-    }
+    return this.enqueue({ kind: 'data', bytes }, bytes);
   }
 
   /** Bytes handed over and not hashed yet. */
@@ -100,13 +96,18 @@ export class BackgroundHasher {
    * logical order, a number standing for that many zero bytes. Many small
    * regions then cost one copy and one message, not two per region.
    */
-  async updateRuns(parts: ReadonlyArray<Uint8Array | number>): Promise<void> {
+  updateRuns(parts: ReadonlyArray<Uint8Array | number>): Promise<void> {
     const data = parts.filter((p): p is Uint8Array => typeof p !== 'number');
-    const bytes = Buffer.concat(data);
-    const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
+    const joined = Buffer.concat(data);
+    const bytes = joined.buffer.slice(joined.byteOffset, joined.byteOffset + joined.length);
     const runs = parts.map((p) => (typeof p === 'number' ? -p : p.length)).filter((r) => r !== 0);
-    this.queued += buffer.byteLength;
-    this.post({ kind: 'runs', bytes: buffer, runs }, [buffer]);
+    return this.enqueue({ kind: 'runs', bytes, runs }, bytes);
+  }
+
+  /** Hands `bytes` (transferred) to the worker; waits while more than MAX_QUEUED_BYTES are unhashed. */
+  private async enqueue(message: WorkerMessage, bytes: ArrayBuffer): Promise<void> {
+    this.queued += bytes.byteLength;
+    this.post(message, [bytes]);
     if (this.queued > MAX_QUEUED_BYTES && !this.failure) {
       await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
     }

@@ -20,7 +20,7 @@ import {
   resolvePackage,
   type IndexVersion,
 } from './registry-index.js';
-import type { TrustPolicy } from './signing.js';
+import { untrustedSigner, type TrustPolicy } from './signing.js';
 import { unpackPack, type UnpackResult } from './unpack.js';
 
 export interface PullOptions {
@@ -93,15 +93,7 @@ export async function pullPack(opts: PullOptions): Promise<PullResult> {
       hint: 'pass --allow-unsigned if you trust where it came from',
     });
   }
-  if (entry?.signer && !opts.trust.keys.has(entry.signer)) {
-    throw new UntrustedPackError(
-      `${opts.ref} is signed by key ${entry.signer}, which is not trusted`,
-      entry.signer,
-      {
-        hint: `pass --trust-key PUBFILE with the publisher's ${entry.signer} key, or add it with \`forkd trust PUBFILE\``,
-      },
-    );
-  }
+  if (entry?.signer && !opts.trust.keys.has(entry.signer)) throw untrustedSigner(opts.ref, entry.signer);
   if (!entry) {
     opts.onNotice?.(
       `no published sha256 for ${url.href}: every file is verified against the pack's manifest instead`,

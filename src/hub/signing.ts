@@ -136,6 +136,13 @@ export function parsePackSignature(value: unknown): PackSignature | null {
   return Value.Check(PackSignature, value) ? value : null;
 }
 
+/** The refusal of a pack signed by a key this host does not trust (before or after the download). */
+export function untrustedSigner(source: string, keyId: string): UntrustedPackError {
+  return new UntrustedPackError(`${source} is signed by key ${keyId}, which is not trusted`, keyId, {
+    hint: `pass --trust-key PUBFILE with the publisher's ${keyId} key, or add it with \`forkd trust PUBFILE\` (into <data-dir>/${TRUSTED_KEYS_DIR}/)`,
+  });
+}
+
 /**
  * Decides whether a pack may be installed: its signature must verify against
  * a trusted key, or (unsigned) the policy must allow unsigned packs. Returns
@@ -154,15 +161,7 @@ export function checkPackTrust(
     });
   }
   const key = trust.keys.get(signature.key_id);
-  if (!key) {
-    throw new UntrustedPackError(
-      `${source} is signed by key ${signature.key_id}, which is not trusted`,
-      signature.key_id,
-      {
-        hint: `pass --trust-key PUBFILE with the publisher's ${signature.key_id} key, or put it in <data-dir>/${TRUSTED_KEYS_DIR}/`,
-      },
-    );
-  }
+  if (!key) throw untrustedSigner(source, signature.key_id);
   if (!verify(null, manifestBytes, key, Buffer.from(signature.signature, 'base64'))) {
     throw new UntrustedPackError(
       `${source}: its signature by key ${signature.key_id} does not match its manifest`,

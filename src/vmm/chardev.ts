@@ -17,7 +17,7 @@ interface ChardevInfo {
 /** Resolves once QEMU reports the agent chardev connected (its filename loses the `disconnected:` prefix). */
 export async function waitAgentAttached(qmp: QmpClient, opts: CallOptions = {}): Promise<void> {
   const signal = deadlineSignal(
-    { timeoutMs: 10_000, ...opts },
+    { ...opts, timeoutMs: opts.timeoutMs ?? 10_000 },
     'waiting for QEMU to accept the agent connection',
   );
   for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {

@@ -231,7 +231,10 @@ export class AgentClient implements AgentTransport {
    */
   async readFile(path: string, opts: ReadFileOptions = {}): Promise<Buffer> {
     const maxBytes = opts.maxBytes ?? DEFAULT_MAX_READ_BYTES;
-    const signal = deadlineSignal({ timeoutMs: 60_000, ...opts }, `reading ${path}`);
+    const signal = deadlineSignal(
+      { ...opts, timeoutMs: opts.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS },
+      `reading ${path}`,
+    );
     const parts: Buffer[] = [];
     let offset = 0;
     for (;;) {
@@ -356,7 +359,8 @@ export class AgentClient implements AgentTransport {
 
   /** @internal AgentTransport. Under an id of its own that nothing waits on: an agent that predates CREDIT answers it with an ERROR, which is then ignored. */
   credit(id: number, bytes: number): void {
-    if (this.isClosed) return;
+    // Nothing to acknowledge on a channel being replaced: its commands were failed with it.
+    if (this.isClosed || this.reconnecting) return;
     const creditId = this.register({ onFrame: () => undefined, fail: () => undefined });
     this.unregister(creditId);
     this.send(creditId, RequestType.CREDIT, [

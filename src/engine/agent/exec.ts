@@ -221,6 +221,7 @@ export class ExecRun implements ExecHandle {
     this.kill('SIGKILL');
     // A guest that ignores the kill still gets its caller an answer.
     setTimeout(() => {
+      if (this.done) return; // the exit came in time; no second copy of the output
       const killed = { exitCode: 128 + constants.signals.SIGKILL, signal: 'SIGKILL', timedOut: false };
       this.finish(null, { ...killed, ...this.output() });
     }, KILLED_EXIT_GRACE_MS).unref();
