@@ -19,7 +19,6 @@ export type ForkdErrorCode =
   | 'too_large'
   | 'untrusted'
   | 'missing_dependency'
-  | 'command_exit'
   | 'remote'
   | 'internal';
 
@@ -207,19 +206,6 @@ export class MissingDependencyError extends ForkdError {
   }
 }
 
-/** A command in a guest exited non-zero; it still carries its output. */
-export class CommandExitError extends ForkdError {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-    readonly stdout: string,
-    readonly stderr: string,
-    options?: ForkdErrorOptions,
-  ) {
-    super('command_exit', message, options);
-  }
-}
-
 /** A hub or object store answered with an error, or could not be reached. */
 export class RemoteError extends ForkdError {
   constructor(
@@ -251,10 +237,30 @@ export const HTTP_STATUS: Readonly<Record<ForkdErrorCode, number>> = {
   too_large: 413,
   untrusted: 403,
   missing_dependency: 500,
-  command_exit: 500,
   remote: 502,
   internal: 500,
 };
+
+/** The code an error body carries for a status, when no engine error names one. */
+export const STATUS_CODE: Readonly<Record<number, string>> = {
+  400: 'invalid_argument',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  409: 'conflict',
+  413: 'too_large',
+  415: 'unsupported_media_type',
+  499: 'aborted',
+  502: 'agent_unavailable',
+  503: 'resource_exhausted',
+  504: 'timeout',
+  507: 'insufficient_storage',
+};
+
+/** The code of an error body for a status, when no forkd error names one (HTTP-level refusals, others' errors). */
+export function codeForStatus(status: number): string {
+  return STATUS_CODE[status] ?? 'internal';
+}
 
 export function errorMessage(err: unknown): string {
   if (err instanceof ForkdError) return err.oneLine();

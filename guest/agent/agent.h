@@ -1,7 +1,19 @@
 /* Shared declarations for forkd-agent: the wire constants of
  * docs/agent-protocol.md, the request record each worker thread owns, and the
- * entry points of the modules (chan, tlv, jbuf, reaper, exec, files, runtime,
- * hygiene). Every fd the agent opens is O_CLOEXEC so that children only ever
+ * entry points of its files:
+ *   main.c     options, process setup, the reader loop (one thread per
+ *              request), shutdown, logging and the clock helper
+ *   chan.c     the host channel: framing over the virtio-serial port or a
+ *              --listen socket, connection generations, OK/ERROR replies
+ *   tlv.c      request payload fields, parsed before any work starts
+ *   json.c     the JSON writer for response heads (jbuf) and the reader of
+ *              the runtime config
+ *   reaper.c   the one waitpid(-1) thread, handing statuses to spawners
+ *   exec.c     EXEC, STDIN, KILL, CREDIT: sessions, streamed output, windows
+ *   files.c    FILE_READ, FILE_WRITE, FILE_LIST, FILE_STAT, FILE_REMOVE, MKDIR
+ *   runtime.c  EVAL on the warm language runtime, over two pipes
+ *   hygiene.c  PING and HYGIENE: clock, entropy and VARY after a restore
+ * Every fd the agent opens is O_CLOEXEC so that children only ever
  * hold the pipes meant for them (EOF detection depends on it). */
 #ifndef FORKD_AGENT_H
 #define FORKD_AGENT_H
@@ -63,7 +75,7 @@ extern uint64_t g_start_ms;
 /* Set by HYGIENE: the next EVAL asks the runtime to reseed its generators. */
 extern int g_runtime_reseed;
 
-/* jbuf.c: growable JSON text. Allocation failure is sticky and checked once. */
+/* json.c: growable JSON text (jbuf). Allocation failure is sticky and checked once. */
 struct jbuf {
 	char *p;
 	size_t len, cap;
@@ -76,7 +88,7 @@ void jb_str(struct jbuf *b, const char *s); /* quoted; NULL -> null */
 void jb_strn(struct jbuf *b, const char *s, size_t n);
 void jb_free(struct jbuf *b);
 
-/* json_read.c: just enough JSON to read the runtime config. */
+/* json.c: just enough JSON to read the runtime config. */
 int rtconfig_parse(const char *text, char **kind, char ***argv, char *err, size_t errlen);
 
 /* tlv.c: request fields. */
@@ -95,7 +107,7 @@ void chan_send(uint32_t id, uint64_t gen, uint8_t type, const char *head, size_t
 void send_ok(const struct req *r, const struct jbuf *head, const void *body, size_t body_len);
 /* OK with an empty head ({}). */
 void send_ok_empty(const struct req *r);
-/* In a forked child before execve: default signal dispositions, nothing blocked. */
+/* exec.c: in a forked child before execve, default signal dispositions, nothing blocked. */
 void reset_signals(void);
 void send_error(const struct req *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void send_errno(const struct req *r, int err, const char *what, const char *path);
@@ -144,12 +156,13 @@ void handle_ping(struct req *r);
 void handle_hygiene(struct req *r);
 char *vary_dup(void); /* current VARY value or NULL */
 
-/* main.c: SIGTERM outside the VM; leaves no process or socket behind. */
+/* main.c: SIGTERM outside the VM; leaves no process or socket behind
+ * (exec_kill_all is in exec.c, runtime_kill in runtime.c). */
 void agent_shutdown(void) __attribute__((noreturn));
 void exec_kill_all(void);
 void runtime_kill(void);
 
-/* util */
+/* main.c */
 uint64_t now_ms(void);
 void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -43,12 +43,16 @@ export const SnapshotDetails = Type.Object({
 });
 export type SnapshotDetails = Static<typeof SnapshotDetails>;
 
+/** Either `image` (a recipe) or `kernel` + `rootfs` (absolute host paths; the files are only read). */
 export const CreateSnapshotBody = Type.Object({
   tag: Type.String(),
+  /** A kernel QEMU's microvm boots: a bzImage or a vmlinux with a PVH note. */
   kernel: Type.Optional(Type.String()),
+  /** An ext4 image with python3 (numpy is imported too when present); copied, never written. */
   rootfs: Type.Optional(Type.String()),
   image: Type.Optional(Type.String()),
   rw: Type.Optional(Type.Boolean()),
+  /** Accepted and ignored (with a warning): the snapshot is taken when the guest reports ready. */
   boot_wait_secs: Type.Optional(Type.Number({ minimum: 0, maximum: 60 })),
   mem_mib: Type.Optional(Type.Integer({ minimum: 64, maximum: 65536 })),
 });
@@ -153,7 +157,7 @@ export const CreateWorkspaceBody = Type.Object({
   memory_limit_mib: Type.Optional(Type.Integer({ minimum: 16 })),
   /** Egress policy of its sandboxes, kept across resumes: none (default), internet, allow:<domain|cidr>,… */
   egress: Type.Optional(Type.String({ maxLength: 8192 })),
-  /** Older spelling: true is egress none (now the default anyway). */
+  /** The original's spelling: true is egress none (the default), an explicit false is internet. */
   restrict_egress: Type.Optional(Type.Boolean()),
   ...QuotaFields,
 });
@@ -200,8 +204,8 @@ export const PingResult = Type.Object({
   numpy_version: Type.Union([Type.String(), Type.Null()]),
   /** The agent's pid in the guest. */
   pid: Type.Integer(),
-  /** The warm runtime's language (python), or null without one. */
-  agent_lang: Type.Union([Type.String(), Type.Null()]),
+  /** The warm runtime's language (python), or "none" without one. */
+  agent_lang: Type.String(),
   warmup_ready: Type.Boolean(),
   agent_version: Type.String(),
   uptime_ms: Type.Number(),
@@ -258,4 +262,4 @@ export type CommandEvent =
   | { type: 'start'; command_id: string }
   | { type: 'stdout' | 'stderr'; data: string }
   | { type: 'exit'; exit_code: number; signal: string | null; timed_out: boolean }
-  | { type: 'error'; error: string };
+  | { type: 'error'; error: string; code?: string };

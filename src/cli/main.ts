@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // forkd's command line. Each command lives in commands/<name>.ts; this file
-// wires them up and turns errors into one line on stderr and an exit code.
+// wires them up and turns errors into one line on stderr (plus, with --json,
+// `{error, code, status}` on stdout) and an exit code.
 import { Command, CommanderError } from 'commander';
-import { ForkdError, errorMessage } from '../errors.js';
 import { FORKD_VERSION } from '../version.js';
+import { errorDocument, printError } from './output.js';
 import { registerCleanup } from './commands/cleanup.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerFork } from './commands/fork.js';
@@ -29,7 +30,7 @@ const program = new Command()
   .description('Fork warmed QEMU microVMs copy-on-write, the way fork(2) forks processes.')
   .option('--data-dir <dir>', 'state directory (env FORKD_DATA_DIR; default ~/.local/share/forkd)')
   .option('--accel <accel>', 'accelerator: auto (probe KVM, fall back to TCG), kvm or tcg', 'auto')
-  .option('--json', 'print one JSON document on stdout')
+  .option('--json', 'print one JSON document on stdout; a failure prints {error, code, status}')
   .option('-q, --quiet', 'no progress lines on stderr')
   .configureOutput({
     // Usage errors: one line, with the way to more help in it.
@@ -68,12 +69,15 @@ registerWorkspace(program);
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
+  const json = program.opts<{ json?: boolean }>().json ?? false;
   if (err instanceof CommanderError) {
     // Commander already printed its message (or the help/version text); usage errors exit 2.
     process.exitCode = err.exitCode === 0 ? 0 : 2;
+    if (err.exitCode !== 0) printError(err, json);
   } else {
-    process.stderr.write(`forkd: error: ${errorMessage(err)}\n`);
+    printError(err, json);
     if (process.env.FORKD_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = err instanceof ForkdError && err.code === 'invalid_argument' ? 2 : 1;
+    // Bad input exits 2 whether the engine or a daemon refused it.
+    process.exitCode = errorDocument(err).code === 'invalid_argument' ? 2 : 1;
   }
 }

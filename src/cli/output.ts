@@ -1,6 +1,10 @@
 // The CLI's one printer: human tables and progress on a TTY, one JSON
 // document with --json. Progress always goes to stderr so stdout stays
-// machine-readable.
+// machine-readable; so does a failure's line, while --json also puts the
+// failure on stdout in the daemon's error shape.
+import { CommanderError } from 'commander';
+import { ForkdError, HTTP_STATUS, errorMessage } from '../errors.js';
+import { ControllerError } from '../sdk/index.js';
 
 export interface Printer {
   json: boolean;
@@ -33,6 +37,37 @@ export function createPrinter(opts: { json: boolean; quiet?: boolean }): Printer
       if (!opts.json) process.stdout.write(message + '\n');
     },
   };
+}
+
+/**
+ * What --json prints on stdout for a failure: the body the daemon would
+ * answer (`error`, `code`, the same codes as the API) and that answer's
+ * status. From a daemon (remote commands), its own answer.
+ */
+export interface ErrorDocument {
+  error: string;
+  code: string;
+  status: number;
+}
+
+export function errorDocument(err: unknown): ErrorDocument {
+  if (err instanceof ControllerError) return { error: err.message, code: err.code, status: err.status };
+  if (err instanceof ForkdError)
+    return { error: err.oneLine(), code: err.code, status: HTTP_STATUS[err.code] };
+  // Commander's own usage errors ("error: unknown option '--x'"), or help
+  // shown on stderr because a command was missing (its message is a placeholder).
+  if (err instanceof CommanderError) {
+    const error = err.code === 'commander.help' ? 'a command is needed' : err.message.replace(/^error: /, '');
+    return { error: `${error} (see --help)`, code: 'invalid_argument', status: 400 };
+  }
+  return { error: errorMessage(err), code: 'internal', status: 500 };
+}
+
+/** A failure: one line on stderr, and with --json its ErrorDocument on stdout. */
+export function printError(err: unknown, json: boolean): void {
+  // Commander has printed its usage errors already.
+  if (!(err instanceof CommanderError)) process.stderr.write(`forkd: error: ${errorMessage(err)}\n`);
+  if (json) process.stdout.write(JSON.stringify(errorDocument(err), null, 2) + '\n');
 }
 
 /** A plain left-aligned text table. */

@@ -4,7 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import type { ExecHandle, ExecRequest } from '../engine/agent/types.js';
 import type { Sandbox } from '../engine/index.js';
-import { errorMessage, NotFoundError } from '../errors.js';
+import { NotFoundError } from '../errors.js';
+import { toHttpError } from './http-errors.js';
 import type { CommandEvent } from '../api/schemas.js';
 
 export type { CommandEvent };
@@ -120,7 +121,10 @@ export class CommandRegistry {
       .wait()
       .then(
         (r) => session.push({ type: 'exit', exit_code: r.exitCode, signal: r.signal, timed_out: r.timedOut }),
-        (err: unknown) => session.push({ type: 'error', error: errorMessage(err) }),
+        (err: unknown) => {
+          const { message, code } = toHttpError(err);
+          session.push({ type: 'error', error: message, code });
+        },
       )
       .finally(() => {
         setTimeout(() => this.sessions.delete(id), KEEP_FINISHED_MS).unref();

@@ -3,7 +3,7 @@
 // code), including Fastify's own (bad JSON, content type, schema, size).
 import type { FastifyError } from 'fastify';
 import { constants } from 'node:os';
-import { AgentError, ForkdError, HTTP_STATUS } from '../errors.js';
+import { AgentError, codeForStatus, ForkdError, HTTP_STATUS } from '../errors.js';
 
 /** An error raised by a route for an HTTP-only reason (not an engine error). */
 export class HttpError extends Error {
@@ -39,28 +39,14 @@ const GUEST_ERRNO_STATUS = new Map<number, number>([
   [E.EBUSY, 409],
   [E.ETXTBSY, 409],
   [E.EROFS, 409],
+  // The agent's "this image has no eval runtime": the sandbox, not the daemon, lacks it.
+  [E.ENOSYS, 409],
   [E.EXDEV, 409],
   [E.EFBIG, 413],
   [E.ENOSPC, 507],
   [E.EDQUOT, 507],
   [E.ENOMEM, 503],
 ]);
-
-/** The code an error body carries for a status, when no engine error names one. */
-const STATUS_CODE: Readonly<Record<number, string>> = {
-  400: 'invalid_argument',
-  401: 'unauthorized',
-  403: 'forbidden',
-  404: 'not_found',
-  409: 'conflict',
-  413: 'too_large',
-  415: 'unsupported_media_type',
-  499: 'aborted',
-  502: 'agent_unavailable',
-  503: 'resource_exhausted',
-  504: 'timeout',
-  507: 'insufficient_storage',
-};
 
 export interface HttpErrorBody {
   status: number;
@@ -70,7 +56,7 @@ export interface HttpErrorBody {
 }
 
 function byStatus(status: number, message: string): HttpErrorBody {
-  return { status, message, code: STATUS_CODE[status] ?? 'internal' };
+  return { status, message, code: codeForStatus(status) };
 }
 
 export function toHttpError(err: unknown): HttpErrorBody {

@@ -7,7 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { chmod, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { Engine } from '../engine/index.js';
+import { claimDataDir, Engine, type DaemonLock } from '../engine/index.js';
 import { InvalidArgumentError } from '../errors.js';
 import { AuditLog } from './audit.js';
 import { checkBearer, isOpenPath, loadToken } from './auth.js';
@@ -85,7 +85,6 @@ function isLoopback(host: string): boolean {
 
 export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaemon> {
   const host = opts.host ?? '127.0.0.1';
-  const log = opts.log ?? (() => undefined);
   const token = opts.tokenFile ? await loadToken(opts.tokenFile) : null;
   if (!token && !opts.socketPath && !isLoopback(host)) {
     throw new InvalidArgumentError(`refusing to listen on ${host} without a token`, 'bind', {
@@ -94,6 +93,25 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
   }
   const engine = new Engine({ dataDir: opts.dataDir, egressAllowCidrs: opts.egressAllowCidrs });
   await mkdir(engine.dataDir.root, { recursive: true });
+  // Before anything touches the sandboxes: a second daemon must not fight the first for them.
+  const lock = await claimDataDir(engine.dataDir);
+  try {
+    return await serveOn(engine, lock, opts, token);
+  } catch (err) {
+    await engine.close().catch(() => undefined);
+    await lock.release();
+    throw err;
+  }
+}
+
+async function serveOn(
+  engine: Engine,
+  lock: DaemonLock,
+  opts: DaemonOptions,
+  token: string | null,
+): Promise<RunningDaemon> {
+  const host = opts.host ?? '127.0.0.1';
+  const log = opts.log ?? (() => undefined);
   const db = new StateDb(opts.stateDb ?? join(engine.dataDir.root, 'forkd.db'));
   await syncSnapshotTable(engine, db);
   const registry = new SandboxRegistry(engine, db);
@@ -216,6 +234,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
     const port = typeof address === 'object' && address ? address.port : (opts.port ?? 8889);
     url = `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   }
+  await lock.setBind(url);
   return {
     url,
     app,
@@ -228,6 +247,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
       await engine.close();
       await audit.close();
       db.close();
+      await lock.release();
     },
   };
 }

@@ -7,7 +7,13 @@ import type { SandboxInfo, SandboxQuotas, SnapshotInfo } from '../api/schemas.js
 import type { SandboxLimits } from '../engine/index.js';
 
 /** Every child's user-mode network gives it this address. */
-export const GUEST_ADDR = '10.0.2.15';
+/**
+ * The original's guest_addr is the in-guest agent's host:port, and its
+ * Python SDK splits it on ':'. Ours has no TCP agent (it speaks over
+ * virtio-serial): the guest's address with port 0 parses the same way and
+ * names no port anyone could dial.
+ */
+export const GUEST_ADDR = '10.0.2.15:0';
 
 export function snapshotInfo(record: SnapshotRecord): SnapshotInfo {
   const m = record.manifest;

@@ -11,21 +11,23 @@
 // same at any depth, and a branch can be packed, moved or outlive its source.
 import { SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotStore } from '../snapshot/store.js';
-import { ConflictError, QmpError, ResourceExhaustedError } from '../errors.js';
-import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
+import type { DataDir } from '../snapshot/data-dir.js';
+import { ConflictError } from '../errors.js';
+import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import { linkOrCopy } from '../util/files.js';
-import { run } from '../util/run.js';
-import { waitAgentAttached } from '../vmm/chardev.js';
+import { holdAgentPort } from '../vmm/chardev.js';
 import { createOverlay } from '../vmm/disk.js';
 import {
-  expectCompleted,
-  saveDeviceState,
-  setMigrationCapabilities,
-  waitMigrationEnd,
-} from '../vmm/migration.js';
-import type { QmpClient, QmpEvent } from '../vmm/qmp.js';
+  activeDiskNode,
+  flattenDiskLayers,
+  freezeDiskLayer,
+  streamIntoLayer,
+  type DiskNode,
+} from '../vmm/disk-layers.js';
+import { abandonLiveCopy, acceptLiveCopy, liveCopy, type LiveCopyTuning } from '../vmm/live-copy.js';
+import { saveDeviceState } from '../vmm/migration.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
-import type { DataDir } from '../snapshot/data-dir.js';
+import { resumeVm } from '../vmm/run-state.js';
 import { machineFor } from './machine-for.js';
 import { finishFrozenState } from './frozen-state.js';
 import { createRunDir, randomId, type RunDir } from './run-dir.js';
@@ -34,8 +36,8 @@ import { grantToVm, reclaimFromVm } from './jail.js';
 import type { Sandbox } from './sandbox.js';
 import { destroyVm, launchVm, unlessExited, type LaunchedVm } from './vm.js';
 import { dirname, join } from 'node:path';
-import { chmod, mkdir, rm } from 'node:fs/promises';
-import { createConnection, type Socket } from 'node:net';
+import { mkdir, rm } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 
 /**
  * Migration tuning, chosen for a local writer over a unix socket:
@@ -44,30 +46,18 @@ import { createConnection, type Socket } from 'node:net';
  * - downtime limit 5 ms: QEMU stops the source only when what is left fits
  *   in 5 ms at the measured rate, which is the pause the user sees;
  * - auto-converge: a guest that dirties memory faster than it can be copied
- *   is slowed down step by step instead of never converging.
+ *   is slowed down step by step instead of never converging;
+ * - a copy that has not converged gets a doubled downtime limit every 2 s,
+ *   up to 2 s: a longer pause, reported in pause_ms, rather than a branch
+ *   that never ends (a busy host measures a low bandwidth).
  */
-export const BRANCH_MIGRATION = {
+export const BRANCH_MIGRATION: LiveCopyTuning = {
   maxBandwidthBytes: 10 * 2 ** 30,
   downtimeLimitMs: 5,
   autoConverge: true,
-} as const;
-
-/**
- * A copy that does not converge within a few seconds (a busy host measures a
- * low bandwidth, so nothing ever fits in 5 ms) gets a doubled downtime limit
- * every 2 s, up to 2 s: a longer pause, reported in pause_ms, rather than a
- * branch that never ends.
- */
-function relaxDowntimeUntil(qmp: QmpClient, done: Promise<unknown>): { stop(): void } {
-  let limit: number = BRANCH_MIGRATION.downtimeLimitMs;
-  const timer = setInterval(() => {
-    limit = Math.min(limit * 2, 2000);
-    void qmp.execute('migrate-set-parameters', { 'downtime-limit': limit }).catch(() => undefined);
-  }, 2000);
-  const stop = () => clearInterval(timer);
-  done.then(stop, stop);
-  return { stop };
-}
+  relaxEveryMs: 2000,
+  maxDowntimeLimitMs: 2000,
+};
 
 const BRANCH_TIMEOUT_MS = 120_000;
 
@@ -97,21 +87,6 @@ export interface BranchResult {
   timings: BranchTimings;
 }
 
-function eventMs(e: QmpEvent | undefined, fallback: number): number {
-  return e?.timestamp ? e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000 : fallback;
-}
-
-/** The node the sandbox's disk device writes to now (changes with every branch). */
-async function activeDiskNode(qmp: QmpClient): Promise<{ node: string; file: string }> {
-  type BlockInfo = { inserted?: { 'node-name'?: string; image?: { filename?: string } } };
-  const blocks = await qmp.execute<BlockInfo[]>('query-block');
-  const disk = blocks.find((b) => b.inserted?.['node-name'] && b.inserted.image?.filename);
-  if (!disk?.inserted?.['node-name'] || !disk.inserted.image?.filename) {
-    throw new QmpError('the sandbox has no disk node to freeze', 'query-block', undefined);
-  }
-  return { node: disk.inserted['node-name'], file: disk.inserted.image.filename };
-}
-
 export async function branchSandbox(
   ctx: BranchContext,
   source: Sandbox,
@@ -127,9 +102,9 @@ export async function branchSandbox(
   const writer = await ctx.store.begin(opts.tag);
   let writerVm: LaunchedVm | undefined;
   let writerRun: RunDir | undefined;
-  let sourceStopped = false;
   let writerAgent: Socket | undefined;
   let transferDir: string | undefined;
+  let copying = false;
   try {
     opts.onProgress?.('linking kernel, initrd and base image');
     await linkOrCopy(join(sourceDir, SNAPSHOT_FILES.kernel), writer.path(SNAPSHOT_FILES.kernel));
@@ -173,76 +148,28 @@ export async function branchSandbox(
     // A host stays attached to the writer's agent port, as it is to the
     // source's: the guest state saved from the writer must say "host
     // connected", or every child of the branch starts with a stale hang-up.
-    writerAgent = await connectUnix(writerVm.machine.paths.agentSocket, signal);
-    await waitAgentAttached(writerVm.qmp, { signal });
-    const incomingSocket = join(transferDir, 'incoming.sock');
-    await setMigrationCapabilities(writerVm.qmp, { ignoreShared: false }, { signal });
-    await writerVm.qmp.execute('migrate-incoming', { uri: `unix:${incomingSocket}` }, { signal });
-    // The source runs as another uid: it needs write permission on the socket to connect.
-    await chmod(incomingSocket, 0o666);
+    writerAgent = await holdAgentPort(writerVm.qmp, writerVm.machine.paths.agentSocket, { signal });
+    const socketPath = join(transferDir, 'incoming.sock');
+    await acceptLiveCopy(writerVm.qmp, socketPath, { signal });
+    // Looked up before the copy: every round trip after the pause is pause.
+    const active = base.disk ? await activeDiskNode(vm.qmp, { signal }) : null;
 
     opts.onProgress?.('copying memory live');
-    await setMigrationCapabilities(
-      vm.qmp,
-      { ignoreShared: false, autoConverge: BRANCH_MIGRATION.autoConverge },
-      { signal },
-    );
-    await vm.qmp.execute(
-      'migrate-set-parameters',
-      {
-        'max-bandwidth': BRANCH_MIGRATION.maxBandwidthBytes,
-        'downtime-limit': BRANCH_MIGRATION.downtimeLimitMs,
-      },
-      { signal },
-    );
-    const stopped = vm.qmp.waitForEvent('STOP', () => true, { signal });
-    stopped.catch(() => undefined);
-    const copyDeadline = { signal, timeoutMs: opts.timeoutMs ?? BRANCH_TIMEOUT_MS };
-    const sourceDone = waitMigrationEnd(vm.qmp, copyDeadline);
-    sourceDone.catch(() => undefined);
-    const writerDone = waitMigrationEnd(writerVm.qmp, copyDeadline);
-    writerDone.catch(() => undefined);
-    // Looked up before the copy: every round trip after the pause is pause.
-    const active = base.disk ? await activeDiskNode(vm.qmp) : null;
-    const migrateStarted = Date.now();
-    await vm.qmp.execute('migrate', { uri: `unix:${incomingSocket}` }, { signal });
-    const relax = relaxDowntimeUntil(vm.qmp, sourceDone);
-    const end = await unlessExited(
-      writerVm.process,
-      'receiving the branch',
-      unlessExited(vm.process, 'sending the branch', sourceDone),
-    ).finally(() => relax.stop());
-    const stopEvent = await Promise.race([stopped, Promise.resolve(undefined)]);
-    sourceStopped = true;
-    if (end.data?.status !== 'completed') throw await copyFailure(vm.qmp, writerVm, writer.dir);
-    const migrateMs = Date.now() - migrateStarted;
-    await leftFinishMigrate(vm.qmp, signal);
-
+    copying = true;
+    const copy = await liveCopy(vm, writerVm, socketPath, BRANCH_MIGRATION, {
+      signal,
+      timeoutMs: opts.timeoutMs ?? BRANCH_TIMEOUT_MS,
+      writerDir: writer.dir,
+    });
     // The source is paused: freeze the disk layer it was writing.
-    let frozenLayer: string | null = null;
-    let nextNode: string | null = null;
-    if (active) {
-      const next = join(vm.runDir.vmDir, `disk-${randomId('l')}.qcow2`);
-      nextNode = randomId('n').replace('-', '');
-      await vm.qmp.execute(
-        'blockdev-snapshot-sync',
-        { 'node-name': active.node, 'snapshot-file': next, 'snapshot-node-name': nextNode, format: 'qcow2' },
-        { signal },
-      );
-      frozenLayer = active.file;
-    }
-    const resumed = vm.qmp.waitForEvent('RESUME', () => true, { signal });
-    resumed.catch(() => undefined);
-    await vm.qmp.execute('cont', undefined, { signal });
-    sourceStopped = false;
-    const resumeEvent = await resumed.catch(() => undefined);
-    const stopAt = eventMs(stopEvent, migrateStarted + migrateMs);
-    const pauseMs = Math.max(0, Math.round(eventMs(resumeEvent, Date.now()) - stopAt));
+    const frozen = active ? await freezeActiveLayer(vm, active, signal) : null;
+    const { resumedAtMs } = await resumeVm(vm.qmp, { signal });
+    copying = false;
+    const pauseMs = Math.max(0, Math.round(resumedAtMs - copy.stoppedAtMs));
 
     opts.onProgress?.('saving device state');
     const finishStarted = Date.now();
-    const writerEnd = await unlessExited(writerVm.process, 'receiving the branch', writerDone);
-    await expectCompleted(writerVm.qmp, writerEnd, 'migrate-incoming', "the writer's incoming copy");
+    await copy.received;
     await unlessExited(
       writerVm.process,
       'saving device state',
@@ -256,31 +183,17 @@ export async function branchSandbox(
     await rm(transferDir, { recursive: true, force: true });
 
     let disk: SnapshotManifest['disk'] = null;
-    if (base.disk && frozenLayer) {
+    if (base.disk && frozen) {
       opts.onProgress?.('flattening the disk layers onto the base image');
-      // -B: only what differs from the base is written; the backing path is relative.
-      await run(
-        [
-          'qemu-img',
-          'convert',
-          '-q',
-          '-U',
-          '-f',
-          'qcow2',
-          '-O',
-          'qcow2',
-          '-B',
-          SNAPSHOT_FILES.rootfs,
-          '-F',
-          'raw',
-          frozenLayer,
-          writer.path(SNAPSHOT_FILES.disk),
-        ],
-        { signal, cwd: writer.dir },
+      await flattenDiskLayers(
+        frozen.layer.file,
+        writer.path(SNAPSHOT_FILES.disk),
+        { name: SNAPSHOT_FILES.rootfs, cwd: writer.dir },
+        { signal },
       );
       disk = { layer: SNAPSHOT_FILES.disk, base: SNAPSHOT_FILES.rootfs };
     }
-    const frozen = await finishFrozenState(writer, { signal });
+    const frozenState = await finishFrozenState(writer, { signal });
     const finishMs = Date.now() - finishStarted;
     const totalMs = Date.now() - started;
     const manifest = await writer.commit({
@@ -289,26 +202,25 @@ export async function branchSandbox(
       status: 'writing',
       createdAt: new Date().toISOString(),
       disk,
-      ...frozen,
+      ...frozenState,
       timings: { bootToReadyMs: 0, freezeMs: pauseMs, totalMs },
       branchedFrom: source.info.snapshotTag,
-      branch: { sandboxId: source.id, depth: (base.branch?.depth ?? 0) + 1, pauseMs, migrateMs, finishMs },
+      branch: {
+        sandboxId: source.id,
+        depth: (base.branch?.depth ?? 0) + 1,
+        pauseMs,
+        migrateMs: copy.copyMs,
+        finishMs,
+      },
     });
-    if (nextNode && frozenLayer && base.disk) {
+    if (frozen && base.disk) {
       // The branch is safe on disk; tidying the sandbox's disk chain is not worth failing it for.
       opts.onProgress?.("merging the frozen layer into the sandbox's disk");
-      await mergeFrozenLayer(
-        vm,
-        { top: nextNode, base: join(sourceDir, base.disk.layer), frozen: frozenLayer },
-        signal,
-      ).catch(() => undefined);
+      await mergeFrozenLayer(vm, frozen, join(sourceDir, base.disk.layer), signal).catch(() => undefined);
     }
-    return { manifest, timings: { pauseMs, migrateMs, finishMs, totalMs } };
+    return { manifest, timings: { pauseMs, migrateMs: copy.copyMs, finishMs, totalMs } };
   } catch (err) {
-    if (sourceStopped || !(await isRunning(vm.qmp))) {
-      await vm.qmp.execute('migrate_cancel').catch(() => undefined);
-      await vm.qmp.execute('cont').catch(() => undefined);
-    }
+    if (copying) await abandonLiveCopy(vm.qmp);
     writerAgent?.destroy();
     if (writerVm) await destroyVm(writerVm);
     else await writerRun?.remove().catch(() => undefined);
@@ -318,22 +230,18 @@ export async function branchSandbox(
   }
 }
 
-function connectUnix(path: string, signal: AbortSignal): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection(path);
-    const fail = (err: Error) => {
-      socket.destroy();
-      reject(err);
-    };
-    socket.once('connect', () => {
-      socket.off('error', fail);
-      socket.on('error', () => undefined);
-      socket.on('data', () => undefined); // never read: the writer's guest never runs
-      resolve(socket);
-    });
-    socket.once('error', fail);
-    signal.addEventListener('abort', () => fail(new Error('aborted')), { once: true });
-  });
+/** The layer a paused sandbox was writing, frozen under a new overlay in its VM dir. */
+async function freezeActiveLayer(
+  vm: Sandbox['vmHandle'],
+  active: DiskNode,
+  signal: AbortSignal,
+): Promise<{ layer: DiskNode; overlay: DiskNode }> {
+  const overlay = {
+    file: join(vm.runDir.vmDir, `disk-${randomId('l')}.qcow2`),
+    node: randomId('n').replace('-', ''),
+  };
+  await freezeDiskLayer(vm.qmp, active, overlay, { signal });
+  return { layer: active, overlay };
 }
 
 /**
@@ -346,70 +254,12 @@ function connectUnix(path: string, signal: AbortSignal): Promise<Socket> {
  */
 async function mergeFrozenLayer(
   vm: Sandbox['vmHandle'],
-  layers: { top: string; base: string; frozen: string },
+  frozen: { layer: DiskNode; overlay: DiskNode },
+  base: string,
   signal: AbortSignal,
 ): Promise<void> {
-  const jobId = randomId('stream');
-  const done = vm.qmp.waitForEvent('BLOCK_JOB_COMPLETED', (e) => e.data?.device === jobId, {
-    signal,
-    timeoutMs: 120_000,
-  });
-  done.catch(() => undefined);
-  await vm.qmp.execute(
-    'block-stream',
-    { 'job-id': jobId, device: layers.top, base: layers.base },
-    { signal },
-  );
-  const end = await done;
-  if (typeof end.data?.error === 'string') {
-    throw new QmpError(`merging the frozen disk layer failed: ${end.data.error}`, 'block-stream', undefined);
-  }
-  if (dirname(layers.frozen) === vm.runDir.vmDir) await rm(layers.frozen, { force: true });
-}
-
-/** Why the live copy failed, as precisely as can be told: a dead writer says more than the source. */
-async function copyFailure(qmp: QmpClient, writerVm: LaunchedVm, dir: string): Promise<Error> {
-  type MigrateInfo = { 'error-desc'?: string };
-  const info = await qmp.execute<MigrateInfo>('query-migrate').catch((): MigrateInfo => ({}));
-  const died = await Promise.race([writerVm.process.exited.then(() => true), sleep(500).then(() => false)]);
-  if (!died) {
-    return new QmpError(
-      `the live copy failed${info['error-desc'] ? `: ${info['error-desc']}` : ''}`,
-      'migrate',
-      undefined,
-    );
-  }
-  const exit = await writerVm.process.exitError('receiving the branch');
-  if (exit.exit.signal === 'SIGBUS') {
-    // A shared file mapping that cannot get a block raises SIGBUS: the disk is full.
-    return new ResourceExhaustedError(
-      `the branch's RAM file could not be written in ${dir}: the disk is full (the writer QEMU got SIGBUS)`,
-      {
-        hint: 'free disk space (forkd rmi, forkd cleanup) and branch again',
-        cause: exit,
-      },
-    );
-  }
-  return exit;
-}
-
-/**
- * QEMU emits MIGRATION "completed" from its migration thread a moment before
- * that thread moves the run state from finish-migrate to postmigrate; a
- * `cont` in between fails with "Migration is not finalized yet" (seen in 1
- * of 4 concurrent branches). Wait out that moment.
- */
-async function leftFinishMigrate(qmp: QmpClient, signal: AbortSignal): Promise<void> {
-  for (;;) {
-    const { status } = await qmp.execute<{ status: string }>('query-status', undefined, { signal });
-    if (status !== 'finish-migrate') return;
-    await sleep(1, signal);
-  }
-}
-
-async function isRunning(qmp: QmpClient): Promise<boolean> {
-  const status = await qmp.execute<{ running: boolean }>('query-status').catch(() => null);
-  return status?.running ?? true;
+  await streamIntoLayer(vm.qmp, { top: frozen.overlay.node, base, jobId: randomId('stream') }, { signal });
+  if (dirname(frozen.layer.file) === vm.runDir.vmDir) await rm(frozen.layer.file, { force: true });
 }
 
 export function assertNotBranching(sandbox: Sandbox): void {

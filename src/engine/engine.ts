@@ -3,6 +3,7 @@
 // out snapshots and sandboxes; it knows nothing about HTTP or terminals.
 import { availableParallelism } from 'node:os';
 import { buildImage, type GuestImage, type ProgressFn } from '../image/index.js';
+import { checkKernelFile, checkRootfsFile, prepareForeignImage } from '../image/index.js';
 import { DataDir, defaultDataDir } from '../snapshot/data-dir.js';
 import type { SnapshotManifest } from '../snapshot/manifest.js';
 import { SnapshotStore } from '../snapshot/store.js';
@@ -10,6 +11,7 @@ import { assertValidTag } from '../snapshot/tag.js';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { readdir } from 'node:fs/promises';
 import { QmpClient } from '../vmm/qmp.js';
+import { resumeIfLeftPaused } from '../vmm/run-state.js';
 import { QemuProcess } from '../vmm/process.js';
 import { AgentClient } from './agent/client.js';
 import { findSandboxCgroup } from './cgroups.js';
@@ -22,6 +24,8 @@ import { Sandbox, type SandboxInfo } from './sandbox.js';
 
 /** Sandbox ids as randomId('sb') makes them (checked before a path is built). */
 const SANDBOX_ID = /^sb-[a-z0-9]{12}$/;
+/** A running sandbox answers its sockets at once; this only bounds a wedged one. */
+const ATTACH_TIMEOUT_MS = 10_000;
 import {
   probeAccelerator,
   resolveAccelerator,
@@ -30,6 +34,8 @@ import {
 } from '../vmm/accel.js';
 import { findQemu, type QemuInstallation } from '../vmm/qemu-binary.js';
 import { cleanupDataDir, type CleanupReport } from './cleanup.js';
+import { assertNoOtherDaemon } from './daemon-lock.js';
+import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import {
   checkChildCount,
   restoreChildren,
@@ -61,16 +67,11 @@ export interface SnapshotRequest extends Omit<CreateSnapshotOptions, 'image'> {
   onImageProgress?: ProgressFn;
 }
 
-/**
- * forkd never pauses a sandbox except inside a live branch. A sandbox found
- * paused was left so by a process that died mid-branch (its live copy may
- * even have completed into a writer that is gone): cancel that and resume.
- */
-async function resumeIfLeftPaused(qmp: QmpClient): Promise<void> {
-  const status = await qmp.execute<{ running: boolean; status: string }>('query-status');
-  if (status.running) return;
-  await qmp.execute('migrate_cancel').catch(() => undefined);
-  await qmp.execute('cont');
+/** A snapshot of a caller's own kernel and ext4 root file system (the original forkd's {kernel, rootfs}). */
+export interface FilesSnapshotRequest extends Omit<CreateSnapshotOptions, 'image'> {
+  kernelPath: string;
+  rootfsPath: string;
+  onImageProgress?: ProgressFn;
 }
 
 export class Engine {
@@ -140,6 +141,32 @@ export class Engine {
     const qemu = await this.qemu();
     const accel = await this.accelerator(image.kernelPath);
     return createSnapshot({ dataDir: this.dataDir, store: this.store, qemu, accel }, { ...req, image });
+  }
+
+  /**
+   * Boot the caller's kernel on their ext4 image (only read: forkd's files
+   * come in the initramfs, see image/foreign.ts), warm python3, freeze.
+   */
+  async createSnapshotFromFiles(req: FilesSnapshotRequest): Promise<SnapshotManifest> {
+    assertValidTag(req.tag);
+    const kernel = await checkKernelFile(req.kernelPath);
+    const rootfs = await checkRootfsFile(req.rootfsPath);
+    if (!req.replace) await this.store.assertTagFree(req.tag); // before copying the rootfs
+    const foreign = await prepareForeignImage(kernel, rootfs, {
+      dataDir: this.dataDir.root,
+      onProgress: req.onImageProgress,
+      signal: req.signal,
+    });
+    try {
+      const qemu = await this.qemu();
+      const accel = await this.accelerator(foreign.image.kernelPath);
+      const ctx = { dataDir: this.dataDir, store: this.store, qemu, accel };
+      return await createSnapshot(ctx, { ...req, image: foreign.image });
+    } catch (err) {
+      throw foreign.explainBootFailure(err);
+    } finally {
+      await foreign.dispose();
+    }
   }
 
   private async forkContext(tag: string): Promise<ForkContext> {
@@ -246,16 +273,30 @@ export class Engine {
   }
 
   /**
+   * Remove a snapshot: a missing tag is NotFoundError, one that running
+   * sandboxes use (unless `force`: the caller has stopped its own) or one
+   * being written is ConflictError. The CLI and the daemon both come here,
+   * so both refuse with the same words.
+   */
+  async removeSnapshot(tag: string, opts: { force?: boolean } = {}): Promise<void> {
+    await this.store.get(tag);
+    if (!opts.force) await this.assertSnapshotUnused(tag);
+    await this.store.remove(tag);
+  }
+
+  /**
    * Take charge of a running sandbox started by another forkd process (a
    * held fork, a daemon before its restart): reconnect its QMP and agent
    * channels. Its QEMU is not killed when this process exits.
    */
-  async attach(id: string): Promise<Sandbox> {
+  async attach(id: string, opts: CallOptions = {}): Promise<Sandbox> {
     if (!SANDBOX_ID.test(id)) {
       throw new InvalidArgumentError(`invalid sandbox id ${JSON.stringify(id)}`, 'id', {
         hint: 'ids look like sb-xxxxxxxxxxxx',
       });
     }
+    // The daemon's sandboxes are the daemon's: a local command goes through it.
+    await assertNoOtherDaemon(this.dataDir, `cannot attach to sandbox ${id}`);
     const record = await readVmRecord(this.dataDir.vmRunDir(id));
     const runDir = existingRunDir(this.dataDir, id, record?.uid ?? null);
     if (!record?.sandbox || !isVmAlive(runDir.dir, record.pid)) {
@@ -273,10 +314,11 @@ export class Engine {
       consoleLogPath: runDir.paths.consoleLog,
       killOnExit: false,
     });
-    const qmp = await QmpClient.connect(runDir.paths.qmpSocket, { timeoutMs: 10_000 });
+    const call = { signal: opts.signal, timeoutMs: opts.timeoutMs ?? ATTACH_TIMEOUT_MS };
+    const qmp = await QmpClient.connect(runDir.paths.qmpSocket, call);
     try {
-      await resumeIfLeftPaused(qmp);
-      const agent = await AgentClient.connect(runDir.paths.agentSocket, { timeoutMs: 10_000 });
+      await resumeIfLeftPaused(qmp, call);
+      const agent = await AgentClient.connect(runDir.paths.agentSocket, call);
       // Records written before egress policies existed said only whether egress was restricted.
       const legacy = record.sandbox as SandboxInfo & { restrictEgress?: boolean };
       const egress =
@@ -325,22 +367,25 @@ export class Engine {
   }
 
   /** Write a snapshot as a portable pack file. */
-  async pack(tag: string, opts: Omit<PackOptions, 'dir' | 'snapshot'>): Promise<PackResult> {
+  async pack(tag: string, opts: Omit<PackOptions, 'dir' | 'snapshot'> & CallOptions): Promise<PackResult> {
     const { dir, manifest } = await this.store.getReady(tag);
-    return packSnapshot({ ...opts, dir, snapshot: manifest });
+    return packSnapshot({ ...opts, dir, snapshot: manifest, signal: deadlineSignal(opts, 'packing') });
   }
 
   /** Unpack a pack stream into this data dir. */
-  async unpack(opts: Omit<UnpackOptions, 'store' | 'host'>): Promise<UnpackResult> {
-    return unpackPack({ ...opts, store: this.store, host: await this.hostFacts() });
+  async unpack(opts: Omit<UnpackOptions, 'store' | 'host'> & CallOptions): Promise<UnpackResult> {
+    const signal = deadlineSignal(opts, 'unpacking');
+    return unpackPack({ ...opts, signal, store: this.store, host: await this.hostFacts() });
   }
 
   /** Pull a package from a hub (or a pack URL) into this data dir. */
-  async pull(opts: Omit<PullOptions, 'store' | 'host'>): Promise<PullResult> {
-    return pullPack({ ...opts, store: this.store, host: await this.hostFacts() });
+  async pull(opts: Omit<PullOptions, 'store' | 'host'> & CallOptions): Promise<PullResult> {
+    const signal = deadlineSignal(opts, 'pulling');
+    return pullPack({ ...opts, signal, store: this.store, host: await this.hostFacts() });
   }
 
-  cleanup(opts: { killRunning?: boolean } = {}): Promise<CleanupReport> {
+  async cleanup(opts: { killRunning?: boolean } = {}): Promise<CleanupReport> {
+    if (opts.killRunning) await assertNoOtherDaemon(this.dataDir, 'cannot stop running sandboxes');
     return cleanupDataDir(this.dataDir, this.store, this.firewall, opts);
   }
 }

@@ -14,6 +14,7 @@ import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import { createOverlay } from '../vmm/disk.js';
 import { waitAgentAttached } from '../vmm/chardev.js';
 import { loadDeviceState } from '../vmm/migration.js';
+import { resumeVm } from '../vmm/run-state.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { AgentClient } from './agent/client.js';
 import { machineFor } from './machine-for.js';
@@ -210,7 +211,7 @@ async function restoreChild(
     phase = 'waiting for QEMU to take the agent connection';
     await unlessExited(launched.process, phase, waitAgentAttached(launched.qmp, { signal }));
     phase = 'resuming';
-    await launched.qmp.execute('cont', undefined, { signal });
+    await resumeVm(launched.qmp, { signal });
     const t2 = Date.now();
     phase = 'waiting for the agent';
     await unlessExited(

@@ -9,6 +9,7 @@ export {
   type RestoreResult,
 } from './fork.js';
 export type { CleanupReport } from './cleanup.js';
+export { claimDataDir, daemonOwner, type DaemonLock, type DaemonOwner } from './daemon-lock.js';
 export type { SandboxLimits, SandboxUsage } from './cgroups.js';
 export { DEFAULT_EGRESS, formatEgress, parseEgress, type EgressPolicy } from './egress.js';
 export { WarmPool, type PoolOptions } from './pool.js';

@@ -13,6 +13,7 @@ import { CPU_MODEL } from '../vmm/accel.js';
 import { createOverlay } from '../vmm/disk.js';
 import type { MachineShape } from '../vmm/machine.js';
 import { saveDeviceState } from '../vmm/migration.js';
+import { pauseVm } from '../vmm/run-state.js';
 import { copyFile } from 'node:fs/promises';
 import { grantToVm, reclaimFromVm } from './jail.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
@@ -126,7 +127,7 @@ export async function createSnapshot(
 
     opts.onProgress?.('freezing parent');
     const freezeStarted = Date.now();
-    await vm.qmp.execute('stop');
+    await pauseVm(vm.qmp, { signal: opts.signal });
     await unlessExited(
       vm.process,
       'saving device state',
@@ -174,7 +175,12 @@ async function waitUntilReady(
   opts: CallOptions,
   onProgress?: (step: string) => void,
 ): Promise<AgentClient> {
-  const signal = deadlineSignal(opts, 'waiting for the parent to become ready');
+  // Ends the poll below when the VM exits: it would otherwise spin until the deadline.
+  const vmGone = new AbortController();
+  const signal = AbortSignal.any([
+    deadlineSignal(opts, 'waiting for the parent to become ready'),
+    vmGone.signal,
+  ]);
   const work = (async () => {
     const agent = await AgentClient.connect(vm.machine.paths.agentSocket, { signal });
     try {
@@ -205,6 +211,7 @@ async function waitUntilReady(
   try {
     return await unlessExited(vm.process, 'booting the parent', work);
   } catch (err) {
+    vmGone.abort();
     if (err instanceof TimeoutError) {
       const tail = await vm.process.logTail(5);
       err.message = `the guest never became ready within ${err.timeoutMs} ms${tail ? `; console ends: ${tail.split('\n').pop()}` : ''}`;

@@ -3,7 +3,7 @@
 // bad command line fails fast with QEMU's own message), and tears everything
 // down on every path.
 import { QmpClient } from '../vmm/qmp.js';
-import { QemuProcess } from '../vmm/process.js';
+import { QemuProcess, unlessExited } from '../vmm/process.js';
 import type { MachineDescription } from '../vmm/machine.js';
 import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
 import { jailFor, type JailRequest } from './jail.js';
@@ -21,14 +21,7 @@ export interface LaunchedVm extends VmHandle {
   machine: MachineDescription;
 }
 
-/** Resolve with `work`, or reject with QEMU's exit error if it exits first. */
-export async function unlessExited<T>(proc: QemuProcess, what: string, work: Promise<T>): Promise<T> {
-  const exited = proc.exited.then(async () => {
-    throw await proc.exitError(what);
-  });
-  exited.catch(() => undefined);
-  return Promise.race([work, exited]);
-}
+export { unlessExited };
 
 export interface LaunchVmOptions extends CallOptions {
   killOnExit?: boolean;

@@ -3,6 +3,7 @@
 // first, lists them), once to stream the data blocks through tar and
 // multi-threaded zstd into the output. Nothing is copied to a temporary file
 // but the output itself, which appears under its name only when complete.
+import { abortReason, throwIfAborted } from '../util/abort.js';
 import { createHash, type KeyObject } from 'node:crypto';
 import { createWriteStream, rmSync } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
@@ -41,6 +42,8 @@ export interface PackOptions {
   /** Sign the manifest with this ed25519 private key (`forkd keygen`). */
   signKey?: KeyObject | undefined;
   onProgress?: TransferProgressFn | undefined;
+  /** Stops the pack; the partial output is removed and the reason thrown. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface PackResult {
@@ -82,7 +85,11 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
     sizes.reduce((a, b) => a + b, 0),
   );
   const scans = new Map<string, FileScan>();
-  for (const name of names) scans.set(name, await scanFile(join(opts.dir, name), (n) => scanning.add(n)));
+  for (const name of names) {
+    throwIfAborted(opts.signal);
+    scans.set(name, await scanFile(join(opts.dir, name), (n) => scanning.add(n)));
+  }
+  throwIfAborted(opts.signal);
   scanning.done();
   const scanMs = Date.now() - started;
 
@@ -156,7 +163,15 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
         archive.destroy(err instanceof Error ? err : new Error(String(err)));
         throw err;
       });
-    const results = await Promise.allSettled([output, zstd.exited, entries].map(stopOnFailure));
+    const onAbort = () => {
+      zstd.kill();
+      archive.destroy(abortReason(opts.signal!));
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const results = await Promise.allSettled([output, zstd.exited, entries].map(stopOnFailure)).finally(() =>
+      opts.signal?.removeEventListener('abort', onAbort),
+    );
+    throwIfAborted(opts.signal);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     writing.done();

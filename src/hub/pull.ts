@@ -120,6 +120,7 @@ export async function pullPack(opts: PullOptions): Promise<PullResult> {
       force: opts.force,
       trust: opts.trust,
       onProgress: opts.onProgress,
+      signal: opts.signal,
     });
     return {
       ...unpacked,

@@ -11,7 +11,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
-import { ForkdError, HTTP_STATUS } from '../errors.js';
+import { codeForStatus, ForkdError, HTTP_STATUS } from '../errors.js';
 import { bearerStatus } from '../util/bearer-token.js';
 import { PACK_EXTENSION } from './pack-manifest.js';
 import { checkPackageName, packRelativePath, publishPack } from './publish.js';
@@ -51,10 +51,13 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
   app.setErrorHandler((err, _req, reply) => {
-    if (err instanceof ForkdError) return reply.code(HTTP_STATUS[err.code]).send({ error: err.oneLine() });
+    if (err instanceof ForkdError) {
+      return reply.code(HTTP_STATUS[err.code]).send({ error: err.oneLine(), code: err.code });
+    }
     const f = err as { statusCode?: unknown; message?: unknown };
     const status = typeof f.statusCode === 'number' && f.statusCode >= 400 ? f.statusCode : 500;
-    return reply.code(status).send({ error: typeof f.message === 'string' ? f.message : String(err) });
+    const message = typeof f.message === 'string' ? f.message : String(err);
+    return reply.code(status).send({ error: message, code: codeForStatus(status) });
   });
 
   app.get('/', async () => ({ service: 'forkd-hub', index: `/${INDEX_FILE}` }));
@@ -145,5 +148,5 @@ class UploadTooLarge extends Error {
 }
 
 function refuse(reply: FastifyReply, status: number, error: string): FastifyReply {
-  return reply.code(status).send({ error });
+  return reply.code(status).send({ error, code: codeForStatus(status) });
 }

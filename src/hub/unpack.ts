@@ -4,6 +4,7 @@
 // a staging dir beside the snapshots, sizes and sha256 are verified, and only
 // a complete, verified snapshot is renamed into place. On any failure the
 // staging dir goes and nothing else was touched.
+import { abortReason, throwIfAborted } from '../util/abort.js';
 import { writeSync } from 'node:fs';
 import { open, readFile, statfs, type FileHandle } from 'node:fs/promises';
 import { totalmem } from 'node:os';
@@ -77,6 +78,8 @@ export interface UnpackOptions {
   limits?: Partial<UnpackLimits> | undefined;
   /** Whose signatures are accepted, and whether unsigned packs are. */
   trust: TrustPolicy;
+  /** Stops the unpack; nothing is installed, the staging dir is removed and the reason thrown. */
+  signal?: AbortSignal | undefined;
   onProgress?: TransferProgressFn | undefined;
 }
 
@@ -150,7 +153,10 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
   zstd.exited.catch(() => {});
 
   const hasher = new BackgroundHasher();
+  const onAbort = () => opts.source.destroy(abortReason(opts.signal!));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
+    throwIfAborted(opts.signal);
     const state = await readEntries(extract, staged, opts, limits, reject, hasher);
     await Promise.all([input, output, zstd.exited]).catch((err: unknown) => {
       throw asRejection(err, reject);
@@ -161,6 +167,7 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
       staged.dir,
       state.manifest.files.map((f) => f.path),
     );
+    throwIfAborted(opts.signal);
     await staged.install(state.tag, { replace: opts.force ?? false });
     await hasher.close();
     return {
@@ -188,9 +195,12 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
     extract.destroy();
     await staged.discard();
     await hasher.close();
+    if (opts.signal?.aborted) throw abortReason(opts.signal);
     const echo =
       err instanceof StreamEndedEarly || err instanceof HostCommandError || !(err instanceof ForkdError);
     throw asRejection(echo && cause ? cause : err, reject);
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
   }
 }
 

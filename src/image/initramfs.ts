@@ -9,13 +9,16 @@ import { readModule, resolveKernelModules } from './modules.js';
 import { run } from '../util/run.js';
 
 export interface InitramfsInput {
-  modulesDir: string;
+  /** The kernel's module tree; null: no modules (a kernel that is not forkd's). */
+  modulesDir: string | null;
   modules: readonly string[];
   initPath: string;
   forkdInitPath: string;
   busyboxPath: string;
   /** Put the agent in the initramfs (guests without a root filesystem). */
   agentPath: string | null;
+  /** More files for the archive (a user-rootfs guest's runtime and its set-up script). */
+  extraFiles?: readonly { path: string; data: Buffer; mode?: number }[] | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -71,17 +74,21 @@ export async function initramfsEntries(
       mode: 0o755,
     });
   }
+  for (const extra of input.extraFiles ?? []) entries.push({ type: 'file', ...extra });
   for (const [path, text] of Object.entries(ETC_FILES)) {
     entries.push({ type: 'file', path, data: Buffer.from(text) });
   }
 
-  const order = await resolveKernelModules(input.modulesDir, input.modules);
-  for (const mod of order) {
-    entries.push({
-      type: 'file',
-      path: `lib/modules/${mod.name}.ko`,
-      data: await readModule(input.modulesDir, mod, input.signal),
-    });
+  const { modulesDir } = input;
+  const order = modulesDir === null ? [] : await resolveKernelModules(modulesDir, input.modules);
+  if (modulesDir !== null) {
+    for (const mod of order) {
+      entries.push({
+        type: 'file',
+        path: `lib/modules/${mod.name}.ko`,
+        data: await readModule(modulesDir, mod, input.signal),
+      });
+    }
   }
   const names = order.map((m) => m.name);
   entries.push({

@@ -5,9 +5,9 @@ import { InvalidArgumentError } from '../errors.js';
 import type { Recipe } from './types.js';
 
 /** What every guest loads: the virtio-mmio transport and the agent's devices. */
-const BASE_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_net'] as const;
+export const BASE_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_net'] as const;
 /** A virtio-blk root with ext4 (crc32c is a soft dependency modules.dep does not list). */
-const DISK_MODULES = ['virtio_blk', 'crc32c_generic', 'ext4'] as const;
+export const DISK_MODULES = ['virtio_blk', 'crc32c_generic', 'ext4'] as const;
 
 export const RECIPES: readonly Recipe[] = Object.freeze([
   {

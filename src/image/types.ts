@@ -5,6 +5,11 @@ export interface RuntimeConfig {
   kind: 'python';
   argv: readonly string[];
   imports: readonly string[];
+  /**
+   * Imported too when the guest's python3 finds them (a user's own root file
+   * system may lack them); resolved in the guest at boot (forkd-foreign-root).
+   */
+  optionalImports?: readonly string[];
 }
 
 export interface Recipe {

@@ -17,18 +17,32 @@ function ok(value: unknown): CallToolResult {
   };
 }
 
-/** A failed call is a tool result the model can read, not a protocol error. */
+/** What a failed call tells the model: the daemon's message, code and status when it answered. */
+type ToolFailure = { error: string; code: string; status?: number };
+
+function failure(err: unknown): ToolFailure {
+  if (err instanceof ControllerError) return { error: err.message, code: err.code, status: err.status };
+  // No answer from the daemon (or not a daemon error). forkd's errors carry a snake_case code (the
+  // CLI's "cannot reach the daemon" is `remote`); Node's are ECONNREFUSED-style.
+  const error = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^[a-z][a-z_]*$/.test(code)) return { error, code };
+  if (err instanceof Error && err.name === 'TimeoutError') return { error, code: 'timeout' };
+  return { error, code: 'internal' };
+}
+
+/**
+ * A failed call is a tool result the model can read, not a protocol error:
+ * `not_found (404): sandbox sb-x not found` as text, the same as
+ * `{error, code, status}` structured content.
+ */
 async function run(work: () => Promise<unknown>): Promise<CallToolResult> {
   try {
     return ok(await work());
   } catch (err) {
-    const text =
-      err instanceof ControllerError
-        ? `${err.status}: ${err.message}`
-        : err instanceof Error
-          ? err.message
-          : String(err);
-    return { isError: true, content: [{ type: 'text', text }] };
+    const f = failure(err);
+    const text = `${f.code}${f.status === undefined ? '' : ` (${f.status})`}: ${f.error}`;
+    return { isError: true, content: [{ type: 'text', text }], structuredContent: f };
   }
 }
 

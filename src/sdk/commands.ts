@@ -2,7 +2,13 @@
 // returns a CommandHandle with `background: true`); a non-zero exit throws
 // CommandExitError carrying the output.
 import type { Controller, KillCommandOpts } from './controller.js';
-import { CommandExitError, ControllerError, withoutCredentials } from './errors.js';
+import {
+  CommandExitError,
+  ControllerError,
+  errorFromEvent,
+  NotFoundError,
+  controllerError,
+} from './errors.js';
 import { requestSignal, type RequestOpts } from './http.js';
 import type { CommandEvent } from './types.js';
 
@@ -75,15 +81,16 @@ async function collect(
           timedOut: event.timed_out,
         };
       case 'error':
-        throw new ControllerError(event.error, 200, event, withoutCredentials(url));
+        throw errorFromEvent(event, url);
     }
   }
-  throw new ControllerError(
-    'the command stream ended without an exit event',
-    200,
-    null,
-    withoutCredentials(url),
-  );
+  // The daemon always ends with exit or error: the connection was cut.
+  throw controllerError('the command stream ended without an exit event', {
+    status: 200,
+    code: 'internal',
+    body: null,
+    url,
+  });
 }
 
 function checkExit(result: CommandResult, allowNonZeroExit: boolean | undefined): CommandResult {
@@ -182,7 +189,7 @@ async function killCommand(
     await controller.killCommand(sandboxId, commandId, opts);
     return true;
   } catch (err) {
-    if (err instanceof ControllerError && err.status === 404) return false;
+    if (err instanceof NotFoundError) return false;
     throw err;
   }
 }

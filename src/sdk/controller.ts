@@ -1,6 +1,8 @@
-// Controller: one typed method per daemon endpoint (API-v1.md without
-// branches and workspaces, plus the commands and files extensions). Thin by
-// design: camelCase options in, wire types out, errors as ControllerError.
+// Controller: one typed method per daemon endpoint (API-v1.md, branch and
+// workspaces included, compact not yet; plus the commands and files
+// extensions). Thin by design: camelCase options in, wire types out, and
+// every error the daemon answers as a ControllerError subclass chosen by its
+// code (errors.ts).
 import { HttpClient, type RequestOpts } from './http.js';
 import { parseNdjson } from './ndjson.js';
 import type {
@@ -41,11 +43,14 @@ export interface BranchParams {
 /** `createSnapshot` parameters (`POST /v1/snapshots`). */
 export interface CreateSnapshotParams {
   tag: string;
-  /** Image recipe, e.g. `tiny` or `python-numpy` (the daemon's default). */
+  /** Image recipe, e.g. `tiny` or `python-numpy` (the daemon's default). Not with `kernel`/`rootfs`. */
   image?: string;
+  /** Absolute path (on the daemon's host) of a kernel to boot: a bzImage or a PVH vmlinux. With `rootfs`. */
   kernel?: string;
+  /** Absolute path of an ext4 image with python3; the daemon copies it and never writes it. With `kernel`. */
   rootfs?: string;
   rw?: boolean;
+  /** Accepted for the original API (at most 60) and ignored: the snapshot is taken when the guest is ready. */
   bootWaitSecs?: number;
   /** Guest memory (a forkd addition to v1). */
   memMib?: number;

@@ -1,7 +1,7 @@
 // sandbox.files, E2B style: read (text or bytes), write, list, stat, exists,
 // remove, makeDir. Paths are absolute guest paths.
 import type { Controller } from './controller.js';
-import { ControllerError } from './errors.js';
+import { NotFoundError } from './errors.js';
 import type { RequestOpts } from './http.js';
 import type { FileEntry } from './types.js';
 
@@ -73,7 +73,7 @@ export class Files {
     return entries.map((e) => entry(join(path, e.name), e));
   }
 
-  /** Describes one file or directory; ControllerError 404 if missing. */
+  /** Describes one file or directory; NotFoundError if missing. */
   async stat(path: string, opts?: RequestOpts): Promise<EntryInfo> {
     return entry(path, await this.controller.stat(this.sandboxId, path, opts));
   }
@@ -84,7 +84,7 @@ export class Files {
       await this.controller.stat(this.sandboxId, path, opts);
       return true;
     } catch (err) {
-      if (err instanceof ControllerError && err.status === 404) return false;
+      if (err instanceof NotFoundError) return false;
       throw err;
     }
   }

@@ -1,7 +1,7 @@
 // The transport under Controller: builds URLs, adds the bearer token, turns
 // `{ signal, timeoutMs }` into one AbortSignal, and sends every non-2xx
-// response through errorFromResponse. Web APIs only (fetch, URL,
-// AbortSignal), so the SDK can run outside Node.
+// response through errorFromResponse, which picks its error class. Web APIs
+// only (fetch, URL, AbortSignal), so the SDK can run outside Node.
 import { errorFromResponse } from './errors.js';
 
 /** Options every SDK call takes last. */
@@ -40,7 +40,7 @@ export function requestSignal(opts: RequestOpts | undefined): AbortSignal | unde
   return AbortSignal.any(signals);
 }
 
-/** Sends requests to one daemon; every non-2xx answer rejects with a ControllerError. */
+/** Sends requests to one daemon; every non-2xx answer rejects with a ControllerError (or a subclass). */
 export class HttpClient {
   constructor(private readonly config: HttpConfig) {}
 

@@ -22,7 +22,25 @@ export { CommandHandle, Commands } from './commands.js';
 export type { CommandOutputOpts, CommandResult, CommandRunOpts, CommandWaitOpts } from './commands.js';
 export { Files } from './files.js';
 export type { EntryInfo, FileReadOpts, FileRemoveOpts, FileWriteOpts } from './files.js';
-export { CommandExitError, ControllerError, SandboxEvalError } from './errors.js';
+export {
+  AbortedError,
+  AgentUnavailableError,
+  AlreadyExistsError,
+  CommandExitError,
+  ConflictError,
+  ControllerError,
+  ForbiddenError,
+  InsufficientStorageError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+  SandboxEvalError,
+  TimeoutError,
+  TooLargeError,
+  UnauthorizedError,
+  errorFromEvent,
+} from './errors.js';
+export type { ControllerErrorDetails } from './errors.js';
 export type { RequestOpts } from './http.js';
 export type {
   CommandEvent,

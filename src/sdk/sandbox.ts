@@ -58,7 +58,7 @@ export class Sandbox {
     return new Sandbox(controller, info.id);
   }
 
-  /** Attaches to a running sandbox; ControllerError 404 if there is none. */
+  /** Attaches to a running sandbox; NotFoundError if there is none. */
   static async connect(id: string, opts: SandboxConnectOpts = {}): Promise<Sandbox> {
     const controller = controllerFor(opts);
     const info = await controller.getSandbox(id, requestOpts(opts));

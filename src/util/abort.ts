@@ -32,6 +32,9 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 
 export function abortReason(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
+  // A bare controller.abort() leaves a DOMException: callers catch forkd's class.
+  if (reason instanceof Error && reason.name === 'AbortError')
+    return new AbortedError(undefined, { cause: reason });
   return reason instanceof Error ? reason : new AbortedError();
 }
 

@@ -2,6 +2,8 @@
 // dir) that must happen even when forkd is interrupted: run on normal exit, on
 // SIGINT/SIGTERM/SIGHUP, and on an uncaught exception, so nothing is orphaned.
 
+import { AbortedError } from '../errors.js';
+
 type Cleanup = () => void;
 
 const cleanups = new Set<Cleanup>();
@@ -54,4 +56,30 @@ export function onProcessExit(fn: Cleanup): () => void {
 export function drainOnSignal(fn: (signal: NodeJS.Signals) => Promise<void>): void {
   install();
   drain = fn;
+}
+
+/** How long an interrupted command may take to undo its work before the process exits anyway. */
+const UNWIND_MS = 10_000;
+
+/**
+ * Run a command's work with a signal that aborts on the first
+ * SIGINT/SIGTERM/SIGHUP: the work unwinds through its own error path (a pack
+ * removes its partial file, an unpack its staging dir) before the process
+ * exits, instead of being cut off mid-write.
+ */
+export async function interruptible<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let settled: Promise<unknown> = Promise.resolve();
+  const unwind = async (sig: NodeJS.Signals) => {
+    controller.abort(new AbortedError(`interrupted by ${sig}`));
+    await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, UNWIND_MS).unref())]);
+  };
+  drainOnSignal(unwind);
+  const running = work(controller.signal);
+  settled = running.catch(() => undefined);
+  try {
+    return await running;
+  } finally {
+    if (drain === unwind) drain = null;
+  }
 }

@@ -5,7 +5,9 @@
 // came back, and those events race the host's first request (see
 // guest/agent/chan.c).
 import { QmpError } from '../errors.js';
+import type { Socket } from 'node:net';
 import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
+import { connectUnix } from '../util/unix-socket.js';
 import { AGENT_CHARDEV } from './machine.js';
 import type { QmpClient } from './qmp.js';
 
@@ -26,5 +28,32 @@ export async function waitAgentAttached(qmp: QmpClient, opts: CallOptions = {}):
     if (!agent) throw new QmpError(`QEMU has no chardev named ${AGENT_CHARDEV}`, 'query-chardev', undefined);
     if (!agent.filename.startsWith('disconnected:')) return;
     await sleep(delay, signal);
+  }
+}
+
+/**
+ * Attach a host to the agent port of a VM that never runs guest code (a
+ * writer), and wait until QEMU has taken it: device state saved from that VM
+ * then says "host connected", as the source's did. Nothing is read or
+ * written; destroy the socket when done.
+ */
+export async function holdAgentPort(
+  qmp: QmpClient,
+  socketPath: string,
+  opts: CallOptions = {},
+): Promise<Socket> {
+  const signal = deadlineSignal(
+    { ...opts, timeoutMs: opts.timeoutMs ?? 10_000 },
+    "attaching to the writer's agent port",
+  );
+  const socket = await connectUnix(socketPath, signal);
+  socket.on('error', () => undefined);
+  socket.resume(); // whatever arrives is dropped
+  try {
+    await waitAgentAttached(qmp, { signal });
+    return socket;
+  } catch (err) {
+    socket.destroy();
+    throw err;
   }
 }

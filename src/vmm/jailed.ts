@@ -4,6 +4,7 @@
 // (FORKD_UNCONFINED=1), the program is started directly.
 import type { ChildProcess, StdioNull, StdioPipe } from 'node:child_process';
 import type { Readable } from 'node:stream';
+import { AbortedError, ForkdError, MissingDependencyError, VmExitedError } from '../errors.js';
 import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import { launch } from '../util/launcher.js';
 import { BWRAP_INFO_FD, confinedArgv, type ConfinementSpec } from './confine.js';
@@ -46,12 +47,15 @@ export async function launchJailed(
       spawnError,
       new Promise<Error>((r) => setImmediate(() => r(new Error('no pid')))),
     ]);
-    throw new Error(`${argv[0]} could not be started (${err.message})`);
+    const program = argv[0] ?? '';
+    throw new MissingDependencyError(`${program} could not be started (${err.message})`, program, {
+      cause: err,
+    });
   }
   child.on('error', () => undefined);
   if (!spec) return { child, pid: child.pid };
   const info = (child.stdio as unknown as (Readable | null)[])[BWRAP_INFO_FD];
-  if (!info) throw new Error('bwrap info pipe missing');
+  if (!info) throw new ForkdError('internal', 'bwrap info pipe missing');
   try {
     return { child, pid: await confinedPid(child, info, opts) };
   } catch (err) {
@@ -83,14 +87,21 @@ function confinedPid(child: ChildProcess, info: Readable, opts: CallOptions): Pr
     };
     const onData = (chunk: Buffer) => {
       text += chunk.toString('utf8');
-      if (text.length > 64 * 1024) return done(new Error('bwrap info is too long'));
+      if (text.length > 64 * 1024) return done(new ForkdError('internal', 'bwrap info is too long'));
       // The number must be followed by its delimiter: a chunk can end mid-number.
       const match = /"child-pid"\s*:\s*(\d+)\s*[,}]/.exec(text);
       if (match) done(null, Number(match[1]));
     };
     const onExit = (code: number | null, sig: string | null) =>
-      done(new Error(`bwrap exited (${sig ? `signal ${sig}` : `code ${code}`})`));
-    const onAbort = () => done(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      // The jail ended before its program started: the program never ran.
+      done(
+        new VmExitedError(
+          `bwrap exited (${sig ? `signal ${sig}` : `code ${code}`})`,
+          { code, signal: sig },
+          '',
+        ),
+      );
+    const onAbort = () => done(signal.reason instanceof Error ? signal.reason : new AbortedError());
     info.on('data', onData);
     child.once('exit', onExit);
     signal.addEventListener('abort', onAbort, { once: true });

@@ -2,6 +2,7 @@
 // is built. A parent and its children are described by the same machine and
 // differ only in the role-dependent fields (RAM sharing, -incoming, -S), so a
 // restore can never fail because a device was spelled differently.
+import { InvalidArgumentError } from '../errors.js';
 
 export type Accelerator = 'kvm' | 'tcg';
 
@@ -139,7 +140,8 @@ export function buildQemuArgs(m: MachineDescription): string[] {
     QEMU_SECCOMP,
   ];
   if (shape.hasDisk) {
-    if (!paths.diskOverlay) throw new Error('machine has a disk but no overlay path');
+    if (!paths.diskOverlay)
+      throw new InvalidArgumentError('machine has a disk but no overlay path', 'diskOverlay');
     args.push(
       '-blockdev',
       `driver=qcow2,node-name=root,file.driver=file,file.filename=${escapeOption(paths.diskOverlay)},discard=unmap`,

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { QmpError } from '../errors.js';
+import { QmpError, TooLargeError } from '../errors.js';
 import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import { STATE_IN_FD, tailOf } from './process.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
@@ -104,7 +104,12 @@ export async function saveDeviceState(
           transform(chunk: Buffer, _enc, done) {
             bytes += chunk.length;
             if (bytes > MAX_DEVICE_STATE_BYTES)
-              done(new Error(`device state exceeds ${MAX_DEVICE_STATE_BYTES} bytes`));
+              done(
+                new TooLargeError(
+                  `device state exceeds ${MAX_DEVICE_STATE_BYTES} bytes`,
+                  MAX_DEVICE_STATE_BYTES,
+                ),
+              );
             else done(null, chunk);
           },
         });

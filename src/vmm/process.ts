@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
-import { VmExitedError } from '../errors.js';
+import { ForkdError, VmExitedError } from '../errors.js';
 import type { CallOptions } from '../util/abort.js';
 import { onProcessExit } from '../util/cleanup.js';
 import type { ConfinementSpec } from './confine.js';
@@ -56,7 +56,7 @@ export class QemuProcess {
     qemuPid?: number,
   ) {
     const pid = qemuPid ?? child.pid;
-    if (pid === undefined) throw new Error('QEMU did not start');
+    if (pid === undefined) throw new VmExitedError('QEMU did not start', { code: null, signal: null }, '');
     this.pid = pid;
     this.unregister = killOnExit ? onProcessExit(() => this.kill()) : () => true;
     const settle = (resolve: (e: QemuExit) => void, exit: QemuExit) => {
@@ -123,6 +123,8 @@ export class QemuProcess {
         timeoutMs: opts.timeoutMs,
       });
     } catch (err) {
+      // A caller's abort or deadline is theirs to see as such, not as QEMU failing.
+      if (err instanceof ForkdError && (err.code === 'aborted' || err.code === 'timeout')) throw err;
       const tail = await tailOf([opts.logPath], 5);
       throw new VmExitedError(
         `could not start QEMU${opts.confinement ? ' in its jail' : ''}: ${(err as Error).message}${tail ? `: ${tail.split('\n').pop()}` : ''}`,
@@ -237,4 +239,13 @@ export async function tailOf(paths: readonly string[], lines: number): Promise<s
     if (tail) parts.push(tail);
   }
   return parts.join('\n');
+}
+
+/** Resolve with `work`, or reject with QEMU's exit error if it exits first. */
+export async function unlessExited<T>(proc: QemuProcess, what: string, work: Promise<T>): Promise<T> {
+  const exited = proc.exited.then(async () => {
+    throw await proc.exitError(what);
+  });
+  exited.catch(() => undefined);
+  return Promise.race([work, exited]);
 }

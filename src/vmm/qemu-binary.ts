@@ -1,6 +1,6 @@
 // Finds the QEMU binary and its version. The version is part of every
 // snapshot's identity: a vmstate only restores on the QEMU that wrote it.
-import { MissingDependencyError } from '../errors.js';
+import { IncompatibleError, MissingDependencyError } from '../errors.js';
 import { run } from '../util/run.js';
 
 export interface QemuInstallation {
@@ -28,7 +28,12 @@ async function probeQemu(binary: string): Promise<QemuInstallation> {
     const { stdout } = await run([binary, '--version'], { signal: AbortSignal.timeout(10_000) });
     const versionLine = stdout.split('\n')[0]?.trim() ?? '';
     const version = /version (\d+\.\d+\.\d+)/.exec(versionLine)?.[1];
-    if (!version) throw new Error(`unrecognised version output: ${versionLine}`);
+    if (!version)
+      throw new IncompatibleError(
+        `unrecognised version output: ${versionLine}`,
+        'version x.y.z',
+        versionLine,
+      );
     return { binary, version, versionLine };
   } catch (err) {
     throw new MissingDependencyError(`QEMU not usable (${binary}): ${(err as Error).message}`, binary, {

@@ -2,9 +2,10 @@
 // ids and may be in flight together; events are delivered to listeners and can
 // be awaited. Closing the socket rejects every pending command.
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
+import type net from 'node:net';
 import { QmpError } from '../errors.js';
 import { abortReason, deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
+import { connectUnix } from '../util/unix-socket.js';
 
 export interface QmpEvent {
   event: string;
@@ -212,26 +213,4 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     this.pending.clear();
     this.emit('close');
   }
-}
-
-/** Connect a unix stream socket, honouring an abort signal. */
-export function connectUnix(path: string, signal: AbortSignal): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(abortReason(signal));
-    const socket = net.createConnection({ path });
-    const onAbort = () => {
-      socket.destroy();
-      reject(abortReason(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    socket.once('connect', () => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(socket);
-    });
-    socket.once('error', (err) => {
-      signal.removeEventListener('abort', onAbort);
-      socket.destroy();
-      reject(err);
-    });
-  });
 }

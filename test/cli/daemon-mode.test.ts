@@ -50,8 +50,15 @@ before(async () => {
   serve = await startServe();
 });
 
+async function killServe(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
 after(async () => {
-  serve?.kill('SIGKILL');
+  await killServe(serve);
   await engine.cleanup({ killRunning: true });
   await engine.store.remove(TAG).catch(() => undefined);
 });
@@ -84,8 +91,7 @@ test('SIGKILL the daemon with 10 sandboxes running: after a restart all 10 answe
   const spawned = forkd('spawn', '--tag', TAG, '-n', '10', '--json');
   assert.equal(spawned.status, 0, spawned.stderr);
   const ids = (JSON.parse(spawned.stdout) as { id: string }[]).map((s) => s.id);
-  serve!.kill('SIGKILL');
-  await new Promise((r) => setTimeout(r, 300));
+  await killServe(serve);
   const alive = ids.filter((id) => qemuProcessesUsing(engine.dataDir.vmRunDir(id) + '/').length >= 1);
   assert.equal(alive.length, 10, 'sandboxes outlive the daemon');
   serve = await startServe();
@@ -137,4 +143,32 @@ test('SIGTERM drains: an exec in flight completes, then the daemon exits and its
   );
   serve = await startServe();
   assert.equal(forkd('kill', id).status, 0);
+});
+
+test('a second forkd serve on the data dir exits at once naming the first; local commands on its sandboxes are refused', async () => {
+  const spawned = forkd('spawn', '--tag', TAG, '--json');
+  assert.equal(spawned.status, 0, spawned.stderr);
+  const [sandbox] = JSON.parse(spawned.stdout) as { id: string }[];
+  const other = await freePort();
+  const started = Date.now();
+  // With a sandbox running, a second daemon used to spend 10 s failing to re-attach it, then serve.
+  const second = runCli(['--data-dir', TEST_DATA_DIR, 'serve', '--bind', `127.0.0.1:${other}`]);
+  const ms = Date.now() - started;
+  assert.equal(second.status, 1, second.stderr);
+  assert.match(
+    second.stderr,
+    new RegExp(`owned by forkd serve \\(pid ${serve!.pid}, serving http://127\\.0\\.0\\.1:${port}`),
+  );
+  assert.ok(ms < 8000, `the second daemon took ${ms} ms to give up`);
+  // Local mode would take the daemon's sandboxes from it: refused, naming the owner.
+  const local = runCli(['--data-dir', TEST_DATA_DIR, 'cleanup', '--all']);
+  assert.notEqual(local.status, 0, local.stdout);
+  assert.match(local.stderr, new RegExp(`cannot stop running sandboxes: .*pid ${serve!.pid}`));
+  const still = forkd('exec', '--sandbox', sandbox!.id, '--', 'true');
+  assert.equal(still.status, 0, still.stderr);
+  // A daemon that died leaves no claim behind.
+  await killServe(serve);
+  serve = await startServe();
+  assert.equal(forkd('exec', '--sandbox', sandbox!.id, '--', 'true').status, 0);
+  forkd('kill', sandbox!.id);
 });

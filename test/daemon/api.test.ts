@@ -95,7 +95,7 @@ test('a sandbox lifecycle over HTTP: create, list, get, ping, exec, eval, delete
     // per_child_netns answered truthfully: egress none puts each child's QEMU in a namespace of its own.
     assert.equal(info.egress, 'none');
     assert.equal(info.netns, `/proc/${info.pid}/ns/net`);
-    assert.equal(info.guest_addr, '10.0.2.15');
+    assert.equal(info.guest_addr, '10.0.2.15:0');
   }
   const id = infos[0]!.id;
   const listed = (await call('GET', '/v1/sandboxes')).body as { id: string }[];
@@ -107,7 +107,7 @@ test('a sandbox lifecycle over HTTP: create, list, get, ping, exec, eval, delete
   });
   assert.deepEqual(exec.body, { stdout: 'out\n', stderr: 'err\n', exit_code: 3 });
   const evalTiny = await call('POST', `/v1/sandboxes/${id}/eval`, { code: '1+1' });
-  assert.equal(evalTiny.status, 500);
+  assert.equal(evalTiny.status, 409, 'the sandbox lacks a runtime: not a daemon fault');
   assert.match((evalTiny.body as { error: string }).error, /no eval runtime/);
   for (const info of infos) assert.equal((await call('DELETE', `/v1/sandboxes/${info.id}`)).status, 204);
   assert.equal((await call('GET', `/v1/sandboxes/${id}`)).status, 404);
@@ -169,7 +169,7 @@ test('bodiless calls sent as the original clients send them (JSON content type, 
   // The original's fields, on an image without a runtime.
   assert.deepEqual(
     [pong.pong, pong.numpy_version, pong.agent_lang, pong.warmup_ready, typeof pong.pid],
-    [true, null, null, false, 'number'],
+    [true, null, 'none', false, 'number'],
   );
   const killed = await call('DELETE', `/v1/sandboxes/${info!.id}`, '');
   assert.equal(killed.status, 204, killed.text);
@@ -182,8 +182,9 @@ test('bodiless calls sent as the original clients send them (JSON content type, 
 test('bearer auth: missing and wrong tokens are 401, /healthz stays open, weak tokens refuse to start', async () => {
   const tokenFile = join(scratch, 'token');
   await writeFile(tokenFile, 'a-very-secret-token-0123456789\n');
+  // A data dir of its own: the test daemon owns TEST_DATA_DIR.
   const guarded = await startDaemon({
-    dataDir: TEST_DATA_DIR,
+    dataDir: join(scratch, 'bearer-data'),
     port: 0,
     tokenFile,
     auditLog: join(scratch, 'audit2.jsonl'),
@@ -322,7 +323,7 @@ test('with --tls-cert/--tls-key the daemon serves HTTPS', async () => {
     { stdio: 'ignore' },
   );
   const tls = await startDaemon({
-    dataDir: TEST_DATA_DIR,
+    dataDir: join(scratch, 'tls-data'),
     port: 0,
     tls: { certFile: cert, keyFile: key },
     auditLog: join(scratch, 'audit-tls.jsonl'),

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import type { ChildResult, Engine, Sandbox } from '../../src/engine/index.js';
-import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
+import { qemuProcessesUsing, runDirEntries, shOk, testEngine } from '../support/engine.js';
 
 const TAG = 'test-branch-numpy';
 const DEPTH = 5;
@@ -24,11 +24,7 @@ async function forkOne(tag: string): Promise<Sandbox> {
   return child.sandbox;
 }
 
-async function sh(sandbox: Sandbox, script: string): Promise<string> {
-  const r = await sandbox.agent.exec({ shell: script });
-  assert.equal(r.exitCode, 0, r.stderr.toString());
-  return r.stdout.toString();
-}
+const sh = shOk;
 
 before(async () => {
   engine = testEngine();

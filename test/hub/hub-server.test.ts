@@ -159,6 +159,7 @@ void test('a hub without a token refuses uploads with 403 and writes nothing', a
   });
   assert.equal(res.status, 403);
   assert.match(String(res.json.error), /uploads are disabled/);
+  assert.equal(res.json.code, 'forbidden', 'hub errors carry the same codes as the daemon');
   assert.deepEqual(await filesUnder(roDir), filesBefore);
   assert.equal(await readText(join(roDir, 'index.json')), indexBefore);
 });
@@ -168,6 +169,7 @@ void test('uploads need the right bearer token; a published version is 409 unles
   const missing = await put(upHub, PACK_PATH, packBytes);
   assert.equal(missing.status, 401);
   assert.match(String(missing.json.error), /missing/);
+  assert.equal(missing.json.code, 'unauthorized');
   const wrong = await put(upHub, PACK_PATH, packBytes, { authorization: 'Bearer not-the-token-at-all' });
   assert.equal(wrong.status, 401);
   assert.match(String(wrong.json.error), /invalid/);

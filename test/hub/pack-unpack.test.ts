@@ -10,7 +10,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { Engine, IncompatibleError, InvalidArgumentError } from '../../src/engine/index.js';
+import { AbortedError, Engine, IncompatibleError, InvalidArgumentError } from '../../src/engine/index.js';
 import { UntrustedPackError } from '../../src/errors.js';
 import { PACK_MANIFEST_ENTRY } from '../../src/hub/pack-manifest.js';
 import { readPackManifest } from '../../src/hub/pack-info.js';
@@ -166,6 +166,44 @@ void test('a snapshot whose QEMU version differs is refused at fork, naming both
         err instanceof IncompatibleError && err.message.includes('6.2.0') && err.message.includes(local),
     );
     assert.deepEqual(qemuProcessesUsing(dataDir), []);
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+void test('an aborted pack or unpack stops mid-stream with AbortedError and leaves nothing', async () => {
+  const packing = new AbortController();
+  await assert.rejects(
+    engine.pack(TAG, {
+      output: join(work, 'aborted.forkd.tar.zst'),
+      signal: packing.signal,
+      onProgress: (p) => {
+        if (p.phase === 'pack' && p.doneBytes > 0) packing.abort();
+      },
+    }),
+    AbortedError,
+  );
+  assert.deepEqual(
+    (await readdir(work)).filter((n) => n.startsWith('aborted')),
+    [],
+  );
+  const dataDir = await mkdtemp(join(tmpdir(), 'forkd-unpack-abort-'));
+  const other = new Engine({ dataDir });
+  try {
+    const unpacking = new AbortController();
+    await assert.rejects(
+      other.unpack({
+        source: createReadStream(packPath, { highWaterMark: 64 * 1024 }),
+        sourceName: packPath,
+        trust,
+        signal: unpacking.signal,
+        onProgress: (p) => {
+          if (p.phase === 'unpack' && p.doneBytes > 0) unpacking.abort();
+        },
+      }),
+      AbortedError,
+    );
+    assert.deepEqual(await readdir(other.dataDir.snapshotsDir).catch(() => []), []);
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }

@@ -17,14 +17,22 @@ let daemon: RunningDaemon;
 let client: Client;
 let scratch: string;
 
-type ToolResult = { isError?: boolean; content: { type: string; text: string }[] };
+type ToolResult = {
+  isError?: boolean;
+  content: { type: string; text: string }[];
+  structuredContent?: Record<string, unknown>;
+};
 
 async function callTool(
   name: string,
   args: Record<string, unknown> = {},
-): Promise<{ isError: boolean; text: string }> {
+): Promise<{ isError: boolean; text: string; structured: Record<string, unknown> | undefined }> {
   const r = (await client.callTool({ name, arguments: args })) as ToolResult;
-  return { isError: r.isError ?? false, text: r.content.map((c) => c.text).join('') };
+  return {
+    isError: r.isError ?? false,
+    text: r.content.map((c) => c.text).join(''),
+    structured: r.structuredContent,
+  };
 }
 
 before(async () => {
@@ -92,7 +100,12 @@ test('an agent spawns a sandbox, runs commands, moves files, evals and kills it'
   assert.match((await callTool('kill_sandbox', { id })).text, /killed/);
   const gone = await callTool('get_sandbox', { id });
   assert.equal(gone.isError, true);
-  assert.match(gone.text, /^404: /);
+  assert.match(gone.text, /^not_found \(404\): /);
+  assert.deepEqual(gone.structured, {
+    error: gone.text.replace(/^not_found \(404\): /, ''),
+    code: 'not_found',
+    status: 404,
+  });
 });
 
 test('bad arguments are refused by the schema before reaching the daemon', async () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
 import type { Engine } from '../../src/engine/index.js';
-import { Controller, ControllerError, type SandboxInfo } from '../../src/sdk/index.js';
+import { ConflictError, Controller, ControllerError, type SandboxInfo } from '../../src/sdk/index.js';
 import { qemuProcessesUsing, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 
 const TAG = `test-sdk-ctl-${process.pid}`;
@@ -122,9 +122,10 @@ test('sandboxes: create n, list, get, ping, exec, eval, delete', async () => {
   const slow = await ctl.exec(id, ['sleep', '5'], { timeoutSecs: 1 });
   assert.notEqual(slow.exit_code, 0, 'the daemon stops an exec at timeout_secs');
 
-  // The tiny image has no eval runtime: the daemon says so with a 500.
+  // The tiny image has no eval runtime: the sandbox lacks it, a 409 conflict.
   const noRuntime = await controllerError(ctl.eval(id, '1+1'));
-  assert.equal(noRuntime.status, 500);
+  assert.equal(noRuntime.status, 409);
+  assert.ok(noRuntime instanceof ConflictError, String(noRuntime));
   assert.match(noRuntime.message, /no eval runtime/);
 
   for (const info of infos) await ctl.deleteSandbox(info.id);
@@ -182,8 +183,9 @@ test('bearer auth: 401 without or with a wrong token, 200 with the right one', a
   const tokenFile = join(scratch, 'token');
   const token = 'sdk-test-token-0123456789abcdef';
   await writeFile(tokenFile, `${token}\n`);
+  // A data dir of its own: the test daemon owns TEST_DATA_DIR.
   const guarded = await startDaemon({
-    dataDir: TEST_DATA_DIR,
+    dataDir: join(scratch, 'bearer-data'),
     port: 0,
     tokenFile,
     auditLog: join(scratch, 'audit-auth.jsonl'),

@@ -10,6 +10,7 @@ import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
 import type { Engine } from '../../src/engine/index.js';
 import {
   CommandExitError,
+  ConflictError,
   CommandHandle,
   Controller,
   ControllerError,
@@ -247,8 +248,8 @@ test('files: text and binary round trips, list, stat, exists, remove, makeDir', 
 
 test('eval on the tiny image (no runtime) is a ControllerError; an eval error would be SandboxEvalError', async () => {
   const err = await sandbox.eval('1+1').catch((e: unknown) => e);
-  assert.ok(err instanceof ControllerError, String(err));
-  assert.equal(err.status, 500);
+  assert.ok(err instanceof ConflictError, String(err));
+  assert.equal(err.status, 409);
   assert.match(err.message, /no eval runtime/);
 
   // The error path on a runtime-bearing image, with the wire answer stubbed.

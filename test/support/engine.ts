@@ -2,7 +2,8 @@
 // kernels (downloaded once), and checks that a test left nothing running.
 import { mkdirSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Engine } from '../../src/engine/index.js';
+import assert from 'node:assert/strict';
+import { Engine, type Sandbox } from '../../src/engine/index.js';
 import { qemuPidsWith } from '../../src/vmm/process.js';
 
 /** Images and kernels are cached here across test files (and runs). */
@@ -26,4 +27,11 @@ export function runDirEntries(engine: Engine): string[] {
   } catch {
     return [];
   }
+}
+
+/** A shell script's stdout in a sandbox; a non-zero exit fails the test with its stderr. */
+export async function shOk(sandbox: Sandbox, script: string): Promise<string> {
+  const r = await sandbox.agent.exec({ shell: script });
+  assert.equal(r.exitCode, 0, r.stderr.toString());
+  return r.stdout.toString();
 }

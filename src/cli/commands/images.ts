@@ -85,9 +85,7 @@ export function registerImages(program: Command): void {
     .action(async (tag: string, _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<GlobalOptions>();
       const { engine, out } = makeContext(opts);
-      await engine.store.get(tag); // a missing tag is named first
-      await engine.assertSnapshotUnused(tag);
-      await engine.store.remove(tag);
+      await engine.removeSnapshot(tag);
       out.result({ removed: tag }, () => `removed snapshot ${tag}`);
     });
 

@@ -1,5 +1,6 @@
 // `forkd kill`: stop sandboxes through the daemon, by id, by snapshot, or all.
 import type { Command } from 'commander';
+import { InvalidArgumentError } from '../../errors.js';
 import { createPrinter } from '../output.js';
 import { controllerFrom, withRemoteOptions, type RemoteOptions } from '../remote.js';
 
@@ -13,7 +14,9 @@ export function registerKill(program: Command): void {
       .option('-t, --tag <tag>', 'every sandbox forked from this snapshot'),
   ).action(async (ids: string[], _o: unknown, cmd: Command) => {
     const opts = cmd.optsWithGlobals<RemoteOptions & { all?: boolean; tag?: string }>();
-    if (!ids.length && !opts.all && !opts.tag) throw new Error('name sandbox ids, or use --all or --tag');
+    if (!ids.length && !opts.all && !opts.tag) {
+      throw new InvalidArgumentError('name sandbox ids, or use --all or --tag', 'ids');
+    }
     const out = createPrinter({ json: opts.json ?? false });
     const controller = controllerFrom(opts);
     const targets = ids.length

@@ -17,6 +17,7 @@ import { loadSigningKey } from '../../hub/signing.js';
 import { formatBytes } from '../output.js';
 import { transferProgress } from '../transfer-progress.js';
 import { packFileSize } from '../../hub/pack-info.js';
+import { interruptible } from '../../util/cleanup.js';
 
 interface PackCliOptions extends GlobalOptions {
   tag: string;
@@ -66,13 +67,16 @@ export function registerPack(program: Command): void {
         );
       }
       out.progress(`packing snapshot ${opts.tag} into ${output}`);
-      const packed = await engine.pack(opts.tag, {
-        output,
-        level: opts.level,
-        description: opts.description,
-        signKey,
-        onProgress: transferProgress(out),
-      });
+      const packed = await interruptible((signal) =>
+        engine.pack(opts.tag, {
+          output,
+          level: opts.level,
+          description: opts.description,
+          signKey,
+          onProgress: transferProgress(out),
+          signal,
+        }),
+      );
       const logical = packed.manifest.files.reduce((sum, f) => sum + f.size, 0);
       out.result(
         {
@@ -108,15 +112,18 @@ export function registerPack(program: Command): void {
     const fromStdin = file === '-';
     const path = fromStdin ? '(stdin)' : resolve(file);
     const size = fromStdin ? null : await packFileSize(path);
-    const unpacked = await engine.unpack({
-      source: fromStdin ? process.stdin : createReadStream(path),
-      sourceName: path,
-      sourceBytes: size,
-      tag: opts.tag,
-      force: opts.force,
-      trust,
-      onProgress: transferProgress(out),
-    });
+    const unpacked = await interruptible((signal) =>
+      engine.unpack({
+        source: fromStdin ? process.stdin : createReadStream(path),
+        sourceName: path,
+        sourceBytes: size,
+        tag: opts.tag,
+        force: opts.force,
+        trust,
+        onProgress: transferProgress(out),
+        signal,
+      }),
+    );
     out.result(
       {
         tag: unpacked.tag,

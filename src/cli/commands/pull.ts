@@ -1,5 +1,6 @@
 // `forkd pull` and `forkd push`: snapshots from and to a hub (or any URL).
 import type { Command } from 'commander';
+import { interruptible } from '../../util/cleanup.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -46,15 +47,19 @@ export function registerPull(program: Command): void {
   addTrustOptions(pull).action(async (ref: string, _o: unknown, cmd: Command) => {
     const opts = cmd.optsWithGlobals<PullCliOptions>();
     const { engine, out } = makeContext(opts);
-    const pulled = await engine.pull({
-      ref,
-      hub: hubUrl(opts.hub),
-      tag: opts.tag,
-      force: opts.force,
-      trust: await trustFromOptions(engine, opts),
-      onProgress: transferProgress(out),
-      onNotice: (message) => out.progress(message),
-    });
+    const trust = await trustFromOptions(engine, opts);
+    const pulled = await interruptible((signal) =>
+      engine.pull({
+        ref,
+        hub: hubUrl(opts.hub),
+        tag: opts.tag,
+        force: opts.force,
+        trust,
+        onProgress: transferProgress(out),
+        onNotice: (message) => out.progress(message),
+        signal,
+      }),
+    );
     out.result(
       {
         tag: pulled.tag,
@@ -114,18 +119,23 @@ export function registerPull(program: Command): void {
       let path = opts.file ? resolve(opts.file) : '';
       const temporary = opts.tag !== undefined;
       try {
-        if (opts.tag !== undefined) {
+        const tag = opts.tag;
+        if (tag !== undefined) {
           const dir = join(engine.dataDir.cacheDir, 'packs');
           await mkdir(dir, { recursive: true });
-          path = join(dir, `${opts.tag}-${randomBytes(4).toString('hex')}.forkd.tar.zst`);
-          out.progress(`packing snapshot ${opts.tag}`);
+          path = join(dir, `${tag}-${randomBytes(4).toString('hex')}.forkd.tar.zst`);
+          out.progress(`packing snapshot ${tag}`);
           const signKey = opts.signKey ? await loadSigningKey(resolve(opts.signKey)) : undefined;
-          await engine.pack(opts.tag, {
-            output: path,
-            level: opts.level,
-            signKey,
-            onProgress: transferProgress(out),
-          });
+          const output = path;
+          await interruptible((signal) =>
+            engine.pack(tag, {
+              output,
+              level: opts.level,
+              signKey,
+              onProgress: transferProgress(out),
+              signal,
+            }),
+          );
         }
         out.progress(`uploading to ${redact(url)}`);
         const sent = await uploadFile({ url, path, token, onProgress: transferProgress(out) });

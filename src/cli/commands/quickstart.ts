@@ -3,6 +3,7 @@
 // built here: debootstrap, boot, warm-up), fork 10 children, eval numpy in
 // each, and print what it cost.
 import type { Command } from 'commander';
+import { interruptible } from '../../util/cleanup.js';
 import { errorMessage } from '../../errors.js';
 import type { Engine } from '../../engine/index.js';
 import {
@@ -132,7 +133,9 @@ async function pullParent(
   }
   out.progress(`pulling ${pkg} from ${hub}`);
   try {
-    const pulled = await engine.pull({ ref: pkg, hub, tag: TAG, trust, onProgress: transferProgress(out) });
+    const pulled = await interruptible((signal) =>
+      engine.pull({ ref: pkg, hub, tag: TAG, trust, onProgress: transferProgress(out), signal }),
+    );
     out.progress(
       `pulled ${pkg}: ${pulled.downloadBytes} bytes in ${pulled.downloadMs} ms, unpacked and verified in ${pulled.unpackMs} ms`,
     );

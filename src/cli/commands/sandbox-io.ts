@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { intOption } from '../context.js';
 import { createPrinter } from '../output.js';
+import { errorFromEvent } from '../../sdk/index.js';
 import { controllerFrom, withRemoteOptions, type RemoteOptions } from '../remote.js';
 
 interface SandboxOptions extends RemoteOptions {
@@ -24,7 +25,8 @@ export function registerSandboxIo(program: Command): void {
       .argument('<command...>', 'the command and its arguments (after --)'),
   ).action(async (command: string[], _o: unknown, cmd: Command) => {
     const opts = cmd.optsWithGlobals<SandboxOptions>();
-    const events = await controllerFrom(opts).runCommand(opts.sandbox, {
+    const controller = controllerFrom(opts);
+    const events = await controller.runCommand(opts.sandbox, {
       args: command,
       timeoutSecs: opts.timeoutSecs,
     });
@@ -32,7 +34,9 @@ export function registerSandboxIo(program: Command): void {
       if (event.type === 'stdout') process.stdout.write(event.data);
       else if (event.type === 'stderr') process.stderr.write(event.data);
       else if (event.type === 'exit') process.exitCode = event.exit_code;
-      else if (event.type === 'error') throw new Error(event.error);
+      // The same error class and code the API would have answered with.
+      else if (event.type === 'error')
+        throw errorFromEvent(event, `${controller.url}/v1/sandboxes/${opts.sandbox}`);
     }
   });
 

@@ -1,11 +1,17 @@
-// `forkd snapshot`: boot a parent from an image, warm it, freeze it under a tag.
+// `forkd snapshot`: boot a parent from an image recipe, or from the caller's
+// own kernel and ext4 files (--kernel --rootfs), warm it, freeze it under a tag.
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { InvalidArgumentError } from '../../errors.js';
 import { formatBytes } from '../output.js';
 import { intOption, makeContext, type GlobalOptions } from '../context.js';
+import type { ProgressEvent } from '../../image/index.js';
 
 interface SnapshotOptions extends GlobalOptions {
   tag: string;
-  image: string;
+  image?: string;
+  kernel?: string;
+  rootfs?: string;
   memMib?: number;
   vcpus: number;
   bootTimeoutSecs: number;
@@ -15,11 +21,15 @@ interface SnapshotOptions extends GlobalOptions {
 export function registerSnapshot(program: Command): void {
   program
     .command('snapshot')
-    .description('boot a parent VM from an image, wait until it is warm, and freeze it as a snapshot')
+    .description(
+      'boot a parent VM from an image recipe (or your own kernel and ext4 image), wait until it is warm, and freeze it as a snapshot',
+    )
     .requiredOption('-t, --tag <tag>', 'name of the new snapshot ([A-Za-z0-9_-], 1-64 chars)')
-    .requiredOption(
-      '-i, --image <recipe>',
-      'image recipe to boot (tiny, python-numpy); built first if missing',
+    .option('-i, --image <recipe>', 'image recipe to boot (tiny, python-numpy); built first if missing')
+    .option('--kernel <path>', 'boot this kernel (bzImage or PVH vmlinux) instead of a recipe; with --rootfs')
+    .option(
+      '--rootfs <path>',
+      'on this ext4 image with python3 (copied, never written; numpy imported if present); with --kernel',
     )
     .option('--mem-mib <mib>', 'guest memory (default: the recipe’s)', intOption('--mem-mib', 64, 65536))
     .option('--vcpus <n>', 'guest vCPUs', intOption('--vcpus', 1, 64), 1)
@@ -33,16 +43,36 @@ export function registerSnapshot(program: Command): void {
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<SnapshotOptions>();
       const { engine, out } = makeContext(opts);
-      const manifest = await engine.createSnapshot({
+      const request = {
         tag: opts.tag,
-        recipe: opts.image,
         memoryMib: opts.memMib,
         vcpus: opts.vcpus,
         bootTimeoutMs: opts.bootTimeoutSecs * 1000,
         replace: opts.replace,
-        onProgress: (step) => out.progress(step),
-        onImageProgress: (e) => out.progress(`image: ${e.step}${e.detail ? `: ${e.detail}` : ''}`),
-      });
+        onProgress: (step: string) => out.progress(step),
+        onImageProgress: (e: ProgressEvent) =>
+          out.progress(`image: ${e.step}${e.detail ? `: ${e.detail}` : ''}`),
+      };
+      let manifest;
+      if (opts.kernel !== undefined || opts.rootfs !== undefined) {
+        if (opts.image !== undefined) {
+          throw new InvalidArgumentError('use either --image or --kernel with --rootfs, not both', 'image');
+        }
+        if (opts.kernel === undefined || opts.rootfs === undefined) {
+          throw new InvalidArgumentError('--kernel and --rootfs go together', 'kernel');
+        }
+        // Relative to where the command runs (the engine takes absolute paths only).
+        const files = { kernelPath: resolve(opts.kernel), rootfsPath: resolve(opts.rootfs) };
+        manifest = await engine.createSnapshotFromFiles({ ...request, ...files });
+      } else {
+        if (opts.image === undefined) {
+          throw new InvalidArgumentError(
+            'say what to boot: --image <recipe>, or --kernel and --rootfs',
+            'image',
+          );
+        }
+        manifest = await engine.createSnapshot({ ...request, recipe: opts.image });
+      }
       out.result(manifest, () =>
         [
           `snapshot ${manifest.tag} ready (${manifest.machine.accel}, ${manifest.machine.memoryMib} MiB, ${manifest.machine.vcpus} vCPU)`,

@@ -178,7 +178,8 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
         pong: true as const,
         numpy_version: numpy,
         pid: ping.pid,
-        agent_lang: ping.runtime?.kind ?? null,
+        // Always a string, as the original's (whose agent was Python): 'none' without a runtime.
+        agent_lang: ping.runtime?.kind ?? 'none',
         warmup_ready: ping.runtime?.ready ?? false,
         agent_version: ping.agent,
         uptime_ms: ping.uptimeMs,

@@ -1,9 +1,11 @@
-// /v1/snapshots: list, create (boot + warm + freeze), inspect, delete.
+// /v1/snapshots: list, create (boot + warm + freeze, from a recipe or from the
+// caller's own kernel + ext4 paths), inspect, delete.
 import Type from 'typebox';
 import { createdAtUnix } from '../../snapshot/manifest.js';
 import { assertValidTag } from '../../snapshot/tag.js';
 import type { App, DaemonContext } from '../context.js';
 import { HttpError } from '../http-errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 import {
   CompactBody,
   CreateSnapshotBody,
@@ -29,17 +31,38 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
     async (req, reply) => {
       const body = req.body;
       assertValidTag(body.tag);
+      const request = { tag: body.tag, memoryMib: body.mem_mib };
       if (body.kernel !== undefined || body.rootfs !== undefined) {
-        throw new HttpError(
-          400,
-          'kernel and rootfs paths are not supported: pass "image" (a recipe: tiny, python-numpy)',
-        );
+        // The original forkd's form (its MCP create_snapshot, its SDKs): the caller's own files.
+        if (body.image !== undefined) {
+          throw new InvalidArgumentError(
+            'pass either "image" (a recipe) or "kernel" and "rootfs", not both',
+            'image',
+          );
+        }
+        if (body.kernel === undefined || body.rootfs === undefined) {
+          const missing = body.kernel === undefined ? 'kernel' : 'rootfs';
+          throw new InvalidArgumentError(
+            `"kernel" and "rootfs" go together: "${missing}" is missing`,
+            missing,
+            {
+              hint: 'pass both paths, or "image" with a recipe name (tiny, python-numpy) instead',
+            },
+          );
+        }
+        await ctx.engine.createSnapshotFromFiles({
+          ...request,
+          kernelPath: body.kernel,
+          rootfsPath: body.rootfs,
+        });
+      } else {
+        await ctx.engine.createSnapshot({ ...request, recipe: body.image ?? 'python-numpy' });
       }
-      const recipe = body.image ?? 'python-numpy';
-      await ctx.engine.createSnapshot({ tag: body.tag, recipe, memoryMib: body.mem_mib });
       await syncSnapshotTable(ctx.engine, ctx.db);
       const info = snapshotInfo(await ctx.engine.store.get(body.tag));
-      // The original waited a fixed boot_wait_secs; forkd waits until the guest says it is ready.
+      // The original waited a fixed boot_wait_secs before freezing; forkd freezes when the
+      // agent and its warm runtime report ready, and never runs the image's own init, so
+      // there is nothing further to wait for.
       if (body.boot_wait_secs !== undefined)
         info.warning = 'boot_wait_secs ignored: the snapshot was taken when the guest reported ready';
       return reply.code(201).send(info);
@@ -92,11 +115,13 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
       assertValidTag(tag);
       if (req.query.cascade && req.query.force)
         throw new HttpError(400, 'use either cascade=true or force=true, not both');
-      await ctx.engine.store.get(tag); // 404 before anything else
-      if (!req.query.force && !req.query.cascade) await ctx.engine.assertSnapshotUnused(tag);
-      const users = ctx.registry.list().filter((s) => s.info.snapshotTag === tag);
-      await Promise.all(users.map((s) => ctx.registry.kill(s.id)));
-      await ctx.engine.store.remove(tag);
+      const force = Boolean(req.query.force || req.query.cascade);
+      if (force) {
+        await ctx.engine.store.get(tag); // 404 before anything is killed
+        const users = ctx.registry.list().filter((s) => s.info.snapshotTag === tag);
+        await Promise.all(users.map((s) => ctx.registry.kill(s.id)));
+      }
+      await ctx.engine.removeSnapshot(tag, { force });
       await syncSnapshotTable(ctx.engine, ctx.db);
       return reply.code(204).send(null);
     },

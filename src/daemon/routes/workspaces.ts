@@ -1,7 +1,7 @@
 // /v1/workspaces: named sandboxes that suspend (live branch + kill) and
 // resume (fork the saved state), per API-v1.md.
 import { limitsFromBody } from '../views.js';
-import { parseEgress } from '../../engine/index.js';
+import { InvalidArgumentError, parseEgress, type EgressPolicy } from '../../engine/index.js';
 import Type from 'typebox';
 import type { App, DaemonContext } from '../context.js';
 import {
@@ -28,7 +28,7 @@ export function registerWorkspaceRoutes(app: App, ctx: DaemonContext): void {
         name: req.body.name,
         snapshotTag: req.body.snapshot_tag,
         limits: limitsFromBody(req.body),
-        egress: parseEgress(req.body.egress ?? 'none'),
+        egress: workspaceEgress(req.body),
       });
       return reply.code(201).send(info);
     },
@@ -62,4 +62,22 @@ export function registerWorkspaceRoutes(app: App, ctx: DaemonContext): void {
     { schema: { params: NameParams, response: { 200: WorkspaceInfo, ...errors } } },
     (req) => workspaces.resume(req.params.name),
   );
+}
+
+/**
+ * `egress` is ours; `restrict_egress` the original's spelling, where an
+ * explicit false asks for the internet. Both, disagreeing, is a mistake.
+ */
+function workspaceEgress(body: { egress?: string; restrict_egress?: boolean }): EgressPolicy {
+  const policy = parseEgress(body.egress ?? (body.restrict_egress === false ? 'internet' : 'none'));
+  if (body.restrict_egress !== undefined && body.egress !== undefined) {
+    if (body.restrict_egress !== (policy.mode === 'none')) {
+      throw new InvalidArgumentError(
+        `restrict_egress ${body.restrict_egress} contradicts egress ${JSON.stringify(body.egress)}`,
+        'restrict_egress',
+        { hint: 'pass one of them' },
+      );
+    }
+  }
+  return policy;
 }

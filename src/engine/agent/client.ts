@@ -11,6 +11,7 @@ import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import { AgentError, AgentUnavailableError, TooLargeError } from '../../errors.js';
 import { abortReason, deadlineSignal, sleep, type CallOptions } from '../../util/abort.js';
+import { connectUnix } from '../../util/unix-socket.js';
 import { ExecRun } from './exec.js';
 import {
   agentErrorFromHead,
@@ -68,27 +69,6 @@ type CloseListener = (err: Error | undefined) => void;
 
 const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
 
-function connectOnce(path: string, signal: AbortSignal): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.createConnection({ path });
-    const onAbort = () => {
-      socket.destroy();
-      reject(abortReason(signal));
-    };
-    socket.once('connect', () => {
-      signal.removeEventListener('abort', onAbort);
-      socket.removeAllListeners('error');
-      resolve(socket);
-    });
-    socket.once('error', (err) => {
-      signal.removeEventListener('abort', onAbort);
-      socket.destroy();
-      reject(err);
-    });
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 function mode(m: number): string {
   if (!Number.isInteger(m) || m < 0 || m > 0o7777) throw new AgentError(`bad file mode ${m}`);
   return m.toString(8);
@@ -144,7 +124,7 @@ export class AgentClient implements AgentTransport {
     const until = Date.now() + (opts.retryUntilMs ?? 0);
     for (;;) {
       try {
-        return new AgentClient(socketPath, await connectOnce(socketPath, signal));
+        return new AgentClient(socketPath, await connectUnix(socketPath, signal));
       } catch (err) {
         if (signal.aborted) throw abortReason(signal);
         const code = (err as NodeJS.ErrnoException).code ?? '';
@@ -489,7 +469,7 @@ export class AgentClient implements AgentTransport {
     await sleep(50 * 2 ** attempt);
     let next: net.Socket;
     try {
-      next = await connectOnce(this.path, AbortSignal.timeout(5_000));
+      next = await connectUnix(this.path, AbortSignal.timeout(5_000));
     } catch (err) {
       this.reconnecting = null;
       this.closeError = err as Error;
