@@ -50,7 +50,7 @@ check "$sbs" "len(d) == 2 and all(s['snapshot_tag'] == '$TAG' and s['id'].starts
 id=$(field "$sbs" "d[0]['id']")
 id2=$(field "$sbs" "d[1]['id']")
 check "$(call GET /v1/sandboxes 200)" "'$id' in [s['id'] for s in d]"
-check "$(call GET "/v1/sandboxes/$id" 200)" "d['id'] == '$id' and d['guest_addr'] == '10.0.2.15'"
+check "$(call GET "/v1/sandboxes/$id" 200)" "d['id'] == '$id' and d['guest_addr'] == '10.0.2.15:0'"
 check "$(call POST "/v1/sandboxes/$id/ping" 200)" "d['pong'] is True"
 check "$(call POST "/v1/sandboxes/$id/exec" 200 '{"args": ["echo", "hello"], "timeout_secs": 10}')" "d == {'stdout': 'hello\\n', 'stderr': '', 'exit_code': 0}"
 call POST "/v1/sandboxes/$id/exec" 400 '{"args": []}' >/dev/null

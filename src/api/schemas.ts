@@ -37,9 +37,16 @@ export const SnapshotDetails = Type.Object({
   vmstate_bytes: Type.Integer(),
   parent_tag: Type.Optional(Type.String()),
   parent_content_hash: Type.Optional(Type.String()),
+  /** This snapshot's own content hash, once computed (a diff has been made of it, or it is one). */
+  content_hash: Type.Optional(Type.String()),
   chain_depth: Type.Integer(),
   dependents: Type.Array(Type.String()),
   ancestors: Type.Array(Type.String()),
+  diff_ms: Type.Optional(Type.Number()),
+  diff_physical_bytes: Type.Optional(Type.Integer()),
+  diff_logical_bytes: Type.Optional(Type.Integer()),
+  /** Set when the chain is broken (a parent missing, or replaced). */
+  warning: Type.Optional(Type.String()),
 });
 export type SnapshotDetails = Static<typeof SnapshotDetails>;
 

@@ -38,7 +38,11 @@ export class BranchJobs {
    * Check and start a branch. Resolves with the job, whose `done` settles
    * when the snapshot is ready (or failed); refusals throw at once.
    */
-  async start(sandbox: Sandbox, tag: string): Promise<{ done: Promise<BranchResult> }> {
+  async start(
+    sandbox: Sandbox,
+    tag: string,
+    opts: { diff?: boolean } = {},
+  ): Promise<{ done: Promise<BranchResult> }> {
     assertValidTag(tag);
     if (this.inFlight.has(tag))
       throw new ConflictError(`a branch to ${JSON.stringify(tag)} is already in flight`);
@@ -53,7 +57,7 @@ export class BranchJobs {
     await this.engine.store.assertTagFree(tag);
     this.inFlight.set(tag, { sandboxId: sandbox.id, startedAt: Date.now() });
     this.failed.delete(tag);
-    const done = this.engine.branch(sandbox, { tag }).then(
+    const done = this.engine.branch(sandbox, { tag, diff: opts.diff }).then(
       (result) => {
         const stats = this.perSandbox.get(sandbox.id) ?? { count: 0, lastMemoryPath: null };
         this.perSandbox.set(sandbox.id, {

@@ -1,12 +1,11 @@
 // Engine values → API-v1 wire shapes.
 import { formatEgress } from '../engine/index.js';
 import type { Sandbox } from '../engine/index.js';
-import { createdAtUnix } from '../snapshot/manifest.js';
+import { createdAtUnix, type SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotRecord } from '../snapshot/store.js';
 import type { SandboxInfo, SandboxQuotas, SnapshotInfo } from '../api/schemas.js';
 import type { SandboxLimits } from '../engine/index.js';
 
-/** Every child's user-mode network gives it this address. */
 /**
  * The original's guest_addr is the in-guest agent's host:port, and its
  * Python SDK splits it on ':'. Ours has no TCP agent (it speaks over
@@ -30,7 +29,23 @@ export function snapshotInfo(record: SnapshotRecord): SnapshotInfo {
         ? { branched_from: m.branchedFrom }
         : {}),
     ...(m?.branch ? { pause_ms: m.branch.pauseMs } : {}),
+    ...(m ? diffView(m) : {}),
     ...(m?.warning ? { warning: m.warning } : record.problem ? { warning: record.problem } : {}),
+  };
+}
+
+/** A diff link's sizes (RAM pages and disk clusters written since its parent) and cost. */
+export function diffView(m: SnapshotManifest): {
+  diff_ms?: number;
+  diff_physical_bytes?: number;
+  diff_logical_bytes?: number;
+} {
+  if (!m.diff) return {};
+  const disk = m.diff.disk;
+  return {
+    diff_ms: m.diff.ms,
+    diff_physical_bytes: m.diff.memory.physicalBytes + (disk?.physicalBytes ?? 0),
+    diff_logical_bytes: m.diff.memory.logicalBytes + (disk?.logicalBytes ?? 0),
   };
 }
 

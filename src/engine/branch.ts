@@ -30,6 +30,8 @@ import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { resumeVm } from '../vmm/run-state.js';
 import { machineFor } from './machine-for.js';
 import { finishFrozenState } from './frozen-state.js';
+import { writeDiffFiles } from './diff-link.js';
+import { diffContentHash } from './snapshot-hash.js';
 import { createRunDir, randomId, type RunDir } from './run-dir.js';
 import { needsHostNetwork } from './egress.js';
 import { grantToVm, reclaimFromVm } from './jail.js';
@@ -69,6 +71,8 @@ export interface BranchContext {
 
 export interface BranchOptions extends CallOptions {
   tag: string;
+  /** Also keep what changed since the sandbox's snapshot, as a diff link of it (chain.ts). */
+  diff?: boolean;
   onProgress?: (step: string) => void;
 }
 
@@ -188,16 +192,34 @@ export async function branchSandbox(
       await flattenDiskLayers(
         frozen.layer.file,
         writer.path(SNAPSHOT_FILES.disk),
-        { name: SNAPSHOT_FILES.rootfs, cwd: writer.dir },
+        // The writer's rootfs is a hard link of the source's, which the sandbox's chain names.
+        { name: SNAPSHOT_FILES.rootfs, cwd: writer.dir, inChainAs: join(sourceDir, base.disk.base) },
         { signal },
       );
       disk = { layer: SNAPSHOT_FILES.disk, base: SNAPSHOT_FILES.rootfs };
     }
     const frozenState = await finishFrozenState(writer, { signal });
+    let link: Partial<SnapshotManifest> = {};
+    if (opts.diff) {
+      opts.onProgress?.('writing the diff against the parent snapshot');
+      const from = { parentTag: source.info.snapshotTag, parentDir: sourceDir, parent: base };
+      link = await writeDiffFiles(
+        ctx.store,
+        writer,
+        { ...from, frozenDisk: frozen?.layer.file ?? null },
+        { signal },
+      );
+      link.contentHash = await diffContentHash(writer.dir, { ...frozenState, ...link });
+    }
     const finishMs = Date.now() - finishStarted;
     const totalMs = Date.now() - started;
     const manifest = await writer.commit({
       ...base,
+      // What was the source snapshot's own identity and chain is not this one's.
+      contentHash: undefined,
+      parent: undefined,
+      diff: undefined,
+      ...link,
       tag: opts.tag,
       status: 'writing',
       createdAt: new Date().toISOString(),

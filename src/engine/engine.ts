@@ -35,6 +35,7 @@ import {
 import { findQemu, type QemuInstallation } from '../vmm/qemu-binary.js';
 import { cleanupDataDir, type CleanupReport } from './cleanup.js';
 import { assertNoOtherDaemon } from './daemon-lock.js';
+import { assertNoDependents, descendantsOf } from '../snapshot/chain.js';
 import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import {
   checkChildCount,
@@ -273,15 +274,31 @@ export class Engine {
   }
 
   /**
-   * Remove a snapshot: a missing tag is NotFoundError, one that running
-   * sandboxes use (unless `force`: the caller has stopped its own) or one
-   * being written is ConflictError. The CLI and the daemon both come here,
-   * so both refuse with the same words.
+   * Remove a snapshot: a missing tag is NotFoundError; one that running
+   * sandboxes use (unless `force`: the caller has stopped its own), one
+   * being written, or one that diff links depend on (unless `cascade`,
+   * which removes them first) is ConflictError. The CLI and the daemon both
+   * come here, so both refuse with the same words. Returns what was removed.
    */
-  async removeSnapshot(tag: string, opts: { force?: boolean } = {}): Promise<void> {
+  async removeSnapshot(tag: string, opts: { force?: boolean; cascade?: boolean } = {}): Promise<string[]> {
     await this.store.get(tag);
-    if (!opts.force) await this.assertSnapshotUnused(tag);
-    await this.store.remove(tag);
+    const doomed = opts.cascade ? [...(await descendantsOf(this.store, tag)), tag] : [tag];
+    if (!opts.cascade) await assertNoDependents(this.store, tag);
+    if (!opts.force) for (const t of doomed) await this.assertSnapshotUnused(t);
+    for (const t of doomed) await this.store.remove(t); // leaves first: a chain is never left broken
+    return doomed;
+  }
+
+  /** A self-contained copy of `from` (a diff link or not) under `to`: no parent, no diff files. */
+  async compactSnapshot(from: string, to: string): Promise<SnapshotManifest> {
+    return this.store.clone(from, to, {
+      branchedFrom: `compact:${from}`,
+      // A copy is not itself a live branch: the API then names it compact:<from>, as the original.
+      branch: undefined,
+      parent: undefined,
+      diff: undefined,
+      contentHash: undefined,
+    });
   }
 
   /**
@@ -342,10 +359,11 @@ export class Engine {
    */
   async branch(sandbox: Sandbox, opts: BranchOptions): Promise<BranchResult> {
     assertValidTag(opts.tag);
-    await this.store.assertTagFree(opts.tag);
+    // Checked and claimed with no await between: two calls at once must not both pass.
     assertNotBranching(sandbox);
     sandbox.isBranching = true;
     try {
+      await this.store.assertTagFree(opts.tag);
       return await branchSandbox(
         { dataDir: this.dataDir, store: this.store, qemu: await this.qemu() },
         sandbox,

@@ -5,12 +5,12 @@
 // others are unaffected.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { InvalidArgumentError, TimeoutError } from '../errors.js';
+import { AgentError, InvalidArgumentError, TimeoutError } from '../errors.js';
 import { checkRestorable } from '../snapshot/compat.js';
 import type { DataDir } from '../snapshot/data-dir.js';
 import type { SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotStore } from '../snapshot/store.js';
-import { deadlineSignal, type CallOptions } from '../util/abort.js';
+import { deadlineSignal, sleep, type CallOptions } from '../util/abort.js';
 import { createOverlay } from '../vmm/disk.js';
 import { waitAgentAttached } from '../vmm/chardev.js';
 import { loadDeviceState } from '../vmm/migration.js';
@@ -250,8 +250,16 @@ async function restoreChild(
       sandbox,
       timings: { launchMs: t1 - t0, loadMs: t2 - t1, agentMs: t3 - t2, totalMs: t3 - t0 },
     };
-  } catch (err) {
+  } catch (caught) {
+    let err = caught;
     if (err instanceof TimeoutError) err.message = `${err.message} while ${phase}`;
+    // A QEMU that died closes the agent's socket a moment before its exit is
+    // reaped: its own last words say far more than "agent channel closed".
+    if (vm && err instanceof AgentError) {
+      const proc = vm.process;
+      const died = await Promise.race([proc.exited.then(() => true), sleep(500).then(() => false)]);
+      if (died) err = await proc.exitError(phase);
+    }
     await agent?.close();
     if (vm) {
       vm.qmp.close();

@@ -18,4 +18,5 @@ export type { PackResult } from '../hub/pack.js';
 export type { UnpackResult } from '../hub/unpack.js';
 export type { PullResult } from '../hub/pull.js';
 export type { TransferPhase, TransferProgress, TransferProgressFn } from '../hub/progress.js';
+export type { SnapshotManifest } from '../snapshot/manifest.js';
 export * from '../errors.js';

@@ -21,6 +21,10 @@ export const SNAPSHOT_FILES = {
   disk: 'disk.qcow2',
   rootfs: 'rootfs.ext4',
   bootLog: 'boot.log',
+  /** A diff link's RAM pages that differ from its parent's (memory-diff.ts). */
+  memoryDiff: 'memory.diff',
+  /** A diff link's disk clusters written since its parent: a qcow2 layer over the parent's layer. */
+  diskDiff: 'disk.diff.qcow2',
 } as const;
 
 export interface RuntimeDescription {
@@ -50,7 +54,27 @@ export interface SnapshotManifest {
   branchedFrom?: string;
   /** For a live branch of a running sandbox: where it came from and what it cost. */
   branch?: { sandboxId: string; depth: number; pauseMs: number; migrateMs: number; finishMs: number };
+  /**
+   * This snapshot's identity across data dirs and hubs: sha256 over its
+   * files' sha256s (snapshot-hash.ts). Computed once, when first needed.
+   */
+  contentHash?: string;
+  /** A diff link: the snapshot it is a diff of, by tag and content hash. */
+  parent?: { tag: string; contentHash: string };
+  /**
+   * What changed since the parent, as files beside the flat ones (children
+   * always restore from the flat files, so depth costs nothing at fork).
+   */
+  diff?: SnapshotDiff;
   warning?: string;
+}
+
+export interface SnapshotDiff {
+  memory: { file: string; pages: number; logicalBytes: number; physicalBytes: number };
+  /** Null for diskless snapshots. */
+  disk: { file: string; logicalBytes: number; physicalBytes: number } | null;
+  /** Time spent computing the diff. */
+  ms: number;
 }
 
 /** When the snapshot was created, in unix seconds (the wire format's unit). */

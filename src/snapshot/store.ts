@@ -10,7 +10,13 @@ import { join } from 'node:path';
 import { AlreadyExistsError, ConflictError, CorruptError, NotFoundError } from '../errors.js';
 import { DataDir } from './data-dir.js';
 import { isProcessAlive, lockFile, lockFileWaiting, type TagLock } from './lock.js';
-import { MANIFEST_FILE, readManifest, writeManifest, type SnapshotManifest } from './manifest.js';
+import {
+  MANIFEST_FILE,
+  readManifest,
+  SNAPSHOT_FILES,
+  writeManifest,
+  type SnapshotManifest,
+} from './manifest.js';
 import { linkOrCopy, syncToDisk } from '../util/files.js';
 import { assertValidTag, isValidTag } from './tag.js';
 
@@ -118,6 +124,7 @@ export class StagedSnapshot {
 }
 
 export const STAGING_PREFIX = '.staging-';
+const DIFF_FILES: readonly string[] = [SNAPSHOT_FILES.memoryDiff, SNAPSHOT_FILES.diskDiff];
 
 export class SnapshotStore {
   constructor(readonly dataDir: DataDir) {}
@@ -228,8 +235,10 @@ export class SnapshotStore {
     const { dir, manifest } = await this.getReady(from);
     const writer = await this.begin(to);
     try {
+      // A copy without a parent needs no diff files: its flat files are all of it.
+      const dropped = changes.diff === undefined && 'diff' in changes ? DIFF_FILES : [];
       for (const name of await readdir(dir)) {
-        if (name === MANIFEST_FILE || name.endsWith('.tmp')) continue;
+        if (name === MANIFEST_FILE || name.endsWith('.tmp') || dropped.includes(name)) continue;
         await linkOrCopy(join(dir, name), writer.path(name));
       }
       return await writer.commit({ ...manifest, ...changes, tag: to, createdAt: new Date().toISOString() });

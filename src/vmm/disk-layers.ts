@@ -75,19 +75,61 @@ export async function streamIntoLayer(
 }
 
 /**
- * Write `top` and the qcow2 layers under it as one qcow2 layer at `out`,
- * backed by the raw image `baseName` (relative to `out`'s dir, which is
- * `cwd`): only what differs from the base is written.
+ * Write `top` and the qcow2 layers under it, down to `base.name`, as one
+ * qcow2 layer at `out` backed by `base.name` (a path relative to `out`'s
+ * dir, which is `cwd`). With the raw root image as base the result is
+ * self-contained over it; with a parent snapshot's layer it is the disk
+ * written since that parent.
+ *
+ * Not `qemu-img convert -B`: that copies only what the top image itself
+ * allocates and assumes its backing file *is* the new base, so the layers
+ * in between (the parent snapshot's own layer) were silently dropped. A
+ * copy of the top, then a safe `rebase` onto the base, writes into the copy
+ * every cluster where the old chain and the base differ.
  */
 export async function flattenDiskLayers(
   top: string,
   out: string,
-  base: { name: string; cwd: string },
+  base: {
+    name: string;
+    format?: 'raw' | 'qcow2';
+    cwd: string;
+    /**
+     * The base's path as the top's chain names it (the same file, often by
+     * a hard link elsewhere). Rebasing onto it lets QEMU skip every cluster
+     * the chain does not hold above it, instead of comparing the whole disk
+     * (measured: 0.03 s against 4.1 s for a 2.3 GB image).
+     */
+    inChainAs?: string;
+  },
   opts: CallOptions = {},
 ): Promise<void> {
-  // -U: the layers may still be open in a running QEMU (frozen: nothing writes them).
-  await run(
-    ['qemu-img', 'convert', '-q', '-U', '-f', 'qcow2', '-O', 'qcow2', '-B', base.name, '-F', 'raw', top, out],
-    { signal: deadlineSignal(opts, 'flattening disk layers'), cwd: base.cwd },
-  );
+  const signal = deadlineSignal(opts, 'flattening disk layers');
+  const format = base.format ?? 'raw';
+  await run(['cp', '--sparse=always', top, out], { signal });
+  // -U: the layers below may still be open in a running QEMU (frozen: nothing writes them).
+  const rebase = (unsafe: boolean, backing: string) =>
+    run(
+      [
+        'qemu-img',
+        'rebase',
+        '-q',
+        '-U',
+        ...(unsafe ? ['-u'] : []),
+        '-f',
+        'qcow2',
+        '-b',
+        backing,
+        '-F',
+        format,
+        out,
+      ],
+      {
+        signal,
+        cwd: base.cwd,
+      },
+    );
+  await rebase(false, base.inChainAs ?? base.name);
+  // Then only the name changes: the file is the same.
+  if (base.inChainAs) await rebase(true, base.name);
 }

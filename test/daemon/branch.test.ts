@@ -87,7 +87,21 @@ void test('branch errors: 400 conflicting options or bad tag, 404 unknown sandbo
   const diff = await call('POST', `/v1/sandboxes/${id}/branch`, { tag: `${TAG}-b3`, mode: 'diff' });
   created.push(`${TAG}-b3`);
   assert.equal(diff.status, 201);
-  assert.match((diff.json as Info).warning ?? '', /ran as a live branch/);
+  // mode diff writes a diff link of the sandbox's snapshot.
+  const link = diff.json as Info & { diff_ms?: number; diff_physical_bytes?: number };
+  assert.equal(link.warning, undefined);
+  assert.equal(typeof link.diff_ms, 'number');
+  const details = (await call('GET', `/v1/snapshots/${TAG}-b3/info`)).json as Record<string, unknown>;
+  assert.equal(details.parent_tag, TAG);
+  assert.equal(details.chain_depth, 1);
+  assert.deepEqual(details.ancestors, [TAG]);
+  assert.match(String(details.parent_content_hash), /^[0-9a-f]{64}$/);
+  const parent = (await call('GET', `/v1/snapshots/${TAG}/info`)).json as Record<string, unknown>;
+  assert.deepEqual(parent.dependents, [`${TAG}-b3`]);
+  assert.equal(parent.content_hash, details.parent_content_hash);
+  const refused = await call('DELETE', `/v1/snapshots/${TAG}`);
+  assert.equal(refused.status, 409);
+  assert.match(String((refused.json as { error: string }).error), new RegExp(`has dependents: ${TAG}-b3`));
 });
 
 void test('past the concurrency cap a branch answers 503; the others finish', async () => {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import type { ChildResult, Engine, Sandbox } from '../../src/engine/index.js';
 import { qemuProcessesUsing, runDirEntries, shOk, testEngine } from '../support/engine.js';
 
@@ -128,4 +129,23 @@ void test('branching one sandbox again and again keeps its disk chain short and 
   );
   const grandchild = await forkOne(`${TAG}-again2`);
   assert.equal(await sh(grandchild, 'cat /root/round0 /root/round2'), '0\n2\n');
+});
+
+void test("a diff branch keeps the disk written since its parent as a layer over the parent's, reading as its flat disk", async () => {
+  const sandbox = await forkOne(TAG);
+  await sh(sandbox, 'head -c 3000000 /dev/urandom > /root/changed && sync');
+  const tag = `${TAG}-diff`;
+  const { manifest } = await engine.branch(sandbox, { tag, diff: true });
+  branchTags.push(tag);
+  assert.equal(manifest.parent?.tag, TAG);
+  const disk = manifest.diff?.disk;
+  assert.ok(disk, 'a disk image gets a disk diff');
+  assert.ok(disk.physicalBytes >= 3_000_000, `the 3 MB written are in the diff (${disk.physicalBytes})`);
+  const dir = engine.dataDir.snapshotDir(tag);
+  const info = JSON.parse(
+    execFileSync('qemu-img', ['info', '--output=json', '-U', join(dir, disk.file)], { encoding: 'utf8' }),
+  ) as { 'backing-filename'?: string };
+  assert.equal(info['backing-filename'], `../${TAG}/disk.qcow2`);
+  // Over the parent's layer, the diff reads as exactly the link's own flat disk.
+  execFileSync('qemu-img', ['compare', '-U', join(dir, 'disk.qcow2'), join(dir, disk.file)], { cwd: dir });
 });

@@ -29,8 +29,19 @@ export function registerImages(program: Command): void {
         out.result({ hub, packages: rows }, () => hubTable(rows));
         return;
       }
-      const snapshots = (await engine.store.list()).map((r) => ({
+      const records = await engine.store.list();
+      const depthOf = (tag: string, seen = new Set<string>()): number => {
+        const parent = records.find((r) => r.tag === tag)?.manifest?.parent?.tag;
+        if (!parent || seen.has(parent)) return 0;
+        return 1 + depthOf(parent, new Set([...seen, tag]));
+      };
+      const snapshots = records.map((r) => ({
         tag: r.tag,
+        parent_tag: r.manifest?.parent?.tag ?? null,
+        chain_depth: depthOf(r.tag),
+        diff_physical_bytes: r.manifest?.diff
+          ? r.manifest.diff.memory.physicalBytes + (r.manifest.diff.disk?.physicalBytes ?? 0)
+          : null,
         status: r.manifest?.status ?? 'damaged',
         recipe: r.manifest?.image.recipe ?? null,
         accel: r.manifest?.machine.accel ?? null,
@@ -57,6 +68,9 @@ export function registerImages(program: Command): void {
           s.accel ?? '-',
           s.memory_mib ? `${s.memory_mib} MiB` : '-',
           s.memory_physical_bytes !== null ? formatBytes(s.memory_physical_bytes) : '-',
+          s.parent_tag
+            ? `${s.parent_tag} (+${formatBytes(s.diff_physical_bytes ?? 0)}, depth ${s.chain_depth})`
+            : '-',
           s.created_at ?? s.problem ?? '-',
         ]);
         const imageRows = images.map((i) => [
@@ -68,7 +82,10 @@ export function registerImages(program: Command): void {
         ]);
         return [
           snapshots.length
-            ? table(['SNAPSHOT', 'STATUS', 'RECIPE', 'ACCEL', 'MEMORY', 'RESIDENT', 'CREATED'], snapRows)
+            ? table(
+                ['SNAPSHOT', 'STATUS', 'RECIPE', 'ACCEL', 'MEMORY', 'RESIDENT', 'DIFF OF', 'CREATED'],
+                snapRows,
+              )
             : 'no snapshots (create one with `forkd snapshot --tag T --image tiny`)',
           '',
           images.length
@@ -80,13 +97,14 @@ export function registerImages(program: Command): void {
 
   program
     .command('rmi')
-    .description('remove a snapshot')
+    .description('remove a snapshot (refused while sandboxes run from it or diff links depend on it)')
     .argument('<tag>', 'snapshot tag')
+    .option('--cascade', 'also remove the snapshots that are diffs of it, and theirs')
     .action(async (tag: string, _o: unknown, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<GlobalOptions>();
+      const opts = cmd.optsWithGlobals<GlobalOptions & { cascade?: boolean }>();
       const { engine, out } = makeContext(opts);
-      await engine.removeSnapshot(tag);
-      out.result({ removed: tag }, () => `removed snapshot ${tag}`);
+      const removed = await engine.removeSnapshot(tag, { cascade: opts.cascade ?? false });
+      out.result({ removed: tag, removed_tags: removed }, () => `removed ${removed.join(', ')}`);
     });
 
   const image = program.command('image').description('build and remove guest images');

@@ -6,9 +6,10 @@ import { InvalidArgumentError } from '../../errors.js';
 import { formatBytes } from '../output.js';
 import { intOption, makeContext, type GlobalOptions } from '../context.js';
 import type { ProgressEvent } from '../../image/index.js';
+import { registerSnapshotDiff } from './snapshot-diff.js';
 
 interface SnapshotOptions extends GlobalOptions {
-  tag: string;
+  tag?: string;
   image?: string;
   kernel?: string;
   rootfs?: string;
@@ -19,12 +20,13 @@ interface SnapshotOptions extends GlobalOptions {
 }
 
 export function registerSnapshot(program: Command): void {
-  program
+  const snapshot = program
     .command('snapshot')
     .description(
       'boot a parent VM from an image recipe (or your own kernel and ext4 image), wait until it is warm, and freeze it as a snapshot',
     )
-    .requiredOption('-t, --tag <tag>', 'name of the new snapshot ([A-Za-z0-9_-], 1-64 chars)')
+    // Not required here: `forkd snapshot diff` takes it too (commander would demand it of both).
+    .option('-t, --tag <tag>', 'name of the new snapshot ([A-Za-z0-9_-], 1-64 chars)')
     .option('-i, --image <recipe>', 'image recipe to boot (tiny, python-numpy); built first if missing')
     .option('--kernel <path>', 'boot this kernel (bzImage or PVH vmlinux) instead of a recipe; with --rootfs')
     .option(
@@ -42,6 +44,7 @@ export function registerSnapshot(program: Command): void {
     .option('--replace', 'replace an existing snapshot with this tag')
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<SnapshotOptions>();
+      if (!opts.tag) throw new InvalidArgumentError('name the new snapshot with -t/--tag', 'tag');
       const { engine, out } = makeContext(opts);
       const request = {
         tag: opts.tag,
@@ -82,4 +85,5 @@ export function registerSnapshot(program: Command): void {
         ].join('\n'),
       );
     });
+  registerSnapshotDiff(snapshot);
 }

@@ -66,12 +66,12 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
           `parent_tag ${body.parent_tag} is not the sandbox's snapshot (${sandbox.info.snapshotTag})`,
         );
       }
-      const job = await ctx.branches.start(sandbox, tag);
-      // Every mode runs the one mechanism: a live copy into a self-contained snapshot. Say so.
+      const job = await ctx.branches.start(sandbox, tag, { diff: mode === 'diff' });
+      // Every mode copies memory live (the sandbox keeps running); diff also keeps a diff link.
       const note =
-        mode === 'live'
-          ? undefined
-          : `mode ${mode} ran as a live branch: forkd copies memory live and stores a self-contained snapshot`;
+        mode === 'full'
+          ? 'mode full ran as a live branch: forkd copies memory live and stores a self-contained snapshot'
+          : undefined;
       if (body.wait === false) {
         job.done.catch(() => undefined);
         return reply.code(202).send({
@@ -87,13 +87,14 @@ export function registerSandboxRoutes(app: App, ctx: DaemonContext): void {
       const result = await job.done;
       await syncSnapshotTable(ctx.engine, ctx.db);
       const info = snapshotInfo(await ctx.engine.store.get(result.manifest.tag));
-      const diff = body.measure_diff
-        ? {
-            diff_ms: result.timings.finishMs,
-            diff_physical_bytes: result.manifest.memory.physicalBytes,
-            diff_logical_bytes: result.manifest.memory.logicalBytes,
-          }
-        : {};
+      const diff =
+        info.diff_ms !== undefined || !body.measure_diff
+          ? {}
+          : {
+              diff_ms: result.timings.finishMs,
+              diff_physical_bytes: result.manifest.memory.physicalBytes,
+              diff_logical_bytes: result.manifest.memory.logicalBytes,
+            };
       return reply.code(201).send({ ...info, ...diff, ...(note ? { warning: note } : {}) });
     },
   );

@@ -15,7 +15,8 @@ import {
   SnapshotInfo,
   TagParams,
 } from '../../api/schemas.js';
-import { snapshotInfo } from '../views.js';
+import { diffView, snapshotInfo } from '../views.js';
+import { chainInfo, descendantsOf } from '../../snapshot/chain.js';
 import { syncSnapshotTable } from '../snapshot-sync.js';
 
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
@@ -74,6 +75,7 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
     { schema: { params: TagParams, response: { 200: SnapshotDetails, ...errors } } },
     async (req) => {
       const { dir, manifest } = await ctx.engine.store.getReady(req.params.tag);
+      const chain = await chainInfo(ctx.engine.store, manifest.tag);
       return {
         tag: manifest.tag,
         dir,
@@ -81,9 +83,15 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
         memory_logical_bytes: manifest.memory.logicalBytes,
         memory_physical_bytes: manifest.memory.physicalBytes,
         vmstate_bytes: manifest.vmstate.bytes,
-        chain_depth: 0,
-        dependents: [],
-        ancestors: [],
+        ...(manifest.parent
+          ? { parent_tag: manifest.parent.tag, parent_content_hash: manifest.parent.contentHash }
+          : {}),
+        ...(manifest.contentHash ? { content_hash: manifest.contentHash } : {}),
+        chain_depth: manifest.parent ? Math.max(chain.depth, 1) : 0,
+        dependents: chain.dependents,
+        ancestors: chain.ancestors,
+        ...diffView(manifest),
+        ...(chain.problem ? { warning: `broken chain: ${chain.problem}` } : {}),
       };
     },
   );
@@ -94,8 +102,8 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
     async (req) => {
       const from = assertValidTag(req.params.tag);
       const to = assertValidTag(req.body.to, 'to');
-      // No diff chains yet: every snapshot is already flat, so compacting is a (hard-linked) copy.
-      await ctx.engine.store.clone(from, to, { branchedFrom: `compact:${from}` });
+      // Every snapshot keeps flat files: compacting is a hard-linked copy without the chain.
+      await ctx.engine.compactSnapshot(from, to);
       await syncSnapshotTable(ctx.engine, ctx.db);
       return snapshotInfo(await ctx.engine.store.get(to));
     },
@@ -118,10 +126,14 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
       const force = Boolean(req.query.force || req.query.cascade);
       if (force) {
         await ctx.engine.store.get(tag); // 404 before anything is killed
-        const users = ctx.registry.list().filter((s) => s.info.snapshotTag === tag);
+        const doomed = new Set([
+          tag,
+          ...(req.query.cascade ? await descendantsOf(ctx.engine.store, tag) : []),
+        ]);
+        const users = ctx.registry.list().filter((s) => doomed.has(s.info.snapshotTag));
         await Promise.all(users.map((s) => ctx.registry.kill(s.id)));
       }
-      await ctx.engine.removeSnapshot(tag, { force });
+      await ctx.engine.removeSnapshot(tag, { force, cascade: req.query.cascade ?? false });
       await syncSnapshotTable(ctx.engine, ctx.db);
       return reply.code(204).send(null);
     },
