@@ -54,7 +54,7 @@ check "$(call GET "/v1/sandboxes/$id" 200)" "d['id'] == '$id' and d['guest_addr'
 check "$(call POST "/v1/sandboxes/$id/ping" 200)" "d['pong'] is True"
 check "$(call POST "/v1/sandboxes/$id/exec" 200 '{"args": ["echo", "hello"], "timeout_secs": 10}')" "d == {'stdout': 'hello\\n', 'stderr': '', 'exit_code': 0}"
 call POST "/v1/sandboxes/$id/exec" 400 '{"args": []}' >/dev/null
-check "$(call POST "/v1/sandboxes/$id/eval" 500 '{"code": "1+1"}')" "'error' in d"
+check "$(call POST "/v1/sandboxes/$id/eval" 409 '{"code": "1+1"}')" "'error' in d and d['code'] == 'conflict'"
 call DELETE "/v1/sandboxes/$id" 204 >/dev/null
 call GET "/v1/sandboxes/$id" 404 >/dev/null
 call DELETE "/v1/snapshots/$TAG" 409 >/dev/null

@@ -3,7 +3,8 @@
 import { run } from '../util/run.js';
 import { confinementEnabled, isRoot } from './jail.js';
 import { constants } from 'node:fs';
-import { access, mkdir, statfs } from 'node:fs/promises';
+import { access, mkdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { listKernelsForDoctor } from './doctor-kernel.js';
 import { detectCgroups } from './cgroups.js';
 import type { Engine } from './engine.js';
@@ -165,6 +166,21 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
             hint: 'free space or use --data-dir elsewhere',
           },
     );
+    add(
+      (await supportsReflinks(engine.dataDir.root))
+        ? {
+            name: 'reflinks',
+            status: 'pass',
+            detail: 'the data dir clones files (RAM files of diff chains copy in ms)',
+          }
+        : {
+            name: 'reflinks',
+            status: 'warn',
+            detail:
+              'the data dir cannot clone files: rebuilding a RAM file from a diff is a sparse copy (about 0.5 s per 512 MiB)',
+            hint: 'XFS (mkfs.xfs -m reflink=1) or btrfs under the data dir makes them clones',
+          },
+    );
   } catch (err) {
     add({
       name: 'data dir',
@@ -174,4 +190,19 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
     });
   }
   return checks;
+}
+
+/** Whether `dir`'s file system clones files (FICLONE), tried on a scratch file. */
+async function supportsReflinks(dir: string): Promise<boolean> {
+  const probe = join(dir, `.reflink-probe-${process.pid}`);
+  try {
+    await writeFile(probe, 'forkd');
+    return await run(['cp', '--reflink=always', probe, `${probe}.clone`]).then(
+      () => true,
+      () => false,
+    );
+  } finally {
+    await rm(probe, { force: true });
+    await rm(`${probe}.clone`, { force: true });
+  }
 }

@@ -188,7 +188,10 @@ export class QemuProcess {
     const exit = this.exitInfo ?? { code: null, signal: null };
     const tail = await this.logTail();
     const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
-    const lastLine = tail.trim().split('\n').pop() ?? '';
+    const lines = tail.trim().split('\n');
+    // A guest that panicked ends with "Kernel Offset: disabled"; the panic's own line says why.
+    const said = lines.find((l) => /Kernel panic - not syncing|BUG:|Oops:|general protection fault/.test(l));
+    const lastLine = said?.trim() ?? lines.pop() ?? '';
     return new VmExitedError(`${what}: QEMU exited (${how})${lastLine ? `: ${lastLine}` : ''}`, exit, tail);
   }
 }
