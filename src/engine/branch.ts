@@ -27,11 +27,12 @@ import {
 import { abandonLiveCopy, acceptLiveCopy, liveCopy, type LiveCopyTuning } from '../vmm/live-copy.js';
 import { saveDeviceState } from '../vmm/migration.js';
 import type { QemuInstallation } from '../vmm/qemu-binary.js';
-import { resumeVm } from '../vmm/run-state.js';
+import { pauseVm, resumeVm } from '../vmm/run-state.js';
+import type { QmpClient } from '../vmm/qmp.js';
 import { machineFor } from './machine-for.js';
 import { finishFrozenState } from './frozen-state.js';
 import { writeDiffFiles } from './diff-link.js';
-import { diffContentHash } from './snapshot-hash.js';
+import { diffContentHash } from '../snapshot/content-hash.js';
 import { createRunDir, randomId, type RunDir } from './run-dir.js';
 import { needsHostNetwork } from './egress.js';
 import { grantToVm, reclaimFromVm } from './jail.js';
@@ -158,8 +159,15 @@ export async function branchSandbox(
     // Looked up before the copy: every round trip after the pause is pause.
     const active = base.disk ? await activeDiskNode(vm.qmp, { signal }) : null;
 
-    opts.onProgress?.('copying memory live');
     copying = true;
+    // Under TCG a branch sometimes captured RAM that disagreed with the CPU
+    // state (children panicked in timer code, or hung): a guest write racing
+    // TCG's dirty tracking while the copy runs. A paused source has no
+    // running vCPU to race, so under TCG the copy is stop-and-copy: a longer
+    // pause (pause_ms says how long), a consistent branch. KVM's dirty log
+    // has no such race; there the copy stays live.
+    const pausedAtMs = base.machine.accel === 'tcg' ? await pauseForCopy(vm.qmp, signal) : null;
+    opts.onProgress?.(pausedAtMs === null ? 'copying memory live' : 'copying memory (paused: TCG)');
     const copy = await liveCopy(vm, writerVm, socketPath, BRANCH_MIGRATION, {
       signal,
       timeoutMs: opts.timeoutMs ?? BRANCH_TIMEOUT_MS,
@@ -169,7 +177,7 @@ export async function branchSandbox(
     const frozen = active ? await freezeActiveLayer(vm, active, signal) : null;
     const { resumedAtMs } = await resumeVm(vm.qmp, { signal });
     copying = false;
-    const pauseMs = Math.max(0, Math.round(resumedAtMs - copy.stoppedAtMs));
+    const pauseMs = Math.max(0, Math.round(resumedAtMs - (pausedAtMs ?? copy.stoppedAtMs)));
 
     opts.onProgress?.('saving device state');
     const finishStarted = Date.now();
@@ -250,6 +258,13 @@ export async function branchSandbox(
     await writer.abort();
     throw err;
   }
+}
+
+/** Pause the source before the copy; resolves with when it stopped (ms since the epoch). */
+async function pauseForCopy(qmp: QmpClient, signal: AbortSignal): Promise<number> {
+  const before = Date.now();
+  await pauseVm(qmp, { signal });
+  return before;
 }
 
 /** The layer a paused sandbox was writing, frozen under a new overlay in its VM dir. */

@@ -9,7 +9,7 @@ import type { SnapshotStore, SnapshotWriter } from '../snapshot/store.js';
 import type { CallOptions } from '../util/abort.js';
 import { fileSizes } from '../util/files.js';
 import { flattenDiskLayers } from '../vmm/disk-layers.js';
-import { snapshotContentHash } from './snapshot-hash.js';
+import { snapshotContentHash } from '../snapshot/content-hash.js';
 
 export interface DiffSource {
   /** The snapshot the source sandbox was forked from: the link's parent. */

@@ -51,6 +51,7 @@ import { SNAPSHOT_FILES } from '../snapshot/manifest.js';
 import type { HostFacts } from '../snapshot/compat.js';
 import { pathExists } from '../util/files.js';
 import { packSnapshot, type PackOptions, type PackResult } from '../hub/pack.js';
+import { diffPackChain } from '../hub/pack-chain.js';
 import { unpackPack, type UnpackOptions, type UnpackResult } from '../hub/unpack.js';
 import { pullPack, type PullOptions, type PullResult } from '../hub/pull.js';
 import { assertNotBranching, branchSandbox, type BranchOptions, type BranchResult } from './branch.js';
@@ -384,10 +385,17 @@ export class Engine {
     return { qemuVersion: qemu.version, kvmUsable: await pathExists('/dev/kvm') };
   }
 
-  /** Write a snapshot as a portable pack file. */
-  async pack(tag: string, opts: Omit<PackOptions, 'dir' | 'snapshot'> & CallOptions): Promise<PackResult> {
+  /**
+   * Write a snapshot as a portable pack file. A diff link becomes a diff pack
+   * (its diff only, installed over its ancestors), unless `selfContained`.
+   */
+  async pack(
+    tag: string,
+    opts: Omit<PackOptions, 'dir' | 'snapshot' | 'chain'> & CallOptions & { selfContained?: boolean },
+  ): Promise<PackResult> {
     const { dir, manifest } = await this.store.getReady(tag);
-    return packSnapshot({ ...opts, dir, snapshot: manifest, signal: deadlineSignal(opts, 'packing') });
+    const chain = manifest.parent && !opts.selfContained ? await diffPackChain(this.store, tag) : [];
+    return packSnapshot({ ...opts, dir, snapshot: manifest, chain, signal: deadlineSignal(opts, 'packing') });
   }
 
   /** Unpack a pack stream into this data dir. */

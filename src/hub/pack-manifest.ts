@@ -1,7 +1,8 @@
 // The pack manifest: the first entry of every .forkd.tar.zst. It says what the
 // pack holds (every file with its size and sha256), what machine can restore
-// it, and, for diff-snapshot chains, which ancestor layers come with it. One
-// schema drives validation of untrusted packs and the TypeScript types.
+// it, and, for a diff pack, which ancestors (by tag and content hash) it must
+// be installed over. One schema drives validation of untrusted packs and the
+// TypeScript types.
 import Type, { type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { CorruptError, IncompatibleError } from '../errors.js';
@@ -9,7 +10,15 @@ import { TAG_PATTERN } from '../snapshot/tag.js';
 import { MANIFEST_FILE, SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
 
 export const PACK_FORMAT = 'forkd-pack';
-export const PACK_FORMAT_VERSION = 1;
+/** The newest format this forkd reads. */
+export const PACK_FORMAT_VERSION = 2;
+/**
+ * A full pack is written as format 1, which every forkd reads. A diff pack
+ * is format 2, so that a forkd without diff packs says "upgrade" instead of
+ * "lacks memory".
+ */
+export const PACK_FULL_FORMAT_VERSION = 1;
+export const PACK_DIFF_FORMAT_VERSION = 2;
 export const PACK_MANIFEST_ENTRY = 'forkd-pack.json';
 export const PACK_EXTENSION = '.forkd.tar.zst';
 /** A manifest bigger than this is not a manifest. */
@@ -25,15 +34,24 @@ export const PackFile = Type.Object({
   sha256: Type.String({ pattern: SHA256 }),
   /** Bytes the pack stores for it (data blocks only); what unpacking writes to disk. */
   stored_bytes: Type.Integer({ minimum: 0 }),
+  /**
+   * In a diff pack: this file is a diff against the parent's file of that
+   * name (memory.diff of `memory`, disk.diff.qcow2 of `disk.qcow2`), from
+   * which unpacking rebuilds the flat file.
+   */
+  diff_of: Type.Optional(Type.String({ pattern: FILE_NAME })),
 });
 export type PackFile = Static<typeof PackFile>;
 
 /**
- * An ancestor layer of a diff-snapshot chain, root first. Its files sit under
- * `chain/<index>/` in the archive. Empty until diff chains exist.
+ * An ancestor of a diff pack's snapshot, root first, the direct parent last:
+ * matched to a local snapshot by tag and content hash. `files` is empty: the
+ * ancestors are not in the pack (a pack carrying them, under `chain/<index>/`,
+ * is for a later forkd, and refused by this one).
  */
 export const PackChainLink = Type.Object({
   tag: Type.String({ pattern: TAG_PATTERN.source }),
+  content_hash: Type.String({ pattern: SHA256 }),
   files: Type.Array(PackFile),
 });
 export type PackChainLink = Static<typeof PackChainLink>;
@@ -85,6 +103,27 @@ const REQUIRED_FILES = [
   SNAPSHOT_FILES.kernel,
   SNAPSHOT_FILES.initrd,
 ];
+
+/** A diff pack holds exactly these (the disk diff only for a snapshot with a disk), and what each is a diff of. */
+const DIFF_PACK_FILES: Readonly<Record<string, string | undefined>> = {
+  [MANIFEST_FILE]: undefined,
+  [SNAPSHOT_FILES.vmstate]: undefined,
+  [SNAPSHOT_FILES.memoryDiff]: SNAPSHOT_FILES.memory,
+  [SNAPSHOT_FILES.diskDiff]: SNAPSHOT_FILES.disk,
+};
+
+/** Whether a (parsed) pack is a diff pack: it names the ancestors it is installed over. */
+export function isDiffPack(manifest: PackManifest): boolean {
+  return manifest.chain.length > 0;
+}
+
+/**
+ * The most a memory diff of `memoryBytes` of RAM can be: its header, an
+ * 8-byte table entry and a page of data for every 4 KiB page.
+ */
+export function memoryDiffLimit(memoryBytes: number): number {
+  return 64 + memoryBytes + (memoryBytes / 4096) * 8;
+}
 
 /**
  * Checks an untrusted manifest. The format and version come first so that a
@@ -140,6 +179,13 @@ export function parsePackManifest(value: unknown, source: string): PackManifest 
     }
     names.add(file.path);
   }
+  if (isDiffPack(manifest)) {
+    checkDiffPackShape(manifest, source);
+    return manifest;
+  }
+  if (manifest.files.some((f) => f.diff_of !== undefined)) {
+    throw new CorruptError(`${source} lists diff files but names no ancestors (chain is empty)`, source);
+  }
   for (const required of REQUIRED_FILES) {
     if (!names.has(required)) throw new CorruptError(`${source} lacks ${required}`, source);
   }
@@ -150,15 +196,55 @@ export function parsePackManifest(value: unknown, source: string): PackManifest 
       source,
     );
   }
-  if (manifest.chain.length > 0) {
-    throw new IncompatibleError(
-      `${source} is a diff-snapshot chain of ${manifest.chain.length + 1} layers; this forkd unpacks single snapshots`,
-      `chain of ${manifest.chain.length + 1}`,
-      'single snapshot',
-      { hint: 'upgrade forkd' },
+  return manifest;
+}
+
+/** A diff pack: format 2 (or later), a chain of ancestors it does not carry, its diff files and nothing flat. */
+function checkDiffPackShape(manifest: PackManifest, source: string): void {
+  if (manifest.format_version < PACK_DIFF_FORMAT_VERSION) {
+    throw new CorruptError(
+      `${source} is pack format ${manifest.format_version} but names ${manifest.chain.length} ancestors; a diff pack is format ${PACK_DIFF_FORMAT_VERSION}`,
+      source,
     );
   }
-  return manifest;
+  if (manifest.chain.some((link) => link.files.length > 0)) {
+    throw new IncompatibleError(
+      `${source} is a diff-snapshot chain of ${manifest.chain.length + 1} layers that carries its ancestors; this forkd unpacks diff packs whose ancestors are installed`,
+      `chain of ${manifest.chain.length + 1} with ancestors`,
+      'diff pack over installed ancestors',
+      { hint: 'upgrade forkd, or unpack its ancestors first and ask for a diff pack' },
+    );
+  }
+  const tags = new Set(manifest.chain.map((link) => link.tag));
+  if (tags.size !== manifest.chain.length || tags.has(manifest.tag)) {
+    throw new CorruptError(`${source} names a chain of ancestors with a cycle (a tag twice)`, source);
+  }
+  for (const file of manifest.files) {
+    if (!(file.path in DIFF_PACK_FILES)) {
+      throw new CorruptError(
+        `${source} is a diff pack but lists ${file.path}, which a diff pack does not hold`,
+        source,
+      );
+    }
+    if (file.diff_of !== DIFF_PACK_FILES[file.path]) {
+      throw new CorruptError(
+        `${source} says ${file.path} is a diff of ${file.diff_of ?? 'nothing'}; it is a diff of ${DIFF_PACK_FILES[file.path] ?? 'nothing'}`,
+        source,
+      );
+    }
+  }
+  for (const required of [MANIFEST_FILE, SNAPSHOT_FILES.vmstate, SNAPSHOT_FILES.memoryDiff]) {
+    if (!manifest.files.some((f) => f.path === required))
+      throw new CorruptError(`${source} lacks ${required}`, source);
+  }
+  const memoryDiff = manifest.files.find((f) => f.path === SNAPSHOT_FILES.memoryDiff)!;
+  const limit = memoryDiffLimit(manifest.machine.memory_mib * 2 ** 20);
+  if (memoryDiff.size > limit) {
+    throw new CorruptError(
+      `${source} says ${SNAPSHOT_FILES.memoryDiff} is ${memoryDiff.size} bytes; a diff of ${manifest.machine.memory_mib} MiB of RAM is at most ${limit}`,
+      source,
+    );
+  }
 }
 
 /** What a pack's snapshot.json may say: everything that becomes a path or a QEMU argument is pinned. */
@@ -190,6 +276,32 @@ const PackedSnapshotManifest = Type.Object({
     file: Type.Literal(SNAPSHOT_FILES.vmstate),
     sha256: Type.String({ pattern: SHA256 }),
   }),
+  contentHash: Type.Optional(Type.String({ pattern: SHA256 })),
+  parent: Type.Optional(
+    Type.Object({
+      tag: Type.String({ pattern: TAG_PATTERN.source }),
+      contentHash: Type.String({ pattern: SHA256 }),
+    }),
+  ),
+  diff: Type.Optional(
+    Type.Object({
+      memory: Type.Object({
+        file: Type.Literal(SNAPSHOT_FILES.memoryDiff),
+        pages: Type.Integer({ minimum: 0 }),
+        logicalBytes: Type.Integer({ minimum: 0 }),
+        physicalBytes: Type.Integer({ minimum: 0 }),
+      }),
+      disk: Type.Union([
+        Type.Null(),
+        Type.Object({
+          file: Type.Literal(SNAPSHOT_FILES.diskDiff),
+          logicalBytes: Type.Integer({ minimum: 0 }),
+          physicalBytes: Type.Integer({ minimum: 0 }),
+        }),
+      ]),
+      ms: Type.Number({ minimum: 0 }),
+    }),
+  ),
 });
 
 /** Checks a packed snapshot.json against the pack manifest it came with. */
@@ -202,6 +314,7 @@ export function checkPackedSnapshot(value: unknown, pack: PackManifest, source: 
     );
   }
   const snapshot = value as SnapshotManifest;
+  if (isDiffPack(pack)) return checkPackedLink(snapshot, pack, source);
   const sizeOf = (name: string) => pack.files.find((f) => f.path === name)?.size;
   const mismatch =
     sizeOf(SNAPSHOT_FILES.memory) !== snapshot.machine.memoryMib * 1024 * 1024 ||
@@ -213,6 +326,48 @@ export function checkPackedSnapshot(value: unknown, pack: PackManifest, source: 
       (sizeOf(SNAPSHOT_FILES.disk) === undefined || sizeOf(SNAPSHOT_FILES.rootfs) === undefined));
   if (mismatch) {
     throw new CorruptError(`${source}: its ${MANIFEST_FILE} disagrees with the pack manifest`, source);
+  }
+  return snapshot;
+}
+
+/**
+ * A diff pack's snapshot.json: a link whose parent is the chain's last entry,
+ * whose diff files are the pack's, and whose flat files (rebuilt at unpack)
+ * have the sizes the pack declares.
+ */
+function checkPackedLink(snapshot: SnapshotManifest, pack: PackManifest, source: string): SnapshotManifest {
+  const parent = pack.chain[pack.chain.length - 1]!;
+  const has = (name: string) => pack.files.some((f) => f.path === name);
+  const memoryBytes = snapshot.machine.memoryMib * 2 ** 20;
+  const { parent: named, diff } = snapshot;
+  const fail = (problem: string) => new CorruptError(`${source}: its ${MANIFEST_FILE} ${problem}`, source);
+  if (!named || !diff || !snapshot.contentHash) {
+    throw fail('is not a diff link (no parent, diff or content hash)');
+  }
+  if (named.tag !== parent.tag || named.contentHash !== parent.content_hash) {
+    throw fail(
+      `names parent ${named.tag} (${named.contentHash.slice(0, 16)}), not the chain's ${parent.tag} (${parent.content_hash.slice(0, 16)})`,
+    );
+  }
+  if (
+    snapshot.machine.memoryMib !== pack.machine.memory_mib ||
+    snapshot.memory.logicalBytes !== memoryBytes ||
+    diff.memory.logicalBytes > memoryBytes
+  ) {
+    throw fail('disagrees with the pack manifest about the memory size');
+  }
+  if (
+    snapshot.qemu.version !== pack.machine.qemu_version ||
+    snapshot.machine.machineType !== pack.machine.machine_type
+  ) {
+    throw fail('disagrees with the pack manifest about the machine');
+  }
+  if (
+    snapshot.machine.hasDisk !== (snapshot.disk !== null) ||
+    (snapshot.disk !== null) !== (diff.disk !== null) ||
+    (diff.disk !== null) !== has(SNAPSHOT_FILES.diskDiff)
+  ) {
+    throw fail('disagrees with the pack manifest about the disk');
   }
   return snapshot;
 }

@@ -3,6 +3,8 @@
 // first, lists them), once to stream the data blocks through tar and
 // multi-threaded zstd into the output. Nothing is copied to a temporary file
 // but the output itself, which appears under its name only when complete.
+// A diff link packs as a diff pack (its diff files; its ancestors named by
+// tag and content hash) or, without a chain, as a self-contained copy.
 import { abortReason, throwIfAborted } from '../util/abort.js';
 import { createHash, type KeyObject } from 'node:crypto';
 import { createWriteStream, rmSync } from 'node:fs';
@@ -17,9 +19,11 @@ import { FORKD_VERSION } from '../version.js';
 import { MANIFEST_FILE, SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
 import { onProcessExit } from '../util/cleanup.js';
 import {
+  PACK_DIFF_FORMAT_VERSION,
   PACK_FORMAT,
-  PACK_FORMAT_VERSION,
+  PACK_FULL_FORMAT_VERSION,
   PACK_MANIFEST_ENTRY,
+  type PackChainLink,
   type PackFile,
   type PackManifest,
 } from './pack-manifest.js';
@@ -35,6 +39,12 @@ export interface PackOptions {
   /** The snapshot dir and its (ready) manifest. */
   dir: string;
   snapshot: SnapshotManifest;
+  /**
+   * For a diff link: its ancestors, root first (pack-chain.ts). Then the pack
+   * holds only the link's diff files. Without it a link is packed as a
+   * self-contained snapshot (its flat files, no parent).
+   */
+  chain?: readonly { tag: string; contentHash: string }[] | undefined;
   output: string;
   description?: string | undefined;
   /** zstd level 1-22 (default 9; 19 is a third smaller and ten times slower). */
@@ -60,7 +70,15 @@ export interface PackResult {
  * Files in archive order. The RAM file goes after the kernel and the disk:
  * zstd's long-distance matching then finds the guest's copies of them.
  */
-export function snapshotPackFiles(snapshot: SnapshotManifest): string[] {
+export function snapshotPackFiles(snapshot: SnapshotManifest, opts: { diff?: boolean } = {}): string[] {
+  if (opts.diff) {
+    return [
+      ...(snapshot.diff?.disk ? [SNAPSHOT_FILES.diskDiff] : []),
+      SNAPSHOT_FILES.memoryDiff,
+      SNAPSHOT_FILES.vmstate,
+      MANIFEST_FILE,
+    ];
+  }
   return [
     SNAPSHOT_FILES.kernel,
     SNAPSHOT_FILES.initrd,
@@ -76,9 +94,24 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
   if (!Number.isInteger(level) || level < 1 || level > 22) {
     throw new InvalidArgumentError(`zstd level must be 1-22, got ${level}`, 'level');
   }
-  const names = snapshotPackFiles(opts.snapshot);
+  const diff = (opts.chain?.length ?? 0) > 0;
+  if (diff && (!opts.snapshot.parent || !opts.snapshot.diff)) {
+    throw new InvalidArgumentError(`snapshot ${opts.snapshot.tag} is not a diff link`, 'chain');
+  }
+  const names = snapshotPackFiles(opts.snapshot, { diff });
+  // A link packed whole is a self-contained snapshot: its snapshot.json says so.
+  const generated = new Map<string, Buffer>();
+  if (!diff && (opts.snapshot.parent || opts.snapshot.diff)) {
+    const flat: SnapshotManifest = { ...opts.snapshot };
+    delete flat.parent;
+    delete flat.diff;
+    delete flat.contentHash; // a link's hash; a self-contained copy's is computed from its files
+    generated.set(MANIFEST_FILE, Buffer.from(JSON.stringify(flat, null, 2) + '\n'));
+  }
   const started = Date.now();
-  const sizes = await Promise.all(names.map(async (name) => (await stat(join(opts.dir, name))).size));
+  const sizes = await Promise.all(
+    names.map(async (name) => generated.get(name)?.length ?? (await stat(join(opts.dir, name))).size),
+  );
   const scanning = throttledProgress(
     opts.onProgress,
     'scan',
@@ -87,7 +120,8 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
   const scans = new Map<string, FileScan>();
   for (const name of names) {
     throwIfAborted(opts.signal);
-    scans.set(name, await scanFile(join(opts.dir, name), (n) => scanning.add(n)));
+    const bytes = generated.get(name);
+    scans.set(name, bytes ? scanBuffer(bytes) : await scanFile(join(opts.dir, name), (n) => scanning.add(n)));
   }
   throwIfAborted(opts.signal);
   scanning.done();
@@ -95,7 +129,14 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
 
   const files: PackFile[] = names.map((name) => {
     const scan = scans.get(name)!;
-    return { path: name, size: scan.size, sha256: scan.sha256, stored_bytes: scan.dataBytes };
+    const diffOf = diff ? DIFF_OF[name] : undefined;
+    return {
+      path: name,
+      size: scan.size,
+      sha256: scan.sha256,
+      stored_bytes: scan.dataBytes,
+      ...(diffOf ? { diff_of: diffOf } : {}),
+    };
   });
   const manifest = buildPackManifest(opts, files);
   const mtime = new Date(opts.snapshot.createdAt);
@@ -144,8 +185,10 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
       for (const name of names) {
         const scan = scans.get(name)!;
         const file = { name, size: scan.size, mtime };
-        const path = join(opts.dir, name);
-        const data = readExtents(path, scan.extents, (n) => writing.add(n));
+        const bytes = generated.get(name);
+        const data = bytes
+          ? once(bytes, (n) => writing.add(n))
+          : readExtents(join(opts.dir, name), scan.extents, (n) => writing.add(n));
         if (isDense(scan)) {
           await writeEntry(archive, denseHeader(file), data);
         } else {
@@ -194,11 +237,22 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
   };
 }
 
+/** What each diff file of a diff pack is a diff of. */
+const DIFF_OF: Readonly<Record<string, string>> = {
+  [SNAPSHOT_FILES.memoryDiff]: SNAPSHOT_FILES.memory,
+  [SNAPSHOT_FILES.diskDiff]: SNAPSHOT_FILES.disk,
+};
+
 function buildPackManifest(opts: PackOptions, files: PackFile[]): PackManifest {
   const s = opts.snapshot;
+  const chain: PackChainLink[] = (opts.chain ?? []).map((link) => ({
+    tag: link.tag,
+    content_hash: link.contentHash,
+    files: [],
+  }));
   return {
     format: PACK_FORMAT,
-    format_version: PACK_FORMAT_VERSION,
+    format_version: chain.length > 0 ? PACK_DIFF_FORMAT_VERSION : PACK_FULL_FORMAT_VERSION,
     tag: s.tag,
     description:
       opts.description ?? `${s.image.recipe} snapshot${s.runtime ? ` (${s.runtime.kind} warm)` : ''}`,
@@ -214,9 +268,24 @@ function buildPackManifest(opts: PackOptions, files: PackFile[]): PackManifest {
     },
     base_image: { recipe: s.image.recipe, content_hash: s.image.contentHash, kernel: s.kernel.version },
     files,
-    chain: [],
+    chain,
     compression: { codec: 'zstd', window_log: PACK_WINDOW_LOG },
   };
+}
+
+/** A file made in memory (a self-contained copy's snapshot.json), stored dense. */
+function scanBuffer(bytes: Buffer): FileScan {
+  return {
+    size: bytes.length,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    extents: bytes.length > 0 ? [{ offset: 0, length: bytes.length }] : [],
+    dataBytes: bytes.length,
+  };
+}
+
+async function* once(bytes: Buffer, onBytes: (n: number) => void): AsyncGenerator<Buffer> {
+  onBytes(bytes.length);
+  yield bytes;
 }
 
 async function* prepend(first: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {

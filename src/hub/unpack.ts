@@ -3,7 +3,8 @@
 // written, every file is written by forkd itself (tar never picks a path) into
 // a staging dir beside the snapshots, sizes and sha256 are verified, and only
 // a complete, verified snapshot is renamed into place. On any failure the
-// staging dir goes and nothing else was touched.
+// staging dir goes and nothing else was touched. A diff pack is installed
+// over its parent, which must be here already (diff-install.ts).
 import { abortReason, throwIfAborted } from '../util/abort.js';
 import { writeSync } from 'node:fs';
 import { open, readFile, statfs, type FileHandle } from 'node:fs/promises';
@@ -20,9 +21,12 @@ import { inspectDiskImage } from '../vmm/disk.js';
 import {
   PACK_MANIFEST_ENTRY,
   checkPackedSnapshot,
+  isDiffPack,
   type PackFile,
   type PackManifest,
 } from './pack-manifest.js';
+import { findDiffParent, rebuildFromParent, type DiffParent } from './diff-install.js';
+import { selfContainedContentHash } from '../snapshot/content-hash.js';
 import { throttledProgress, type TransferProgressFn } from './progress.js';
 import { SparseMapError, SparseMapReader, type Extent } from './sparse.js';
 import { BackgroundHasher } from './background-hash.js';
@@ -162,11 +166,8 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
       throw asRejection(err, reject);
     });
     reading.done();
-    const snapshot = await finishStaged(staged, state, opts, reject);
-    await syncToDisk(
-      staged.dir,
-      state.manifest.files.map((f) => f.path),
-    );
+    const { snapshot, rebuilt } = await finishStaged(staged, state, opts, reject);
+    await syncToDisk(staged.dir, [...state.manifest.files.map((f) => f.path), ...rebuilt]);
     throwIfAborted(opts.signal);
     await staged.install(state.tag, { replace: opts.force ?? false });
     await hasher.close();
@@ -215,6 +216,8 @@ interface EntryState {
   seen: Set<string>;
   /** Set once the signature (or its absence) was accepted: undefined until then. */
   signer?: string | null;
+  /** For a diff pack: the local snapshot it is installed over. */
+  parent: DiffParent | null;
 }
 
 async function readEntries(
@@ -304,7 +307,13 @@ async function startFromManifest(
       { hint: 'pass --force to replace it, or --tag to unpack under another name' },
     );
   }
-  const needed = manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0);
+  // Before a byte is written: a diff pack's parent and ancestors must be here.
+  const parent = isDiffPack(manifest)
+    ? await findDiffParent(opts.store, manifest, tag, opts.sourceName, reject)
+    : null;
+  // A diff pack's flat RAM file is rebuilt here too (a reflink where the filesystem has them).
+  const needed =
+    manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0) + (parent?.manifest.memory.physicalBytes ?? 0);
   const fs = await statfs(opts.store.dataDir.snapshotsDir);
   const free = fs.bavail * fs.bsize;
   if (needed > free) {
@@ -313,7 +322,7 @@ async function startFromManifest(
       { hint: 'free some disk space (forkd rmi, forkd cleanup) and try again' },
     );
   }
-  return { manifest, manifestBytes, tag, seen: new Set<string>() };
+  return { manifest, manifestBytes, tag, seen: new Set<string>(), parent };
 }
 
 /** Refuse early (before the big files arrive) when this host cannot restore the pack. */
@@ -486,14 +495,15 @@ class ExtentWriter {
  * After every file arrived: the packed snapshot.json must agree with the pack
  * manifest, this host must be able to restore it, and the disk layer may
  * only point at the base image beside it (a qcow2 backing path is a path on
- * the host that QEMU would open).
+ * the host that QEMU would open). A diff pack's flat files are then rebuilt
+ * from its parent's. Returns the installed manifest and the files rebuilt.
  */
 async function finishStaged(
   staged: StagedSnapshot,
   state: EntryState,
   opts: UnpackOptions,
-  reject: (message: string, entry?: string) => PackRejectedError,
-): Promise<SnapshotManifest> {
+  reject: (message: string, entry?: string | null) => PackRejectedError,
+): Promise<{ snapshot: SnapshotManifest; rebuilt: string[] }> {
   let value: unknown;
   try {
     value = JSON.parse(await readFile(staged.path(MANIFEST_FILE), 'utf8'));
@@ -502,6 +512,20 @@ async function finishStaged(
   }
   const snapshot = checkPackedSnapshot(value, state.manifest, opts.sourceName);
   checkRestorable(snapshot, opts.host);
+  if (state.parent) {
+    const rebuilt = await rebuildFromParent(
+      opts.store,
+      staged,
+      snapshot,
+      state.manifest,
+      state.parent,
+      reject,
+      opts.signal,
+    );
+    const installed: SnapshotManifest = { ...snapshot, tag: state.tag };
+    if (installed.tag !== snapshot.tag) await writeManifest(staged.dir, installed);
+    return { snapshot: installed, rebuilt };
+  }
   if (snapshot.disk) {
     const layer = await inspectDiskImage(staged.path(SNAPSHOT_FILES.disk), 'qcow2').catch(() => {
       throw reject(
@@ -520,9 +544,34 @@ async function finishStaged(
       );
     }
   }
+  // A full pack is a self-contained snapshot whatever its snapshot.json says
+  // (a link packed whole before --self-contained stripped it). Its content
+  // hash is kept only if it is the hash of the verified files (the pack
+  // manifest lists their sha256s): parents are matched by it.
   const installed: SnapshotManifest = { ...snapshot, tag: state.tag };
-  if (installed.tag !== snapshot.tag) await writeManifest(staged.dir, installed);
-  return installed;
+  delete installed.parent;
+  delete installed.diff;
+  if (
+    installed.contentHash !== undefined &&
+    installed.contentHash !== fullPackContentHash(snapshot, state.manifest)
+  ) {
+    delete installed.contentHash;
+  }
+  if (JSON.stringify(installed) !== JSON.stringify(snapshot)) await writeManifest(staged.dir, installed);
+  return { snapshot: installed, rebuilt: [] };
+}
+
+function fullPackContentHash(snapshot: SnapshotManifest, pack: PackManifest): string {
+  const sha = (name: string) => pack.files.find((f) => f.path === name)?.sha256 ?? '';
+  return selfContainedContentHash(
+    {
+      image: snapshot.image,
+      kernel: { ...snapshot.kernel, sha256: sha(SNAPSHOT_FILES.kernel) },
+      initrd: { sha256: sha(SNAPSHOT_FILES.initrd) },
+      vmstate: { ...snapshot.vmstate, sha256: sha(SNAPSHOT_FILES.vmstate) },
+    },
+    { memorySha256: sha(SNAPSHOT_FILES.memory), diskSha256: snapshot.disk ? sha(SNAPSHOT_FILES.disk) : null },
+  );
 }
 
 function asRejection(err: unknown, reject: (message: string) => PackRejectedError): Error {

@@ -56,7 +56,7 @@ export interface SnapshotManifest {
   branch?: { sandboxId: string; depth: number; pauseMs: number; migrateMs: number; finishMs: number };
   /**
    * This snapshot's identity across data dirs and hubs: sha256 over its
-   * files' sha256s (snapshot-hash.ts). Computed once, when first needed.
+   * files' sha256s (content-hash.ts). Computed once, when first needed.
    */
   contentHash?: string;
   /** A diff link: the snapshot it is a diff of, by tag and content hash. */

@@ -8,13 +8,19 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConflictError, type ChildResult, type Engine } from '../../src/engine/index.js';
+import { ConflictError, type Engine } from '../../src/engine/index.js';
 import { chainInfo } from '../../src/snapshot/chain.js';
 import { SNAPSHOT_FILES } from '../../src/snapshot/manifest.js';
 import { applyMemoryDiff } from '../../src/snapshot/memory-diff.js';
 import { sha256File } from '../../src/util/files.js';
 import { runCli } from '../support/cli.js';
-import { qemuProcessesUsing, runDirEntries, shOk, testEngine, TEST_DATA_DIR } from '../support/engine.js';
+import {
+  inChildOf,
+  qemuProcessesUsing,
+  runDirEntries,
+  testEngine,
+  TEST_DATA_DIR,
+} from '../support/engine.js';
 
 const TAG = 'test-chain';
 let engine: Engine;
@@ -24,18 +30,6 @@ const forkd = (...args: string[]) => runCli(['--data-dir', TEST_DATA_DIR, ...arg
 
 async function tagsLike(prefix: string): Promise<string[]> {
   return (await engine.store.list()).map((r) => r.tag).filter((t) => t.startsWith(prefix));
-}
-
-/** A script's output in a fresh child of `tag` (killed after). */
-async function inChildOf(tag: string, script: string): Promise<string> {
-  const forked = await engine.fork({ tag, n: 1 });
-  const child = forked.children[0] as ChildResult;
-  if (!child.ok) throw child.error;
-  try {
-    return await shOk(child.sandbox, script);
-  } finally {
-    await child.sandbox.kill();
-  }
 }
 
 before(async () => {
@@ -106,7 +100,7 @@ void test('forkd snapshot diff makes links whose RAM diff rebuilds the flat RAM 
   assert.equal(chain.problem, null);
   assert.deepEqual((await chainInfo(engine.store, TAG)).dependents, [`${TAG}-d1`]);
 
-  assert.equal(await inChildOf(`${TAG}-d2`, 'cat /tmp/one /tmp/two'), 'one\ntwo\n');
+  assert.equal(await inChildOf(engine, `${TAG}-d2`, 'cat /tmp/one /tmp/two'), 'one\ntwo\n');
   const listed = forkd('images');
   assert.match(listed.stdout, new RegExp(`${TAG}-d2 .*${TAG}-d1 \\(\\+.*depth 2\\)`));
 });
@@ -131,7 +125,7 @@ void test('a parent with dependents is refused by rmi and the engine alike; comp
   assert.deepEqual(removed, [`${TAG}-d2`, `${TAG}-d1`, TAG]);
   assert.deepEqual(await tagsLike(TAG), [`${TAG}-flat`]);
   // The compact copy stands alone.
-  assert.equal(await inChildOf(`${TAG}-flat`, 'cat /tmp/two'), 'two\n');
+  assert.equal(await inChildOf(engine, `${TAG}-flat`, 'cat /tmp/two'), 'two\n');
   await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 128 });
 });
 

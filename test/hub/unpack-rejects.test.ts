@@ -26,7 +26,7 @@ import {
 } from '../../src/errors.js';
 import {
   PACK_FORMAT,
-  PACK_FORMAT_VERSION,
+  PACK_FULL_FORMAT_VERSION,
   PACK_MANIFEST_ENTRY,
   type PackFile,
   type PackManifest,
@@ -183,7 +183,7 @@ function validCraft(tag = 'crafted', disk: { layer: Buffer; rootfs: Buffer } | n
   const craft: Craft = {
     manifest: {
       format: PACK_FORMAT,
-      format_version: PACK_FORMAT_VERSION,
+      format_version: PACK_FULL_FORMAT_VERSION,
       tag,
       description: 'crafted by unpack-rejects.test',
       created_at: MTIME.toISOString(),
@@ -608,11 +608,21 @@ test('7. an unknown format, a malformed manifest and a non-JSON manifest are cor
       /malformed manifest: \/files\/\d+\/path/,
     );
     // Diff chains, another QEMU, KVM on a host without it.
+    const ancestor = { tag: 'parent', content_hash: 'a'.repeat(64), files: [] };
     await assertRejected(
       ctx,
-      await mutated((c) => c.manifest.chain.push({ tag: 'parent', files: [] })),
+      await mutated((c) => c.manifest.chain.push(ancestor)),
+      CorruptError,
+      /pack format 1 but names 1 ancestors; a diff pack is format 2/,
+    );
+    await assertRejected(
+      ctx,
+      await mutated((c) => {
+        c.manifest.format_version = 2;
+        c.manifest.chain.push({ ...ancestor, files: [findLine(c, SNAPSHOT_FILES.vmstate)] });
+      }),
       IncompatibleError,
-      /diff-snapshot chain.*upgrade forkd/,
+      /diff-snapshot chain of 2 layers that carries its ancestors/,
     );
     await assertRejected(
       ctx,

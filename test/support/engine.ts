@@ -35,3 +35,15 @@ export async function shOk(sandbox: Sandbox, script: string): Promise<string> {
   assert.equal(r.exitCode, 0, r.stderr.toString());
   return r.stdout.toString();
 }
+
+/** What a script prints in a fresh child of `tag` (killed after). */
+export async function inChildOf(on: Engine, tag: string, script: string): Promise<string> {
+  const forked = await on.fork({ tag, n: 1 });
+  const child = forked.children[0];
+  if (!child?.ok) throw child?.error ?? new Error('no child');
+  try {
+    return await shOk(child.sandbox, script);
+  } finally {
+    await child.sandbox.kill();
+  }
+}

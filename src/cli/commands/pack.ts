@@ -26,6 +26,7 @@ interface PackCliOptions extends GlobalOptions {
   description?: string;
   force?: boolean;
   signKey?: string;
+  selfContained?: boolean;
 }
 
 interface UnpackCliOptions extends GlobalOptions, TrustOptions {
@@ -36,7 +37,9 @@ interface UnpackCliOptions extends GlobalOptions, TrustOptions {
 export function registerPack(program: Command): void {
   program
     .command('pack')
-    .description('write a snapshot as one portable .forkd.tar.zst (all its files, zero blocks left out)')
+    .description(
+      'write a snapshot as one portable .forkd.tar.zst (all its files, zero blocks left out; a diff link: its diff only)',
+    )
     .requiredOption('--tag <tag>', 'snapshot to pack')
     .option('-o, --output <file>', 'where to write it (default ./<tag>.forkd.tar.zst)')
     .option(
@@ -48,6 +51,10 @@ export function registerPack(program: Command): void {
     .option('--description <text>', 'one line saying what the snapshot is for (shown by hubs)')
     .option('--force', 'overwrite the output file')
     .option('--sign-key <keyfile>', 'sign the pack with this ed25519 private key (`forkd keygen`)')
+    .option(
+      '--self-contained',
+      'pack a diff link whole (flat files, no parent) instead of as a diff over its ancestors',
+    )
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<PackCliOptions>();
       const { engine, out } = makeContext(opts);
@@ -73,6 +80,7 @@ export function registerPack(program: Command): void {
           level: opts.level,
           description: opts.description,
           signKey,
+          selfContained: opts.selfContained,
           onProgress: transferProgress(out),
           signal,
         }),
@@ -93,6 +101,9 @@ export function registerPack(program: Command): void {
         },
         () =>
           `packed ${opts.tag} into ${packed.path}: ${formatBytes(packed.bytes)} (from ${formatBytes(logical)} of files) in ${packed.timings.scanMs + packed.timings.writeMs} ms\nsha256 ${packed.sha256}` +
+          (packed.manifest.chain.length > 0
+            ? `\na diff over ${packed.manifest.chain.map((l) => l.tag).join(' > ')}: unpack needs them installed (or pack with --self-contained)`
+            : '') +
           (packed.signature
             ? `\nsigned by key ${packed.signature.key_id}`
             : '\nunsigned (sign with --sign-key)'),

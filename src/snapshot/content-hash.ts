@@ -3,17 +3,38 @@
 // another host) is never taken for it. A self-contained snapshot's hash
 // covers its base image, kernel, initrd, device state, RAM and disk layer;
 // hashing RAM costs about a second per 512 MiB, so it is computed once, the
-// first time a diff is made of the snapshot, and kept in its manifest. A diff
-// link's covers its parent's hash and its own diff files, which are small.
+// first time a diff is made of the snapshot (or a diff pack is installed over
+// it), and kept in its manifest. A diff link's covers its parent's hash and
+// its own diff files, which are small. It lives here, not in the engine,
+// because unpacking a diff pack (src/hub) matches parents by it too.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { updateManifest } from '../snapshot/chain.js';
-import { SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
-import type { SnapshotStore } from '../snapshot/store.js';
+import { updateManifest } from './chain.js';
+import { SNAPSHOT_FILES, type SnapshotManifest } from './manifest.js';
+import type { SnapshotStore } from './store.js';
 import { sha256File } from '../util/files.js';
 
 function hashOf(parts: Record<string, string | null>): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
+}
+
+/**
+ * A self-contained snapshot's hash from its manifest and the sha256 of its
+ * RAM file and disk layer (a pack's manifest lists those, so an unpack need
+ * not read the files again).
+ */
+export function selfContainedContentHash(
+  manifest: Pick<SnapshotManifest, 'image' | 'kernel' | 'initrd' | 'vmstate'>,
+  files: { memorySha256: string; diskSha256: string | null },
+): string {
+  return hashOf({
+    image: manifest.image.contentHash,
+    kernel: manifest.kernel.sha256,
+    initrd: manifest.initrd.sha256,
+    vmstate: manifest.vmstate.sha256,
+    memory: files.memorySha256,
+    disk: files.diskSha256,
+  });
 }
 
 /** The content hash of a diff link, from its parent's hash and its diff files in `dir`. */
@@ -33,13 +54,9 @@ export async function diffContentHash(
 export async function snapshotContentHash(store: SnapshotStore, tag: string): Promise<string> {
   const { dir, manifest } = await store.getReady(tag);
   if (manifest.contentHash) return manifest.contentHash;
-  const hash = hashOf({
-    image: manifest.image.contentHash,
-    kernel: manifest.kernel.sha256,
-    initrd: manifest.initrd.sha256,
-    vmstate: manifest.vmstate.sha256,
-    memory: await sha256File(join(dir, SNAPSHOT_FILES.memory)),
-    disk: manifest.disk ? await sha256File(join(dir, manifest.disk.layer)) : null,
+  const hash = selfContainedContentHash(manifest, {
+    memorySha256: await sha256File(join(dir, SNAPSHOT_FILES.memory)),
+    diskSha256: manifest.disk ? await sha256File(join(dir, manifest.disk.layer)) : null,
   });
   await updateManifest(store, tag, (m) => ({ ...m, contentHash: hash }));
   return hash;
