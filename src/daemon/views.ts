@@ -1,7 +1,7 @@
 // Engine values → API-v1 wire shapes.
 import { formatEgress } from '../engine/index.js';
 import type { Sandbox } from '../engine/index.js';
-import { createdAtUnix, type SnapshotManifest } from '../snapshot/manifest.js';
+import { createdAtUnix, diffSizes, type SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotRecord } from '../snapshot/store.js';
 import type { SandboxInfo, SandboxQuotas, SnapshotInfo } from '../api/schemas.js';
 import type { SandboxLimits } from '../engine/index.js';
@@ -40,12 +40,12 @@ export function diffView(m: SnapshotManifest): {
   diff_physical_bytes?: number;
   diff_logical_bytes?: number;
 } {
-  if (!m.diff) return {};
-  const disk = m.diff.disk;
+  const sizes = diffSizes(m);
+  if (!m.diff || !sizes) return {};
   return {
     diff_ms: m.diff.ms,
-    diff_physical_bytes: m.diff.memory.physicalBytes + (disk?.physicalBytes ?? 0),
-    diff_logical_bytes: m.diff.memory.logicalBytes + (disk?.logicalBytes ?? 0),
+    diff_physical_bytes: sizes.physicalBytes,
+    diff_logical_bytes: sizes.logicalBytes,
   };
 }
 

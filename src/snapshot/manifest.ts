@@ -77,6 +77,18 @@ export interface SnapshotDiff {
   ms: number;
 }
 
+/** What a diff link's diff files hold (RAM and disk together), or null for a self-contained snapshot. */
+export function diffSizes(
+  m: Pick<SnapshotManifest, 'diff'>,
+): { logicalBytes: number; physicalBytes: number } | null {
+  if (!m.diff) return null;
+  const disk = m.diff.disk;
+  return {
+    logicalBytes: m.diff.memory.logicalBytes + (disk?.logicalBytes ?? 0),
+    physicalBytes: m.diff.memory.physicalBytes + (disk?.physicalBytes ?? 0),
+  };
+}
+
 /** When the snapshot was created, in unix seconds (the wire format's unit). */
 export function createdAtUnix(manifest: Pick<SnapshotManifest, 'createdAt'>): number {
   return Math.floor(Date.parse(manifest.createdAt) / 1000);

@@ -4,6 +4,7 @@ import { listImages, removeImage } from '../../image/index.js';
 import { formatBytes, table } from '../output.js';
 import { hubUrl, makeContext, type GlobalOptions } from '../context.js';
 import { InvalidArgumentError } from '../../errors.js';
+import { diffSizes } from '../../snapshot/manifest.js';
 import { hubPackages, hubTable } from './hub.js';
 
 interface BuildOptions extends GlobalOptions {
@@ -39,9 +40,7 @@ export function registerImages(program: Command): void {
         tag: r.tag,
         parent_tag: r.manifest?.parent?.tag ?? null,
         chain_depth: depthOf(r.tag),
-        diff_physical_bytes: r.manifest?.diff
-          ? r.manifest.diff.memory.physicalBytes + (r.manifest.diff.disk?.physicalBytes ?? 0)
-          : null,
+        diff_physical_bytes: r.manifest ? (diffSizes(r.manifest)?.physicalBytes ?? null) : null,
         status: r.manifest?.status ?? 'damaged',
         recipe: r.manifest?.image.recipe ?? null,
         accel: r.manifest?.machine.accel ?? null,
