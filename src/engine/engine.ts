@@ -51,7 +51,7 @@ import { SNAPSHOT_FILES } from '../snapshot/manifest.js';
 import type { HostFacts } from '../snapshot/compat.js';
 import { pathExists } from '../util/files.js';
 import { packSnapshot, type PackOptions, type PackResult } from '../hub/pack.js';
-import { diffPackChain } from '../hub/pack-chain.js';
+import { chainSnapshots, diffPackChain } from '../hub/pack-chain.js';
 import { unpackPack, type UnpackOptions, type UnpackResult } from '../hub/unpack.js';
 import { pullPack, type PullOptions, type PullResult } from '../hub/pull.js';
 import { assertNotBranching, branchSandbox, type BranchOptions, type BranchResult } from './branch.js';
@@ -387,15 +387,34 @@ export class Engine {
 
   /**
    * Write a snapshot as a portable pack file. A diff link becomes a diff pack
-   * (its diff only, installed over its ancestors), unless `selfContained`.
+   * (its diff only, installed over its ancestors), carrying its ancestors
+   * with `withAncestors`, or whole with `selfContained`.
    */
   async pack(
     tag: string,
-    opts: Omit<PackOptions, 'dir' | 'snapshot' | 'chain'> & CallOptions & { selfContained?: boolean },
+    opts: Omit<PackOptions, 'dir' | 'snapshot' | 'chain' | 'ancestors'> &
+      CallOptions & { selfContained?: boolean; withAncestors?: boolean },
   ): Promise<PackResult> {
+    if (opts.selfContained && opts.withAncestors) {
+      throw new InvalidArgumentError(
+        'a pack is either self-contained or carries its ancestors, not both',
+        'with_ancestors',
+        {
+          hint: 'self-contained: the link alone, flat; with ancestors: the whole chain, each link as a diff',
+        },
+      );
+    }
     const { dir, manifest } = await this.store.getReady(tag);
     const chain = manifest.parent && !opts.selfContained ? await diffPackChain(this.store, tag) : [];
-    return packSnapshot({ ...opts, dir, snapshot: manifest, chain, signal: deadlineSignal(opts, 'packing') });
+    const ancestors = opts.withAncestors ? await chainSnapshots(this.store, chain) : undefined;
+    return packSnapshot({
+      ...opts,
+      dir,
+      snapshot: manifest,
+      chain,
+      ancestors,
+      signal: deadlineSignal(opts, 'packing'),
+    });
   }
 
   /** Unpack a pack stream into this data dir. */

@@ -14,6 +14,7 @@ export type { SandboxLimits, SandboxUsage } from './cgroups.js';
 export { DEFAULT_EGRESS, formatEgress, parseEgress, type EgressPolicy } from './egress.js';
 export { WarmPool, type PoolOptions } from './pool.js';
 export type { BranchOptions, BranchResult, BranchTimings } from './branch.js';
+export { diffFromChange, type DiffFromChangeRequest } from './diff-from-change.js';
 export type { PackResult } from '../hub/pack.js';
 export type { UnpackResult } from '../hub/unpack.js';
 export type { PullResult } from '../hub/pull.js';

@@ -1,13 +1,15 @@
 // The pack manifest: the first entry of every .forkd.tar.zst. It says what the
 // pack holds (every file with its size and sha256), what machine can restore
 // it, and, for a diff pack, which ancestors (by tag and content hash) it must
-// be installed over. One schema drives validation of untrusted packs and the
-// TypeScript types.
+// be installed over, or carries them (`--with-ancestors`: each ancestor's
+// files under `chain/<index>/`). One schema drives validation of untrusted
+// packs and the TypeScript types.
 import Type, { type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { CorruptError, IncompatibleError } from '../errors.js';
 import { TAG_PATTERN } from '../snapshot/tag.js';
 import { MANIFEST_FILE, SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
+import { selfContainedContentHash } from '../snapshot/content-hash.js';
 
 export const PACK_FORMAT = 'forkd-pack';
 /** The newest format this forkd reads. */
@@ -23,6 +25,9 @@ export const PACK_MANIFEST_ENTRY = 'forkd-pack.json';
 export const PACK_EXTENSION = '.forkd.tar.zst';
 /** A manifest bigger than this is not a manifest. */
 export const PACK_MANIFEST_MAX_BYTES = 1 << 20;
+
+/** The most ancestors a pack may name (chains are a few links deep; the limit bounds the checks). */
+export const MAX_PACK_CHAIN = 64;
 
 /** Names of files inside a snapshot dir: flat, no dot-dot, no slash. */
 const FILE_NAME = '^[a-z0-9][a-z0-9._-]{0,63}$';
@@ -45,9 +50,10 @@ export type PackFile = Static<typeof PackFile>;
 
 /**
  * An ancestor of a diff pack's snapshot, root first, the direct parent last:
- * matched to a local snapshot by tag and content hash. `files` is empty: the
- * ancestors are not in the pack (a pack carrying them, under `chain/<index>/`,
- * is for a later forkd, and refused by this one).
+ * matched to a local snapshot by tag and content hash. `files` is empty when
+ * the ancestor is not in the pack; a pack made `--with-ancestors` carries
+ * every one (the root's flat files, each later link's diff files) under
+ * `chain/<index>/`.
  */
 export const PackChainLink = Type.Object({
   tag: Type.String({ pattern: TAG_PATTERN.source }),
@@ -75,7 +81,12 @@ export const PackManifest = Type.Object({
   machine: PackMachine,
   base_image: Type.Object({ recipe: Type.String(), content_hash: Type.String(), kernel: Type.String() }),
   files: Type.Array(PackFile, { minItems: 1 }),
-  chain: Type.Array(PackChainLink),
+  chain: Type.Array(PackChainLink, { maxItems: MAX_PACK_CHAIN }),
+  /**
+   * The content hash the installed snapshot has (checked at unpack). A hub's
+   * index records it, so that a pull finds a diff's ancestors by it.
+   */
+  content_hash: Type.Optional(Type.String({ pattern: SHA256 })),
   compression: Type.Object({ codec: Type.Literal('zstd'), window_log: Type.Integer() }),
 });
 export type PackManifest = Static<typeof PackManifest>;
@@ -115,6 +126,57 @@ const DIFF_PACK_FILES: Readonly<Record<string, string | undefined>> = {
 /** Whether a (parsed) pack is a diff pack: it names the ancestors it is installed over. */
 export function isDiffPack(manifest: PackManifest): boolean {
   return manifest.chain.length > 0;
+}
+
+/** Whether a (parsed) diff pack carries its ancestors (`--with-ancestors`) instead of needing them installed. */
+export function carriesAncestors(manifest: PackManifest): boolean {
+  return manifest.chain.some((link) => link.files.length > 0);
+}
+
+/** Where a carried ancestor's file sits in the archive. */
+export function chainEntryName(index: number, path: string): string {
+  return `chain/${index}/${path}`;
+}
+
+/** An archive entry's link (a chain index, or null for the pack's own snapshot) and file name. */
+export function splitEntryName(name: string): { link: number | null; path: string } {
+  const match = /^chain\/(0|[1-9][0-9]?)\/([^/]+)$/.exec(name);
+  return match ? { link: Number(match[1]), path: match[2]! } : { link: null, path: name };
+}
+
+/**
+ * The manifest of one carried ancestor, as if it were a pack of its own: the
+ * root as a full pack, every later link as a diff pack over the ones before.
+ */
+export function ancestorPackManifest(pack: PackManifest, index: number): PackManifest {
+  const link = pack.chain[index]!;
+  return {
+    ...pack,
+    tag: link.tag,
+    files: link.files,
+    chain: pack.chain.slice(0, index).map((a) => ({ ...a, files: [] })),
+    content_hash: link.content_hash,
+  };
+}
+
+/**
+ * The content hash a full pack's snapshot has once installed, from its
+ * snapshot.json and the sha256 the pack lists for its files.
+ */
+export function fullPackContentHash(
+  snapshot: Pick<SnapshotManifest, 'image' | 'kernel' | 'vmstate' | 'disk'>,
+  files: readonly PackFile[],
+): string {
+  const sha = (name: string) => files.find((f) => f.path === name)?.sha256 ?? '';
+  return selfContainedContentHash(
+    {
+      image: snapshot.image,
+      kernel: { ...snapshot.kernel, sha256: sha(SNAPSHOT_FILES.kernel) },
+      initrd: { sha256: sha(SNAPSHOT_FILES.initrd) },
+      vmstate: { ...snapshot.vmstate, sha256: sha(SNAPSHOT_FILES.vmstate) },
+    },
+    { memorySha256: sha(SNAPSHOT_FILES.memory), diskSha256: snapshot.disk ? sha(SNAPSHOT_FILES.disk) : null },
+  );
 }
 
 /**
@@ -161,6 +223,19 @@ export function parsePackManifest(value: unknown, source: string): PackManifest 
       },
     );
   }
+  if (carriesAncestors(manifest)) {
+    if (manifest.chain.some((link) => link.files.length === 0)) {
+      throw new CorruptError(`${source} carries some of its ancestors but not all`, source);
+    }
+    // Each carried ancestor is checked as the pack it could have been on its own.
+    manifest.chain.forEach((_link, index) => checkPackFiles(ancestorPackManifest(manifest, index), source));
+  }
+  checkPackFiles(manifest, source);
+  return manifest;
+}
+
+/** A pack's (or a carried ancestor's) file list: known names, sane sizes, the shape of a full or a diff pack. */
+function checkPackFiles(manifest: PackManifest, source: string): void {
   const names = new Set<string>();
   for (const file of manifest.files) {
     if (names.has(file.path)) throw new CorruptError(`${source} lists ${file.path} twice`, source);
@@ -181,7 +256,7 @@ export function parsePackManifest(value: unknown, source: string): PackManifest 
   }
   if (isDiffPack(manifest)) {
     checkDiffPackShape(manifest, source);
-    return manifest;
+    return;
   }
   if (manifest.files.some((f) => f.diff_of !== undefined)) {
     throw new CorruptError(`${source} lists diff files but names no ancestors (chain is empty)`, source);
@@ -196,23 +271,14 @@ export function parsePackManifest(value: unknown, source: string): PackManifest 
       source,
     );
   }
-  return manifest;
 }
 
-/** A diff pack: format 2 (or later), a chain of ancestors it does not carry, its diff files and nothing flat. */
+/** A diff pack: format 2 (or later), a chain of ancestors without cycles, its diff files and nothing flat. */
 function checkDiffPackShape(manifest: PackManifest, source: string): void {
   if (manifest.format_version < PACK_DIFF_FORMAT_VERSION) {
     throw new CorruptError(
       `${source} is pack format ${manifest.format_version} but names ${manifest.chain.length} ancestors; a diff pack is format ${PACK_DIFF_FORMAT_VERSION}`,
       source,
-    );
-  }
-  if (manifest.chain.some((link) => link.files.length > 0)) {
-    throw new IncompatibleError(
-      `${source} is a diff-snapshot chain of ${manifest.chain.length + 1} layers that carries its ancestors; this forkd unpacks diff packs whose ancestors are installed`,
-      `chain of ${manifest.chain.length + 1} with ancestors`,
-      'diff pack over installed ancestors',
-      { hint: 'upgrade forkd, or unpack its ancestors first and ask for a diff pack' },
     );
   }
   const tags = new Set(manifest.chain.map((link) => link.tag));

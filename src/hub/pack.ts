@@ -4,7 +4,9 @@
 // multi-threaded zstd into the output. Nothing is copied to a temporary file
 // but the output itself, which appears under its name only when complete.
 // A diff link packs as a diff pack (its diff files; its ancestors named by
-// tag and content hash) or, without a chain, as a self-contained copy.
+// tag and content hash), as one that also carries its ancestors
+// (`--with-ancestors`: the root's flat files and every later link's diff
+// files, under chain/<index>/), or, without a chain, as a self-contained copy.
 import { abortReason, throwIfAborted } from '../util/abort.js';
 import { createHash, type KeyObject } from 'node:crypto';
 import { createWriteStream, rmSync } from 'node:fs';
@@ -19,6 +21,8 @@ import { FORKD_VERSION } from '../version.js';
 import { MANIFEST_FILE, SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
 import { onProcessExit } from '../util/cleanup.js';
 import {
+  chainEntryName,
+  fullPackContentHash,
   PACK_DIFF_FORMAT_VERSION,
   PACK_FORMAT,
   PACK_FULL_FORMAT_VERSION,
@@ -45,6 +49,11 @@ export interface PackOptions {
    * self-contained snapshot (its flat files, no parent).
    */
   chain?: readonly { tag: string; contentHash: string }[] | undefined;
+  /**
+   * The chain's snapshots themselves, root first, to carry in the pack
+   * (`--with-ancestors`): whoever unpacks it needs nothing installed.
+   */
+  ancestors?: readonly { dir: string; snapshot: SnapshotManifest }[] | undefined;
   output: string;
   description?: string | undefined;
   /** zstd level 1-22 (default 9; 19 is a third smaller and ten times slower). */
@@ -94,23 +103,29 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
   if (!Number.isInteger(level) || level < 1 || level > 22) {
     throw new InvalidArgumentError(`zstd level must be 1-22, got ${level}`, 'level');
   }
-  const diff = (opts.chain?.length ?? 0) > 0;
+  const chain = opts.chain ?? [];
+  const diff = chain.length > 0;
   if (diff && (!opts.snapshot.parent || !opts.snapshot.diff)) {
     throw new InvalidArgumentError(`snapshot ${opts.snapshot.tag} is not a diff link`, 'chain');
   }
-  const names = snapshotPackFiles(opts.snapshot, { diff });
-  // A link packed whole is a self-contained snapshot: its snapshot.json says so.
-  const generated = new Map<string, Buffer>();
-  if (!diff && (opts.snapshot.parent || opts.snapshot.diff)) {
-    const flat: SnapshotManifest = { ...opts.snapshot };
-    delete flat.parent;
-    delete flat.diff;
-    delete flat.contentHash; // a link's hash; a self-contained copy's is computed from its files
-    generated.set(MANIFEST_FILE, Buffer.from(JSON.stringify(flat, null, 2) + '\n'));
+  const ancestors = opts.ancestors ?? [];
+  if (
+    ancestors.length > 0 &&
+    ancestors.map((a) => a.snapshot.tag).join('\0') !== chain.map((a) => a.tag).join('\0')
+  ) {
+    throw new InvalidArgumentError(
+      `the ancestors to carry are not the chain of ${opts.snapshot.tag}`,
+      'ancestors',
+    );
   }
+  // Archive order: the root first, so that an unpack can install each link before the next needs it.
+  const items = [
+    ...ancestors.flatMap((a, index) => linkItems(a.dir, a.snapshot, index > 0, index)),
+    ...linkItems(opts.dir, opts.snapshot, diff, null),
+  ];
   const started = Date.now();
   const sizes = await Promise.all(
-    names.map(async (name) => generated.get(name)?.length ?? (await stat(join(opts.dir, name))).size),
+    items.map(async (item) => item.bytes?.length ?? (await stat(item.path)).size),
   );
   const scanning = throttledProgress(
     opts.onProgress,
@@ -118,27 +133,33 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
     sizes.reduce((a, b) => a + b, 0),
   );
   const scans = new Map<string, FileScan>();
-  for (const name of names) {
+  for (const item of items) {
     throwIfAborted(opts.signal);
-    const bytes = generated.get(name);
-    scans.set(name, bytes ? scanBuffer(bytes) : await scanFile(join(opts.dir, name), (n) => scanning.add(n)));
+    scans.set(
+      item.entry,
+      item.bytes ? scanBuffer(item.bytes) : await scanFile(item.path, (n) => scanning.add(n)),
+    );
   }
   throwIfAborted(opts.signal);
   scanning.done();
   const scanMs = Date.now() - started;
 
-  const files: PackFile[] = names.map((name) => {
-    const scan = scans.get(name)!;
-    const diffOf = diff ? DIFF_OF[name] : undefined;
-    return {
-      path: name,
-      size: scan.size,
-      sha256: scan.sha256,
-      stored_bytes: scan.dataBytes,
-      ...(diffOf ? { diff_of: diffOf } : {}),
-    };
-  });
-  const manifest = buildPackManifest(opts, files);
+  const filesOf = (link: number | null): PackFile[] =>
+    items
+      .filter((item) => item.link === link)
+      .map((item) => {
+        const scan = scans.get(item.entry)!;
+        const diffOf = item.diff ? DIFF_OF[item.name] : undefined;
+        return {
+          path: item.name,
+          size: scan.size,
+          sha256: scan.sha256,
+          stored_bytes: scan.dataBytes,
+          ...(diffOf ? { diff_of: diffOf } : {}),
+        };
+      });
+  const files = filesOf(null);
+  const manifest = buildPackManifest(opts, files, (index) => (ancestors.length > 0 ? filesOf(index) : []));
   const mtime = new Date(opts.snapshot.createdAt);
   const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
   const signature = opts.signKey ? signManifest(manifestBytes, opts.signKey) : null;
@@ -182,13 +203,12 @@ export async function packSnapshot(opts: PackOptions): Promise<PackResult> {
           [signatureBytes],
         );
       }
-      for (const name of names) {
-        const scan = scans.get(name)!;
-        const file = { name, size: scan.size, mtime };
-        const bytes = generated.get(name);
-        const data = bytes
-          ? once(bytes, (n) => writing.add(n))
-          : readExtents(join(opts.dir, name), scan.extents, (n) => writing.add(n));
+      for (const item of items) {
+        const scan = scans.get(item.entry)!;
+        const file = { name: item.entry, size: scan.size, mtime };
+        const data = item.bytes
+          ? once(item.bytes, (n) => writing.add(n))
+          : readExtents(item.path, scan.extents, (n) => writing.add(n));
         if (isDense(scan)) {
           await writeEntry(archive, denseHeader(file), data);
         } else {
@@ -243,13 +263,57 @@ const DIFF_OF: Readonly<Record<string, string>> = {
   [SNAPSHOT_FILES.diskDiff]: SNAPSHOT_FILES.disk,
 };
 
-function buildPackManifest(opts: PackOptions, files: PackFile[]): PackManifest {
+/** One file of the pack: where it comes from and the entry it becomes. */
+interface PackItem {
+  /** The archive entry: the file's name, under chain/<index>/ for a carried ancestor. */
+  entry: string;
+  /** The chain index of the carried ancestor it belongs to; null for the pack's own snapshot. */
+  link: number | null;
+  /** Its name in the snapshot dir. */
+  name: string;
+  path: string;
+  /** Whether it is a diff file of a diff link. */
+  diff: boolean;
+  /** Made in memory instead of read from `path`. */
+  bytes?: Buffer;
+}
+
+/**
+ * One snapshot's files: its diff files (a link packed as a diff), or its flat
+ * files, where a link packed whole gets a snapshot.json that says it is
+ * self-contained.
+ */
+function linkItems(dir: string, snapshot: SnapshotManifest, diff: boolean, link: number | null): PackItem[] {
+  let flatManifest: Buffer | undefined;
+  if (!diff && (snapshot.parent || snapshot.diff)) {
+    const flat: SnapshotManifest = { ...snapshot };
+    delete flat.parent;
+    delete flat.diff;
+    delete flat.contentHash; // a link's hash; a self-contained copy's is computed from its files
+    flatManifest = Buffer.from(JSON.stringify(flat, null, 2) + '\n');
+  }
+  return snapshotPackFiles(snapshot, { diff }).map((name) => ({
+    entry: link === null ? name : chainEntryName(link, name),
+    link,
+    name,
+    path: join(dir, name),
+    diff,
+    ...(name === MANIFEST_FILE && flatManifest ? { bytes: flatManifest } : {}),
+  }));
+}
+
+function buildPackManifest(
+  opts: PackOptions,
+  files: PackFile[],
+  carried: (index: number) => PackFile[],
+): PackManifest {
   const s = opts.snapshot;
-  const chain: PackChainLink[] = (opts.chain ?? []).map((link) => ({
+  const chain: PackChainLink[] = (opts.chain ?? []).map((link, index) => ({
     tag: link.tag,
     content_hash: link.contentHash,
-    files: [],
+    files: carried(index),
   }));
+  const contentHash = chain.length > 0 ? s.contentHash : fullPackContentHash(s, files);
   return {
     format: PACK_FORMAT,
     format_version: chain.length > 0 ? PACK_DIFF_FORMAT_VERSION : PACK_FULL_FORMAT_VERSION,
@@ -269,6 +333,7 @@ function buildPackManifest(opts: PackOptions, files: PackFile[]): PackManifest {
     base_image: { recipe: s.image.recipe, content_hash: s.image.contentHash, kernel: s.kernel.version },
     files,
     chain,
+    ...(contentHash ? { content_hash: contentHash } : {}),
     compression: { codec: 'zstd', window_log: PACK_WINDOW_LOG },
   };
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { AlreadyExistsError, InvalidArgumentError } from '../errors.js';
 import { lockFileWaiting } from '../snapshot/lock.js';
 import { sha256File } from '../util/files.js';
-import { PACK_EXTENSION, type PackManifest } from './pack-manifest.js';
+import { carriesAncestors, isDiffPack, PACK_EXTENSION, type PackManifest } from './pack-manifest.js';
 import { readPackManifest } from './pack-info.js';
 import {
   INDEX_FILE,
@@ -100,6 +100,10 @@ export async function publishPack(opts: PublishOptions): Promise<PublishResult> 
       base_image: `${manifest.base_image.recipe}@${manifest.base_image.content_hash.slice(0, 16)}`,
       created_at: manifest.created_at,
       ...(signature ? { signer: signature.key_id, signature: signature.signature } : {}),
+      ...(manifest.content_hash ? { content_hash: manifest.content_hash } : {}),
+      ...(isDiffPack(manifest) && !carriesAncestors(manifest)
+        ? { chain: manifest.chain.map((l) => ({ tag: l.tag, content_hash: l.content_hash })) }
+        : {}),
     };
     await writeIndexFile(
       join(opts.hubDir, INDEX_FILE),

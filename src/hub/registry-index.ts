@@ -1,12 +1,16 @@
 // The registry index: one JSON document that maps package names
 // ("owner/name") and versions to packs (URL, sha256, size). A hub is any web
 // server that serves one; `forkd hub serve` also maintains it. Pack URLs may
-// be relative to the index, so a hub directory can move between hosts.
+// be relative to the index, so a hub directory can move between hosts. Each
+// version records its snapshot's content hash and, for a diff pack, the
+// ancestors it needs, so that a pull can fetch those first.
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import Type, { type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { CorruptError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { TAG_PATTERN } from '../snapshot/tag.js';
+import { MAX_PACK_CHAIN } from './pack-manifest.js';
 
 export const INDEX_SCHEMA_VERSION = 1;
 export const INDEX_FILE = 'index.json';
@@ -16,9 +20,11 @@ const NAME_PART = '[a-z0-9][a-z0-9._-]{0,63}';
 export const PACKAGE_NAME = new RegExp(`^${NAME_PART}/${NAME_PART}$`);
 export const PACKAGE_VERSION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 
+const SHA256 = '^[0-9a-f]{64}$';
+
 export const IndexVersion = Type.Object({
   url: Type.String({ minLength: 1 }),
-  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  sha256: Type.String({ pattern: SHA256 }),
   size_bytes: Type.Integer({ minimum: 1 }),
   memory_mib: Type.Integer({ minimum: 1 }),
   base_image: Type.String(),
@@ -29,6 +35,18 @@ export const IndexVersion = Type.Object({
   signer: Type.Optional(Type.String({ pattern: '^[0-9a-f]{16}$' })),
   /** The pack's signature over its manifest, as in the pack. */
   signature: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9+/]{86}==$' })),
+  /** The content hash of the snapshot the pack installs: how a diff's ancestors are found. */
+  content_hash: Type.Optional(Type.String({ pattern: SHA256 })),
+  /** For a diff pack: the ancestors it needs installed, root first (absent when it carries them). */
+  chain: Type.Optional(
+    Type.Array(
+      Type.Object({
+        tag: Type.String({ pattern: TAG_PATTERN.source }),
+        content_hash: Type.String({ pattern: SHA256 }),
+      }),
+      { maxItems: MAX_PACK_CHAIN },
+    ),
+  ),
 });
 export type IndexVersion = Static<typeof IndexVersion>;
 
@@ -109,6 +127,25 @@ export function resolvePackage(index: RegistryIndex, ref: PackageRef, source: st
     );
   }
   return entry;
+}
+
+/**
+ * A published version whose snapshot has this content hash (not "latest",
+ * which only repeats one), or null. Ancestors are found by it: a tag names
+ * nothing for sure.
+ */
+export function findByContentHash(
+  index: RegistryIndex,
+  contentHash: string,
+): { name: string; version: string; entry: IndexVersion } | null {
+  for (const name of Object.keys(index.packages).sort()) {
+    const versions = index.packages[name]!.versions;
+    for (const version of Object.keys(versions).sort()) {
+      const entry = versions[version]!;
+      if (version !== LATEST && entry.content_hash === contentHash) return { name, version, entry };
+    }
+  }
+  return null;
 }
 
 /** The index with one version added (and "latest" pointing at it). */

@@ -4,15 +4,23 @@
 // a staging dir beside the snapshots, sizes and sha256 are verified, and only
 // a complete, verified snapshot is renamed into place. On any failure the
 // staging dir goes and nothing else was touched. A diff pack is installed
-// over its parent, which must be here already (diff-install.ts).
+// over its parent, which must be here already (diff-install.ts), unless the
+// pack carries its ancestors: then each one not here yet is installed in
+// turn, root first, each verified and installed on its own.
 import { abortReason, throwIfAborted } from '../util/abort.js';
 import { writeSync } from 'node:fs';
-import { open, readFile, statfs, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, statfs, type FileHandle } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { AlreadyExistsError, CorruptError, ForkdError, ResourceExhaustedError } from '../errors.js';
+import {
+  AlreadyExistsError,
+  ConflictError,
+  CorruptError,
+  ForkdError,
+  ResourceExhaustedError,
+} from '../errors.js';
 import { checkRequirements, checkRestorable, type HostFacts } from '../snapshot/compat.js';
 import { MANIFEST_FILE, SNAPSHOT_FILES, writeManifest, type SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotStore, StagedSnapshot } from '../snapshot/store.js';
@@ -20,13 +28,17 @@ import { assertValidTag } from '../snapshot/tag.js';
 import { inspectDiskImage } from '../vmm/disk.js';
 import {
   PACK_MANIFEST_ENTRY,
+  ancestorPackManifest,
+  carriesAncestors,
   checkPackedSnapshot,
+  fullPackContentHash,
   isDiffPack,
+  splitEntryName,
   type PackFile,
   type PackManifest,
 } from './pack-manifest.js';
 import { findDiffParent, rebuildFromParent, type DiffParent } from './diff-install.js';
-import { selfContainedContentHash } from '../snapshot/content-hash.js';
+import { snapshotContentHash } from '../snapshot/content-hash.js';
 import { throttledProgress, type TransferProgressFn } from './progress.js';
 import { SparseMapError, SparseMapReader, type Extent } from './sparse.js';
 import { BackgroundHasher } from './background-hash.js';
@@ -85,6 +97,17 @@ export interface UnpackOptions {
   /** Stops the unpack; nothing is installed, the staging dir is removed and the reason thrown. */
   signal?: AbortSignal | undefined;
   onProgress?: TransferProgressFn | undefined;
+  /** The content hash the installed snapshot must have (a pull that wants one snapshot in particular). */
+  expectContentHash?: string | undefined;
+}
+
+export interface AncestorResult {
+  tag: string;
+  /** Installed now (false: it was here already, with the content hash the chain names). */
+  installed: boolean;
+  /** The hub package@version a pull fetched it from. */
+  from?: string;
+  downloadBytes?: number;
 }
 
 export interface UnpackResult {
@@ -96,6 +119,8 @@ export interface UnpackResult {
   storedBytes: number;
   /** The key id that signed the pack; null for an unsigned pack installed with allowUnsigned. */
   signer: string | null;
+  /** The ancestors the pack carried (or a pull fetched), root first: installed now, or here already. */
+  ancestors: AncestorResult[];
   ms: number;
 }
 
@@ -114,7 +139,7 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
   const started = Date.now();
   const limits = { ...DEFAULT_UNPACK_LIMITS, ...opts.limits };
   if (opts.tag !== undefined) assertValidTag(opts.tag);
-  const staged = await opts.store.beginStaging();
+  await mkdir(opts.store.dataDir.snapshotsDir, { recursive: true });
   const zstd = zstdDecompress();
   const extract = tar.extract();
   let compressed = 0;
@@ -157,27 +182,29 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
   zstd.exited.catch(() => {});
 
   const hasher = new BackgroundHasher();
+  const ctx: UnpackContext = { opts, limits, reject, hasher, staged: null };
   const onAbort = () => opts.source.destroy(abortReason(opts.signal!));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     throwIfAborted(opts.signal);
-    const state = await readEntries(extract, staged, opts, limits, reject, hasher);
+    const state = await readEntries(extract, ctx);
     await Promise.all([input, output, zstd.exited]).catch((err: unknown) => {
       throw asRejection(err, reject);
     });
     reading.done();
-    const { snapshot, rebuilt } = await finishStaged(staged, state, opts, reject);
-    await syncToDisk(staged.dir, [...state.manifest.files.map((f) => f.path), ...rebuilt]);
-    throwIfAborted(opts.signal);
-    await staged.install(state.tag, { replace: opts.force ?? false });
+    const own = state.links[state.links.length - 1]!;
+    const snapshot = await installLink(own, ctx);
     await hasher.close();
     return {
-      tag: state.tag,
-      dir: opts.store.dataDir.snapshotDir(state.tag),
+      tag: own.tag,
+      dir: opts.store.dataDir.snapshotDir(own.tag),
       pack: state.manifest,
       snapshot,
-      storedBytes: state.manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0),
+      storedBytes: state.links
+        .filter((link) => !link.present)
+        .reduce((sum, link) => sum + link.manifest.files.reduce((n, f) => n + f.stored_bytes, 0), 0),
       signer: state.signer ?? null,
+      ancestors: state.links.slice(0, -1).map((link) => ({ tag: link.tag, installed: !link.present })),
       ms: Date.now() - started,
     };
   } catch (err) {
@@ -194,7 +221,7 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
     zstd.kill();
     opts.source.destroy();
     extract.destroy();
-    await staged.discard();
+    await ctx.staged?.discard();
     await hasher.close();
     if (opts.signal?.aborted) throw abortReason(opts.signal);
     const echo =
@@ -208,28 +235,55 @@ export async function unpackPack(opts: UnpackOptions): Promise<UnpackResult> {
 /** The archive ended before the manifest or all its files; the stream's own error, if any, says why. */
 class StreamEndedEarly extends PackRejectedError {}
 
-interface EntryState {
+type Reject = (message: string, entry?: string | null) => PackRejectedError;
+
+/** What every step of one unpack shares; `staged` is the link being written, discarded on failure. */
+interface UnpackContext {
+  opts: UnpackOptions;
+  limits: UnpackLimits;
+  reject: Reject;
+  hasher: BackgroundHasher;
+  staged: StagedSnapshot | null;
+}
+
+/** One snapshot the pack installs: a carried ancestor, or the pack's own (always last). */
+interface LinkState {
+  /** Its chain index if it is a carried ancestor; null for the pack's own snapshot. */
+  index: number | null;
+  /** Its files and ancestors, as a pack of it alone would list them. */
+  manifest: PackManifest;
+  tag: string;
+  /** A carried ancestor installed here already (same tag and content hash): its entries are read and dropped. */
+  present: boolean;
+  seen: Set<string>;
+  digests: { file: PackFile; digest: Promise<string> }[];
+  /** For a diff link: the local snapshot it is installed over. */
+  parent: DiffParent | null;
+  /** The content hash it must have once installed (null: nobody says). */
+  contentHash: string | null;
+}
+
+interface PackState {
   manifest: PackManifest;
   /** The manifest entry's bytes, which a signature covers. */
   manifestBytes: Buffer;
-  tag: string;
-  seen: Set<string>;
   /** Set once the signature (or its absence) was accepted: undefined until then. */
   signer?: string | null;
-  /** For a diff pack: the local snapshot it is installed over. */
-  parent: DiffParent | null;
+  /** Carried ancestors root first, then the pack's own snapshot. */
+  links: LinkState[];
+  /** The link whose entries are being read. */
+  current: number;
 }
 
-async function readEntries(
-  extract: tar.Extract,
-  staged: StagedSnapshot,
-  opts: UnpackOptions,
-  limits: UnpackLimits,
-  reject: (message: string, entry?: string | null) => PackRejectedError,
-  hasher: BackgroundHasher,
-): Promise<EntryState> {
-  let state: EntryState | null = null;
-  const digests: { file: PackFile; digest: Promise<string> }[] = [];
+/**
+ * Reads every entry into the staging dir of its link. A carried ancestor is
+ * verified and installed as soon as the next link's first entry arrives; the
+ * pack's own snapshot is left staged and verified, for the caller to install
+ * once the stream ended cleanly.
+ */
+async function readEntries(extract: tar.Extract, ctx: UnpackContext): Promise<PackState> {
+  const { reject, opts } = ctx;
+  let state: PackState | null = null;
   for await (const entry of extract) {
     const header = entry.header;
     const shownName = JSON.stringify(header.name.slice(0, 120));
@@ -254,20 +308,40 @@ async function readEntries(
       const signed = header.name === PACK_SIGNATURE_ENTRY;
       const signature = signed ? await readSignatureEntry(entry, (m) => reject(m, header.name)) : null;
       state.signer = checkPackTrust(state.manifestBytes, signature, opts.trust, opts.sourceName);
+      await startLink(state.links[0]!, ctx);
       if (signed) continue;
     }
-    const name = entryFileName(header, reject);
-    const file = state.manifest.files.find((f) => f.path === name);
-    if (!file) throw reject(`entry ${shownName} is not listed in the manifest`, header.name);
-    if (state.seen.has(name)) throw reject(`entry ${shownName} appears twice`, header.name);
-    state.seen.add(name);
-    if (file.size > limits.maxFileBytes) {
-      throw reject(`${name} claims ${file.size} bytes, past the ${limits.maxFileBytes}-byte limit`, name);
+    const entryName = entryFileName(header, reject);
+    const { link: index, path: name } = splitEntryName(entryName);
+    const position = index ?? state.links.length - 1;
+    const link = state.links[position];
+    if (!link || link.index !== index)
+      throw reject(`entry ${shownName} is not listed in the manifest`, header.name);
+    if (position < state.current) {
+      throw reject(`entry ${shownName} comes after the files of a later snapshot in the chain`, header.name);
     }
-    await writeEntryFile(entry, header, file, staged.path(name), limits, reject, hasher);
-    const digest = hasher.finish();
-    digest.catch(() => {}); // awaited below, once every file is written
-    digests.push({ file, digest });
+    // A later link's first file: the links before it are complete, and installed before it needs them.
+    while (state.current < position) {
+      const done = state.links[state.current]!;
+      await completeLink(done, ctx, JSON.stringify(entryName));
+      if (!done.present) await installLink(done, ctx);
+      await startLink(state.links[++state.current]!, ctx);
+    }
+    const file = link.manifest.files.find((f) => f.path === name);
+    if (!file) throw reject(`entry ${shownName} is not listed in the manifest`, header.name);
+    if (link.seen.has(name)) throw reject(`entry ${shownName} appears twice`, header.name);
+    link.seen.add(name);
+    if (file.size > ctx.limits.maxFileBytes) {
+      throw reject(`${name} claims ${file.size} bytes, past the ${ctx.limits.maxFileBytes}-byte limit`, name);
+    }
+    if (link.present) {
+      for await (const chunk of entry) void chunk; // here already: only its place in the archive is checked
+      continue;
+    }
+    await writeEntryFile(entry, header, file, ctx.staged!.path(name), ctx.limits, reject, ctx.hasher);
+    const digest = ctx.hasher.finish();
+    digest.catch(() => {}); // awaited once every file of the link is written
+    link.digests.push({ file, digest });
   }
   if (state === null) {
     throw new StreamEndedEarly(
@@ -276,27 +350,83 @@ async function readEntries(
       null,
     );
   }
-  const missing = state.manifest.files.filter((f) => !state.seen.has(f.path)).map((f) => f.path);
-  if (missing.length > 0) {
+  // Checked in archive order, so that the first missing file is the one named.
+  if (state.signer === undefined) await completeLink(state.links[0]!, ctx);
+  await completeLink(state.links[state.current]!, ctx);
+  if (state.current !== state.links.length - 1) {
+    const missing = state.links.slice(state.current + 1).map((l) => `${l.tag}'s files`);
     throw new StreamEndedEarly(
       `${opts.sourceName}: the archive is truncated: ${missing.join(', ')} missing`,
       opts.sourceName,
       null,
     );
   }
-  for (const { file, digest } of digests) {
+  return state;
+}
+
+/**
+ * Every file of a link arrived, and each matches its sha256. `next` names the
+ * entry of a later link that arrived (mid-stream); without it, the archive ended.
+ */
+async function completeLink(link: LinkState, ctx: UnpackContext, next?: string): Promise<void> {
+  const missing = link.manifest.files.filter((f) => !link.seen.has(f.path)).map((f) => f.path);
+  if (missing.length > 0) {
+    const of = link.index === null ? '' : ` of ancestor ${link.tag}`;
+    if (next !== undefined) {
+      throw ctx.reject(
+        `entry ${next} comes before ${missing.join(', ')}${of}: each snapshot's files come together, root first`,
+      );
+    }
+    throw new StreamEndedEarly(
+      `${ctx.opts.sourceName}: the archive is truncated: ${missing.join(', ')}${of} missing`,
+      ctx.opts.sourceName,
+      null,
+    );
+  }
+  for (const { file, digest } of link.digests) {
     if ((await digest) !== file.sha256) {
-      throw reject(`${file.path} does not match its sha256 in the manifest`, file.path);
+      throw ctx.reject(`${file.path} does not match its sha256 in the manifest`, file.path);
     }
   }
-  return state;
+}
+
+/** A link's first file is about to arrive: a staging dir for it, and the local parent a diff needs. */
+async function startLink(link: LinkState, ctx: UnpackContext): Promise<void> {
+  if (link.present) return;
+  if (isDiffPack(link.manifest) && link.parent === null) {
+    link.parent = await findDiffParent(
+      ctx.opts.store,
+      link.manifest,
+      link.tag,
+      ctx.opts.sourceName,
+      ctx.reject,
+    );
+  }
+  ctx.staged = await ctx.opts.store.beginStaging();
+}
+
+/** Checks a complete, verified staged link against its parent and the pack, and installs it. */
+async function installLink(link: LinkState, ctx: UnpackContext): Promise<SnapshotManifest> {
+  const staged = ctx.staged!;
+  const { snapshot, rebuilt, contentHash } = await finishStaged(staged, link, ctx);
+  const wanted = [link.contentHash, link.index === null ? ctx.opts.expectContentHash : undefined];
+  for (const hash of wanted) {
+    if (hash && hash !== contentHash) {
+      throw ctx.reject(`${link.tag} has content hash ${contentHash}, not the ${hash} it was named by`);
+    }
+  }
+  await syncToDisk(staged.dir, [...link.manifest.files.map((f) => f.path), ...rebuilt]);
+  throwIfAborted(ctx.opts.signal);
+  await staged.install(link.tag, { replace: link.index === null && (ctx.opts.force ?? false) });
+  ctx.staged = null;
+  return snapshot;
 }
 
 async function startFromManifest(
   entry: ArchiveEntry,
   opts: UnpackOptions,
-  reject: (message: string) => PackRejectedError,
-): Promise<EntryState> {
+  reject: Reject,
+): Promise<PackState> {
   const { manifest, bytes: manifestBytes } = await readManifestEntry(entry, opts.sourceName, reject);
   const tag = opts.tag ?? manifest.tag;
   checkPackMachine(manifest, opts);
@@ -307,13 +437,45 @@ async function startFromManifest(
       { hint: 'pass --force to replace it, or --tag to unpack under another name' },
     );
   }
+  const link = (index: number | null, linkManifest: PackManifest, linkTag: string): LinkState => ({
+    index,
+    manifest: linkManifest,
+    tag: linkTag,
+    present: false,
+    seen: new Set<string>(),
+    digests: [],
+    parent: null,
+    contentHash: linkManifest.content_hash ?? null,
+  });
+  const links: LinkState[] = [];
+  if (carriesAncestors(manifest)) {
+    if (manifest.chain.some((a) => a.tag === tag)) {
+      throw new ConflictError(
+        `${opts.sourceName} carries an ancestor ${tag}: it cannot be installed as ${tag}`,
+        {
+          hint: 'unpack it under another tag (--tag)',
+        },
+      );
+    }
+    for (const [index, ancestor] of manifest.chain.entries()) {
+      const state = link(index, ancestorPackManifest(manifest, index), ancestor.tag);
+      state.present = await installedAs(opts.store, ancestor.tag, ancestor.content_hash, opts.sourceName);
+      links.push(state);
+    }
+  }
+  const own = link(null, manifest, tag);
   // Before a byte is written: a diff pack's parent and ancestors must be here.
-  const parent = isDiffPack(manifest)
-    ? await findDiffParent(opts.store, manifest, tag, opts.sourceName, reject)
-    : null;
-  // A diff pack's flat RAM file is rebuilt here too (a reflink where the filesystem has them).
+  if (isDiffPack(manifest) && !carriesAncestors(manifest)) {
+    own.parent = await findDiffParent(opts.store, manifest, tag, opts.sourceName, reject);
+  }
+  links.push(own);
+  // Each diff link's flat RAM file is rebuilt here too (a reflink where the filesystem has them).
+  const toInstall = links.filter((l) => !l.present);
+  const memoryBytes = manifest.machine.memory_mib * 2 ** 20;
   const needed =
-    manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0) + (parent?.manifest.memory.physicalBytes ?? 0);
+    toInstall.reduce((sum, l) => sum + l.manifest.files.reduce((n, f) => n + f.stored_bytes, 0), 0) +
+    toInstall.filter((l) => isDiffPack(l.manifest)).length *
+      (own.parent?.manifest.memory.physicalBytes ?? memoryBytes);
   const fs = await statfs(opts.store.dataDir.snapshotsDir);
   const free = fs.bavail * fs.bsize;
   if (needed > free) {
@@ -322,7 +484,30 @@ async function startFromManifest(
       { hint: 'free some disk space (forkd rmi, forkd cleanup) and try again' },
     );
   }
-  return { manifest, manifestBytes, tag, seen: new Set<string>(), parent };
+  return { manifest, manifestBytes, links, current: 0 };
+}
+
+/**
+ * Whether a carried ancestor is installed here already: the same tag with
+ * the same content hash. The same tag with another hash is another snapshot,
+ * which the pack's links could never be installed over.
+ */
+async function installedAs(
+  store: SnapshotStore,
+  tag: string,
+  contentHash: string,
+  source: string,
+): Promise<boolean> {
+  if (!(await store.exists(tag))) return false;
+  const local = await snapshotContentHash(store, tag).catch((err: unknown) => {
+    if (!(err instanceof ConflictError)) throw err;
+    throw new ConflictError(`${source} carries ancestor ${tag}, but ${err.message}`, { hint: err.hint });
+  });
+  if (local === contentHash) return true;
+  throw new ConflictError(
+    `${source} carries ancestor ${tag} with content hash ${contentHash}, but the local ${tag} has content hash ${local}`,
+    { hint: `the local ${tag} is another snapshot: remove it (forkd rmi ${tag}) or unpack where it is not` },
+  );
 }
 
 /** Refuse early (before the big files arrive) when this host cannot restore the pack. */
@@ -500,10 +685,10 @@ class ExtentWriter {
  */
 async function finishStaged(
   staged: StagedSnapshot,
-  state: EntryState,
-  opts: UnpackOptions,
-  reject: (message: string, entry?: string | null) => PackRejectedError,
-): Promise<{ snapshot: SnapshotManifest; rebuilt: string[] }> {
+  state: LinkState,
+  ctx: UnpackContext,
+): Promise<{ snapshot: SnapshotManifest; rebuilt: string[]; contentHash: string }> {
+  const { opts, reject } = ctx;
   let value: unknown;
   try {
     value = JSON.parse(await readFile(staged.path(MANIFEST_FILE), 'utf8'));
@@ -524,7 +709,8 @@ async function finishStaged(
     );
     const installed: SnapshotManifest = { ...snapshot, tag: state.tag };
     if (installed.tag !== snapshot.tag) await writeManifest(staged.dir, installed);
-    return { snapshot: installed, rebuilt };
+    // rebuildFromParent checked it against the parent's hash and the diff files.
+    return { snapshot: installed, rebuilt, contentHash: snapshot.contentHash! };
   }
   if (snapshot.disk) {
     const layer = await inspectDiskImage(staged.path(SNAPSHOT_FILES.disk), 'qcow2').catch(() => {
@@ -551,27 +737,12 @@ async function finishStaged(
   const installed: SnapshotManifest = { ...snapshot, tag: state.tag };
   delete installed.parent;
   delete installed.diff;
-  if (
-    installed.contentHash !== undefined &&
-    installed.contentHash !== fullPackContentHash(snapshot, state.manifest)
-  ) {
+  const contentHash = fullPackContentHash(snapshot, state.manifest.files);
+  if (installed.contentHash !== undefined && installed.contentHash !== contentHash) {
     delete installed.contentHash;
   }
   if (JSON.stringify(installed) !== JSON.stringify(snapshot)) await writeManifest(staged.dir, installed);
-  return { snapshot: installed, rebuilt: [] };
-}
-
-function fullPackContentHash(snapshot: SnapshotManifest, pack: PackManifest): string {
-  const sha = (name: string) => pack.files.find((f) => f.path === name)?.sha256 ?? '';
-  return selfContainedContentHash(
-    {
-      image: snapshot.image,
-      kernel: { ...snapshot.kernel, sha256: sha(SNAPSHOT_FILES.kernel) },
-      initrd: { sha256: sha(SNAPSHOT_FILES.initrd) },
-      vmstate: { ...snapshot.vmstate, sha256: sha(SNAPSHOT_FILES.vmstate) },
-    },
-    { memorySha256: sha(SNAPSHOT_FILES.memory), diskSha256: snapshot.disk ? sha(SNAPSHOT_FILES.disk) : null },
-  );
+  return { snapshot: installed, rebuilt: [], contentHash };
 }
 
 function asRejection(err: unknown, reject: (message: string) => PackRejectedError): Error {

@@ -1,14 +1,19 @@
 // The checks of a diff pack that need no VM: its manifest's shape (only diff
-// files, each saying what it is a diff of; a chain without cycles and without
-// carried ancestors; a memory diff no bigger than the declared RAM allows),
-// and the one backing file a link's disk diff may name.
+// files, each saying what it is a diff of; a chain without cycles; carried
+// ancestors each whole, as the pack each could have been alone; a memory diff
+// no bigger than the declared RAM allows), where a carried ancestor's entries
+// sit, and the one backing file a link's disk diff may name.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CorruptError, IncompatibleError } from '../../src/errors.js';
+import { CorruptError } from '../../src/errors.js';
 import { diffLayerProblem } from '../../src/hub/diff-install.js';
 import type { DiskImageInfo } from '../../src/vmm/disk.js';
 import {
+  ancestorPackManifest,
+  carriesAncestors,
+  chainEntryName,
   memoryDiffLimit,
+  splitEntryName,
   parsePackManifest,
   PACK_DIFF_FORMAT_VERSION,
   type PackManifest,
@@ -112,13 +117,76 @@ void test('a memory diff bigger than the declared memory allows is refused befor
   assert.throws(() => parse(m), /memory\.diff is \d+ bytes; a diff of 128 MiB of RAM is at most/);
 });
 
-void test('a pack carrying its ancestors is for a later forkd; a chain in a format-1 pack is corrupt', () => {
-  const carried = diffPack();
-  carried.chain[0]!.files = [{ path: 'memory', size: 1, sha256: '0'.repeat(64), stored_bytes: 1 }];
-  assert.throws(() => parse(carried), IncompatibleError);
+const line = (path: string, size: number, diffOf?: string) => ({
+  path,
+  size,
+  sha256: '0'.repeat(64),
+  stored_bytes: size,
+  ...(diffOf ? { diff_of: diffOf } : {}),
+});
+
+/** A pack of link over mid over root, carrying both (root whole, mid as a diff). */
+function carryingPack(): PackManifest {
+  const m = diffPack();
+  m.chain = [
+    {
+      tag: 'root',
+      content_hash: HASH,
+      files: [
+        line('vmlinux', 5 * MIB),
+        line('initrd.img', MIB),
+        line('memory', 128 * MIB),
+        line('vmstate', 300_000),
+        line('snapshot.json', 2000),
+      ],
+    },
+    {
+      tag: 'mid',
+      content_hash: 'b'.repeat(64),
+      files: [line('memory.diff', MIB, 'memory'), line('vmstate', 300_000), line('snapshot.json', 2000)],
+    },
+  ];
+  return m;
+}
+
+void test('a pack carrying its ancestors parses, and each ancestor reads as the pack it could have been', () => {
+  const m = parse(carryingPack());
+  assert.ok(carriesAncestors(m));
+  const root = ancestorPackManifest(m, 0);
+  assert.equal(root.tag, 'root');
+  assert.deepEqual(root.chain, []);
+  assert.equal(root.content_hash, HASH);
+  const mid = ancestorPackManifest(m, 1);
+  assert.deepEqual(
+    mid.chain.map((l) => [l.tag, l.files.length]),
+    [['root', 0]],
+  );
+  assert.equal(mid.files.length, 3);
+  assert.ok(!carriesAncestors(diffPack()));
+});
+
+void test('a carried ancestor that is partial, or of the wrong shape, is corrupt; a chain in a format-1 pack too', () => {
+  const partial = carryingPack();
+  partial.chain[1]!.files = [];
+  assert.throws(() => parse(partial), /carries some of its ancestors but not all/);
+  const noRam = carryingPack();
+  noRam.chain[0]!.files = noRam.chain[0]!.files.filter((f) => f.path !== 'memory');
+  assert.throws(() => parse(noRam), /lacks memory/);
+  const flatMid = carryingPack();
+  flatMid.chain[1]!.files.push(line('memory', 128 * MIB));
+  assert.throws(() => parse(flatMid), /is a diff pack but lists memory/);
   const old = diffPack();
   old.format_version = 1;
   assert.throws(() => parse(old), /pack format 1 but names 1 ancestors/);
+});
+
+void test("a carried ancestor's files sit under chain/<index>/; anything else is the pack's own", () => {
+  assert.equal(chainEntryName(3, 'memory.diff'), 'chain/3/memory.diff');
+  assert.deepEqual(splitEntryName('chain/3/memory.diff'), { link: 3, path: 'memory.diff' });
+  assert.deepEqual(splitEntryName('memory'), { link: null, path: 'memory' });
+  for (const odd of ['chain/03/memory', 'chain/x/memory', 'chain/1/a/b', 'chain/100/memory']) {
+    assert.equal(splitEntryName(odd).link, null, odd);
+  }
 });
 
 void test("a link's disk diff may be backed only by ../<parent>/disk.qcow2 as qcow2, with no data file", () => {

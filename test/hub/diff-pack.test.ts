@@ -8,18 +8,13 @@
 // with one clear error, leaving no snapshot and no staging dir.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { createReadStream, writeFileSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import tar from 'tar-stream';
 import type { ChildResult, Engine } from '../../src/engine/index.js';
 import { ConflictError, CorruptError, ForkdError, NotFoundError } from '../../src/errors.js';
-import { PACK_MANIFEST_ENTRY, type PackManifest } from '../../src/hub/pack-manifest.js';
-import { denseHeader, writeEntry, type PaxHeaders } from '../../src/hub/tar-entries.js';
+import type { PackManifest } from '../../src/hub/pack-manifest.js';
 import { PackRejectedError } from '../../src/hub/unpack.js';
 import type { TrustPolicy } from '../../src/hub/signing.js';
 import { diffContentHash, snapshotContentHash } from '../../src/snapshot/content-hash.js';
@@ -32,6 +27,7 @@ import {
 import { STAGING_PREFIX } from '../../src/snapshot/store.js';
 import { sha256File } from '../../src/util/files.js';
 import { runCli } from '../support/cli.js';
+import { editPack } from '../support/pack-edit.js';
 import { inChildOf, qemuProcessesUsing, shOk, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 
 const TAG = 'test-dpack';
@@ -83,82 +79,6 @@ async function assertRefused(
   assert.deepEqual(after, before, 'nothing left behind');
   assert.ok(!after.some((n) => n.startsWith(STAGING_PREFIX)));
   return err;
-}
-
-function zstd(args: string[], input: Buffer): Buffer {
-  const r = spawnSync('zstd', args, { input, maxBuffer: 1 << 30 });
-  assert.equal(r.status, 0, r.stderr?.toString());
-  return r.stdout;
-}
-
-/**
- * A copy of an unsigned pack with its manifest, and any dense file, changed
- * (the manifest line of a changed file follows it, as a consistent forger's would).
- */
-async function editPack(
-  from: string,
-  to: string,
-  edit: { manifest?: (m: PackManifest) => void; files?: Record<string, (data: Buffer) => Buffer> },
-): Promise<void> {
-  const archive = zstd(['-d', '--long=29', '-c'], await readFile(from));
-  const entries: { header: PaxHeaders; body: Buffer }[] = [];
-  const extract = tar.extract();
-  const reading = (async () => {
-    for await (const entry of extract) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of entry) chunks.push(chunk as Buffer);
-      entries.push({ header: entry.header as PaxHeaders, body: Buffer.concat(chunks) });
-    }
-  })();
-  Readable.from([archive]).pipe(extract);
-  await reading;
-  const manifest = JSON.parse(entries[0]!.body.toString()) as PackManifest;
-  for (const [name, change] of Object.entries(edit.files ?? {})) {
-    const entry = entries.find((e) => (e.header.pax?.['GNU.sparse.name'] ?? e.header.name) === name);
-    assert.ok(entry, `no entry ${name}`);
-    entry.body = change(logicalContent(entry));
-    entry.header = denseHeader({ name, size: entry.body.length, mtime: new Date(0) });
-    const line = manifest.files.find((f) => f.path === name)!;
-    line.size = line.stored_bytes = entry.body.length;
-    line.sha256 = createHash('sha256').update(entry.body).digest('hex');
-  }
-  edit.manifest?.(manifest);
-  const manifestBytes = Buffer.from(JSON.stringify(manifest));
-  entries[0] = {
-    header: denseHeader({ name: PACK_MANIFEST_ENTRY, size: manifestBytes.length, mtime: new Date(0) }),
-    body: manifestBytes,
-  };
-  const pack = tar.pack();
-  const collected = (async () => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of pack) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
-  })();
-  for (const { header, body } of entries) await writeEntry(pack, header, [body]);
-  pack.finalize();
-  const tarBytes = await collected;
-  await writeFile(to, zstd(['-c', '-q'], tarBytes));
-}
-
-/** An entry's file content: a GNU sparse 1.0 entry's data laid out over its map. */
-function logicalContent(entry: { header: PaxHeaders; body: Buffer }): Buffer {
-  const pax = entry.header.pax;
-  if (!pax?.['GNU.sparse.major']) return entry.body;
-  const out = Buffer.alloc(Number(pax['GNU.sparse.realsize']));
-  const numbers: number[] = [];
-  let at = 0;
-  while (numbers.length === 0 || numbers.length < 1 + 2 * numbers[0]!) {
-    const end = entry.body.indexOf(10, at);
-    numbers.push(Number(entry.body.subarray(at, end).toString()));
-    at = end + 1;
-  }
-  let data = Math.ceil(at / 512) * 512;
-  for (let i = 1; i < numbers.length; i += 2) {
-    const [offset, length] = [numbers[i]!, numbers[i + 1]!];
-    entry.body.copy(out, offset, data, data + length);
-    data += length;
-  }
-  return out;
 }
 
 before(async () => {

@@ -17,6 +17,7 @@ import { loadSigningKey } from '../../hub/signing.js';
 import { formatBytes } from '../output.js';
 import { transferProgress } from '../transfer-progress.js';
 import { packFileSize } from '../../hub/pack-info.js';
+import { carriesAncestors, type PackManifest } from '../../hub/pack-manifest.js';
 import { interruptible } from '../../util/cleanup.js';
 
 interface PackCliOptions extends GlobalOptions {
@@ -27,6 +28,7 @@ interface PackCliOptions extends GlobalOptions {
   force?: boolean;
   signKey?: string;
   selfContained?: boolean;
+  withAncestors?: boolean;
 }
 
 interface UnpackCliOptions extends GlobalOptions, TrustOptions {
@@ -55,6 +57,10 @@ export function registerPack(program: Command): void {
       '--self-contained',
       'pack a diff link whole (flat files, no parent) instead of as a diff over its ancestors',
     )
+    .option(
+      '--with-ancestors',
+      'carry a diff link’s ancestors too (the root whole, each later link as a diff): one file that installs anywhere',
+    )
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<PackCliOptions>();
       const { engine, out } = makeContext(opts);
@@ -81,11 +87,13 @@ export function registerPack(program: Command): void {
           description: opts.description,
           signKey,
           selfContained: opts.selfContained,
+          withAncestors: opts.withAncestors,
           onProgress: transferProgress(out),
           signal,
         }),
       );
-      const logical = packed.manifest.files.reduce((sum, f) => sum + f.size, 0);
+      const files = [...packed.manifest.files, ...packed.manifest.chain.flatMap((l) => l.files)];
+      const logical = files.reduce((sum, f) => sum + f.size, 0);
       out.result(
         {
           path: packed.path,
@@ -93,7 +101,7 @@ export function registerPack(program: Command): void {
           sha256: packed.sha256,
           tag: packed.manifest.tag,
           logical_bytes: logical,
-          stored_bytes: packed.manifest.files.reduce((sum, f) => sum + f.stored_bytes, 0),
+          stored_bytes: files.reduce((sum, f) => sum + f.stored_bytes, 0),
           scan_ms: packed.timings.scanMs,
           write_ms: packed.timings.writeMs,
           signer: packed.signature?.key_id ?? null,
@@ -101,9 +109,7 @@ export function registerPack(program: Command): void {
         },
         () =>
           `packed ${opts.tag} into ${packed.path}: ${formatBytes(packed.bytes)} (from ${formatBytes(logical)} of files) in ${packed.timings.scanMs + packed.timings.writeMs} ms\nsha256 ${packed.sha256}` +
-          (packed.manifest.chain.length > 0
-            ? `\na diff over ${packed.manifest.chain.map((l) => l.tag).join(' > ')}: unpack needs them installed (or pack with --self-contained)`
-            : '') +
+          packChainLine(packed.manifest) +
           (packed.signature
             ? `\nsigned by key ${packed.signature.key_id}`
             : '\nunsigned (sign with --sign-key)'),
@@ -142,10 +148,27 @@ export function registerPack(program: Command): void {
         signer: unpacked.signer,
         stored_bytes: unpacked.storedBytes,
         unpack_ms: unpacked.ms,
+        ancestors: unpacked.ancestors,
         pack: unpacked.pack,
       },
       () =>
-        `unpacked snapshot ${unpacked.tag} (${formatBytes(unpacked.storedBytes)} on disk, every file verified) in ${unpacked.ms} ms\nfork it: forkd fork --tag ${unpacked.tag} -n 10`,
+        [
+          `unpacked snapshot ${unpacked.tag} (${formatBytes(unpacked.storedBytes)} on disk, every file verified) in ${unpacked.ms} ms`,
+          ...unpacked.ancestors.map(
+            (a) =>
+              `ancestor ${a.tag}: ${a.installed ? 'installed from the pack' : 'here already (same content hash)'}`,
+          ),
+          `fork it: forkd fork --tag ${unpacked.tag} -n 10`,
+        ].join('\n'),
     );
   });
+}
+
+/** What a diff pack needs where it is unpacked. */
+function packChainLine(manifest: PackManifest): string {
+  if (manifest.chain.length === 0) return '';
+  const chain = manifest.chain.map((l) => l.tag).join(' > ');
+  return carriesAncestors(manifest)
+    ? `\ncarries its ancestors ${chain}: installs where none of them is (those present with the same content hash are kept)`
+    : `\na diff over ${chain}: unpack needs them installed (or pack with --with-ancestors or --self-contained)`;
 }

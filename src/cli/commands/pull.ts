@@ -38,7 +38,7 @@ export function registerPull(program: Command): void {
   const pull = program
     .command('pull')
     .description(
-      'download a snapshot from a hub (owner/name[@version]) or a pack URL, verify it and unpack it',
+      'download a snapshot from a hub (owner/name[@version]) or a pack URL, verify it and unpack it (a diff: its missing ancestors first, found on the hub by content hash)',
     )
     .argument('<ref>', 'owner/name[@version] (resolved through the hub index) or http(s)://…/x.forkd.tar.zst')
     .option('--tag <tag>', 'install under this tag (default: the package name, or the pack’s own tag)')
@@ -72,9 +72,20 @@ export function registerPull(program: Command): void {
         resumed_from: pulled.resumedFrom,
         download_ms: pulled.downloadMs,
         unpack_ms: pulled.unpackMs,
+        ancestors: pulled.ancestors.map((a) => ({
+          tag: a.tag,
+          installed: a.installed,
+          from: a.from ?? null,
+          download_bytes: a.downloadBytes ?? null,
+        })),
       },
       () =>
         [
+          ...pulled.ancestors.map((a) =>
+            a.installed
+              ? `ancestor ${a.tag}: ${a.from ? `pulled from ${a.from} (${formatBytes(a.downloadBytes ?? 0)})` : 'installed from the pack'}`
+              : `ancestor ${a.tag}: here already (same content hash)`,
+          ),
           `pulled ${ref} as snapshot ${pulled.tag}: ${formatBytes(pulled.downloadBytes)} in ${pulled.downloadMs} ms, unpacked in ${pulled.unpackMs} ms`,
           pulled.verified === 'pack'
             ? `verified: pack sha256 ${pulled.sha256} matches the index, and every file its manifest`

@@ -4,7 +4,7 @@
 // branch that running sandbox in diff mode.
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
-import type { Engine, SnapshotManifest } from '../../engine/index.js';
+import { diffFromChange, type Engine, type SnapshotManifest } from '../../engine/index.js';
 import { makeContext, type GlobalOptions } from '../context.js';
 import { formatBytes, type Printer } from '../output.js';
 import { controllerFrom, type RemoteOptions } from '../remote.js';
@@ -45,7 +45,7 @@ export function registerSnapshotDiff(snapshot: Command): void {
         return;
       }
       if (!opts.from) throw new InvalidArgumentError('name the parent snapshot with --from', 'from');
-      const manifest = await diffFromChange(engine, out, {
+      const manifest = await diffFromCliChange(engine, out, {
         from: opts.from,
         tag: opts.tag,
         change: opts.exec !== undefined ? { shell: opts.exec } : { code: opts.eval ?? '' },
@@ -54,46 +54,39 @@ export function registerSnapshotDiff(snapshot: Command): void {
     });
 }
 
-async function diffFromChange(
+/** The CLI's change (one shell command or one piece of Python) as a diff link of `from`. */
+async function diffFromCliChange(
   engine: Engine,
   out: Printer,
   req: { from: string; tag: string; change: { shell: string } | { code: string } },
 ): Promise<SnapshotManifest> {
-  await engine.store.assertTagFree(req.tag); // before a child is forked for nothing
-  out.progress(`forking ${req.from}`);
-  const forked = await engine.fork({ tag: req.from, n: 1 });
-  const child = forked.children[0];
-  if (!child?.ok) throw child?.error ?? new Error('no child');
-  const sandbox = child.sandbox;
-  try {
-    if ('shell' in req.change) {
-      out.progress(`running: ${req.change.shell}`);
-      const r = await sandbox.agent.exec({ shell: req.change.shell, timeoutMs: 30 * 60_000 });
-      if (r.exitCode !== 0) {
-        throw new InvalidArgumentError(
-          `the change exited ${r.exitCode}: ${r.stderr.toString().trim().split('\n').slice(-3).join(' | ')}`,
-          'exec',
-        );
+  const change = req.change;
+  const { manifest } = await diffFromChange(engine, {
+    from: req.from,
+    tag: req.tag,
+    onProgress: (step) => out.progress(step),
+    change: async (sandbox) => {
+      if ('shell' in change) {
+        out.progress(`running: ${change.shell}`);
+        const r = await sandbox.agent.exec({ shell: change.shell, timeoutMs: 30 * 60_000 });
+        if (r.exitCode !== 0) {
+          throw new InvalidArgumentError(
+            `the change exited ${r.exitCode}: ${r.stderr.toString().trim().split('\n').slice(-3).join(' | ')}`,
+            'exec',
+          );
+        }
+      } else {
+        out.progress('evaluating the change');
+        const r = await sandbox.agent.eval(change.code, { timeoutMs: 30 * 60_000 });
+        if (r.error)
+          throw new InvalidArgumentError(
+            `the change raised: ${r.error.trim().split('\n').pop() ?? ''}`,
+            'eval',
+          );
       }
-    } else {
-      out.progress('evaluating the change');
-      const r = await sandbox.agent.eval(req.change.code, { timeoutMs: 30 * 60_000 });
-      if (r.error)
-        throw new InvalidArgumentError(
-          `the change raised: ${r.error.trim().split('\n').pop() ?? ''}`,
-          'eval',
-        );
-    }
-    out.progress(`writing ${req.tag} as a diff of ${req.from}`);
-    const { manifest } = await engine.branch(sandbox, {
-      tag: req.tag,
-      diff: true,
-      onProgress: (step) => out.progress(step),
-    });
-    return manifest;
-  } finally {
-    await sandbox.kill();
-  }
+    },
+  });
+  return manifest;
 }
 
 function describeLink(m: SnapshotManifest): string {
