@@ -41,7 +41,7 @@ export class BranchJobs {
   async start(
     sandbox: Sandbox,
     tag: string,
-    opts: { diff?: boolean } = {},
+    opts: { diff?: boolean; diffParent?: string } = {},
   ): Promise<{ done: Promise<BranchResult> }> {
     assertValidTag(tag);
     if (this.inFlight.has(tag))
@@ -57,7 +57,7 @@ export class BranchJobs {
     await this.engine.store.assertTagFree(tag);
     this.inFlight.set(tag, { sandboxId: sandbox.id, startedAt: Date.now() });
     this.failed.delete(tag);
-    const done = this.engine.branch(sandbox, { tag, diff: opts.diff }).then(
+    const done = this.engine.branch(sandbox, { tag, diff: opts.diff, diffParent: opts.diffParent }).then(
       (result) => {
         const stats = this.perSandbox.get(sandbox.id) ?? { count: 0, lastMemoryPath: null };
         this.perSandbox.set(sandbox.id, {

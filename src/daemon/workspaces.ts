@@ -1,17 +1,26 @@
 // Workspaces: named sandboxes that can be suspended and resumed. Suspend is a
 // live branch into a state snapshot, then the sandbox is killed; resume forks
-// that state with the workspace's memory limit and egress setting. A workspace's state
-// snapshots are its own and go with it; the snapshot it started from never
-// does. Rows live in the state database, so workspaces survive restarts.
+// that state with the workspace's memory limit and egress setting. Each state
+// is a diff link of the previous one (the first of the source snapshot), so a
+// state ships as what changed since the last suspend; after
+// WORKSPACE_STATE_HISTORY states the next one starts over as a diff of the
+// source and the old ones go, which bounds the disk a workspace holds. A
+// workspace's states are its own and go with it; the snapshot it started
+// from never does. Rows live in the state database, so workspaces survive
+// restarts.
 import { formatEgress, parseEgress, type EgressPolicy, type SandboxLimits } from '../engine/index.js';
 import { randomBytes } from 'node:crypto';
 import type { Sandbox } from '../engine/index.js';
 import { AlreadyExistsError, ConflictError, NotFoundError, errorMessage } from '../errors.js';
 import { assertValidTag } from '../snapshot/tag.js';
+import { chainInfo } from '../snapshot/chain.js';
 import type { WorkspaceInfo } from '../api/schemas.js';
 import type { DaemonContext } from './context.js';
 import { HttpError } from './http-errors.js';
 import type { WorkspaceRow } from './state-db.js';
+
+/** States a workspace keeps as a chain of diffs before the next suspend starts over from its source. */
+export const WORKSPACE_STATE_HISTORY = 3;
 
 export class Workspaces {
   constructor(
@@ -60,18 +69,42 @@ export class Workspaces {
     return this.get(body.name);
   }
 
-  /** Branch the live sandbox into a new state snapshot, then kill it; the previous state goes. */
-  async suspend(name: string): Promise<WorkspaceInfo> {
+  /**
+   * Branch the live sandbox into a new state snapshot, a diff of the previous
+   * state (or, every WORKSPACE_STATE_HISTORY states, of the source, the old
+   * states then removed; with `diff: false` whole, the old states removed),
+   * then kill it.
+   */
+  async suspend(name: string, opts: { diff?: boolean | undefined } = {}): Promise<WorkspaceInfo> {
     const row = this.row(name);
     const sandbox = this.liveSandbox(row);
     if (!sandbox) throw new ConflictError(`workspace ${name} is ${this.status(row)}, not running`);
+    const history = await this.states(row);
+    const startOver = history.length >= WORKSPACE_STATE_HISTORY;
+    const parent = row.current_state_tag && !startOver ? row.current_state_tag : row.source_snapshot_tag;
+    // Written whole when asked (diff: false), or when the source is gone (removed before states were diffs).
+    const diff = (opts.diff ?? true) && (await this.ctx.engine.store.exists(parent));
     const tag = stateTag(name);
-    const { done } = await this.ctx.branches.start(sandbox, tag);
+    const { done } = await this.ctx.branches.start(sandbox, tag, diff ? { diff, diffParent: parent } : {});
     await done;
     await this.ctx.registry.kill(sandbox.id);
     this.ctx.db.updateWorkspace(name, { status: 'suspended', live_sandbox_id: null, current_state_tag: tag });
-    if (row.current_state_tag) await this.removeState(row.current_state_tag);
+    // Kept: the states the new one is a diff of. The rest go, newest first (nothing depends on a leaf).
+    if (startOver || !diff) await this.removeStates(history);
     return this.get(name);
+  }
+
+  /** The workspace's state snapshots, oldest first: the current state and its ancestors after the source. */
+  private async states(row: WorkspaceRow): Promise<string[]> {
+    const current = row.current_state_tag;
+    if (!current || !(await this.ctx.engine.store.exists(current))) return [];
+    const { ancestors } = await chainInfo(this.ctx.engine.store, current);
+    const afterSource = ancestors.indexOf(row.source_snapshot_tag);
+    return [...(afterSource === -1 ? [] : ancestors.slice(afterSource + 1)), current];
+  }
+
+  private async removeStates(states: readonly string[]): Promise<void> {
+    for (const tag of [...states].reverse()) await this.removeState(tag);
   }
 
   /** Fork the saved state again, with the workspace's memory limit. */
@@ -93,7 +126,7 @@ export class Workspaces {
     const row = this.row(name);
     const sandbox = this.liveSandbox(row);
     if (sandbox) await this.ctx.registry.kill(sandbox.id);
-    if (row.current_state_tag) await this.removeState(row.current_state_tag);
+    await this.removeStates(await this.states(row));
     this.ctx.db.deleteWorkspace(name);
   }
 

@@ -31,7 +31,7 @@ import { pauseVm, resumeVm } from '../vmm/run-state.js';
 import type { QmpClient } from '../vmm/qmp.js';
 import { machineFor } from './machine-for.js';
 import { finishFrozenState } from './frozen-state.js';
-import { writeDiffFiles } from './diff-link.js';
+import { diffParentOf, writeDiffFiles } from './diff-link.js';
 import { diffContentHash } from '../snapshot/content-hash.js';
 import { createRunDir, randomId, type RunDir } from './run-dir.js';
 import { needsHostNetwork } from './egress.js';
@@ -74,6 +74,12 @@ export interface BranchOptions extends CallOptions {
   tag: string;
   /** Also keep what changed since the sandbox's snapshot, as a diff link of it (chain.ts). */
   diff?: boolean;
+  /**
+   * With `diff`: the snapshot to diff against instead of the sandbox's own
+   * (a workspace's previous state, or its source): same kernel, image and
+   * machine, or the branch is refused before anything is copied.
+   */
+  diffParent?: string | undefined;
   onProgress?: (step: string) => void;
 }
 
@@ -100,6 +106,9 @@ export async function branchSandbox(
   const started = Date.now();
   const vm = source.vmHandle;
   const { dir: sourceDir, manifest: base } = await ctx.store.getReady(source.info.snapshotTag);
+  const diffFrom = opts.diff
+    ? await diffParentOf(ctx.store, source.info.snapshotTag, sourceDir, base, opts.diffParent)
+    : null;
   const signal = deadlineSignal(
     { signal: opts.signal, timeoutMs: opts.timeoutMs ?? BRANCH_TIMEOUT_MS },
     'branching',
@@ -210,11 +219,10 @@ export async function branchSandbox(
     let link: Partial<SnapshotManifest> = {};
     if (opts.diff) {
       opts.onProgress?.('writing the diff against the parent snapshot');
-      const from = { parentTag: source.info.snapshotTag, parentDir: sourceDir, parent: base };
       link = await writeDiffFiles(
         ctx.store,
         writer,
-        { ...from, frozenDisk: frozen?.layer.file ?? null },
+        { ...diffFrom!, frozenDisk: frozen?.layer.file ?? null },
         { signal },
       );
       link.contentHash = await diffContentHash(writer.dir, { ...frozenState, ...link });

@@ -10,14 +10,45 @@ import type { CallOptions } from '../util/abort.js';
 import { fileSizes } from '../util/files.js';
 import { flattenDiskLayers } from '../vmm/disk-layers.js';
 import { snapshotContentHash } from '../snapshot/content-hash.js';
+import { InvalidArgumentError } from '../errors.js';
+import { diffableAgainst } from '../snapshot/chain.js';
 
 export interface DiffSource {
-  /** The snapshot the source sandbox was forked from: the link's parent. */
+  /** The link's parent: the snapshot the source sandbox was forked from, or another of its machine. */
   parentTag: string;
   parentDir: string;
   parent: SnapshotManifest;
+  /** Whether the parent is the snapshot the sandbox was forked from (its disk layer is in the sandbox's chain). */
+  forkedFrom: boolean;
   /** The sandbox's disk as frozen at the branch point (its top layer), if it has a disk. */
   frozenDisk: string | null;
+}
+
+/**
+ * The parent a branch of a sandbox of `sourceTag` writes its diff against:
+ * that snapshot, or `wanted`, which must be ready and of the same kernel,
+ * initrd, image and machine (its RAM and disk are what the diff is read
+ * against). Checked before anything is copied.
+ */
+export async function diffParentOf(
+  store: SnapshotStore,
+  sourceTag: string,
+  sourceDir: string,
+  source: SnapshotManifest,
+  wanted: string | undefined,
+): Promise<Omit<DiffSource, 'frozenDisk'>> {
+  if (wanted === undefined || wanted === sourceTag) {
+    return { parentTag: sourceTag, parentDir: sourceDir, parent: source, forkedFrom: true };
+  }
+  const { dir, manifest } = await store.getReady(wanted);
+  if (!diffableAgainst(manifest, source)) {
+    throw new InvalidArgumentError(
+      `cannot diff against ${wanted}: its kernel, image or machine is not that of ${sourceTag}, which the sandbox runs`,
+      'diff_parent',
+      { hint: `diff against ${sourceTag} or a snapshot made from it` },
+    );
+  }
+  return { parentTag: wanted, parentDir: dir, parent: manifest, forkedFrom: false };
 }
 
 export async function writeDiffFiles(
@@ -44,7 +75,8 @@ export async function writeDiffFiles(
         name: `../${from.parentTag}/${from.parent.disk.layer}`,
         format: 'qcow2',
         cwd: writer.dir,
-        inChainAs: join(from.parentDir, from.parent.disk.layer),
+        // Only a layer of the sandbox's own chain spares the rebase comparing the whole disk.
+        ...(from.forkedFrom ? { inChainAs: join(from.parentDir, from.parent.disk.layer) } : {}),
       },
       opts,
     );

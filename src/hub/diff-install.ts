@@ -9,7 +9,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError, CorruptError, NotFoundError } from '../errors.js';
-import { chainInfo } from '../snapshot/chain.js';
+import { chainInfo, diffableAgainst } from '../snapshot/chain.js';
 import { diffContentHash, snapshotContentHash } from '../snapshot/content-hash.js';
 import { SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
 import { applyMemoryDiff, readMemoryDiffHeader } from '../snapshot/memory-diff.js';
@@ -132,15 +132,7 @@ export async function rebuildFromParent(
   signal: AbortSignal | undefined,
 ): Promise<string[]> {
   const p = parent.manifest;
-  const agrees =
-    p.kernel.sha256 === snapshot.kernel.sha256 &&
-    p.initrd.sha256 === snapshot.initrd.sha256 &&
-    p.image.contentHash === snapshot.image.contentHash &&
-    p.qemu.version === snapshot.qemu.version &&
-    p.machine.machineType === snapshot.machine.machineType &&
-    p.machine.memoryMib === snapshot.machine.memoryMib &&
-    (p.disk === null) === (snapshot.disk === null);
-  if (!agrees) {
+  if (!diffableAgainst(p, snapshot)) {
     throw reject(
       `its snapshot is not a diff of ${parent.tag} (kernel, initrd, image, machine or disk differ)`,
     );

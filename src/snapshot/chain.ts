@@ -97,3 +97,20 @@ export async function updateManifest(
     await lock.release();
   }
 }
+
+/**
+ * Whether `child` can be a diff of `parent`: the same kernel, initrd, image
+ * and machine, so that the parent's RAM and disk are what the diff is read
+ * against and applied to.
+ */
+export function diffableAgainst(parent: SnapshotManifest, child: SnapshotManifest): boolean {
+  return (
+    parent.kernel.sha256 === child.kernel.sha256 &&
+    parent.initrd.sha256 === child.initrd.sha256 &&
+    parent.image.contentHash === child.image.contentHash &&
+    parent.qemu.version === child.qemu.version &&
+    parent.machine.machineType === child.machine.machineType &&
+    parent.machine.memoryMib === child.machine.memoryMib &&
+    (parent.disk === null) === (child.disk === null)
+  );
+}

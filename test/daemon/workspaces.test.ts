@@ -1,13 +1,16 @@
 // /v1/workspaces over real HTTP (tiny guest), and the CLI over it: create,
 // suspend (state saved, sandbox gone), resume (state back, memory limit
-// kept), suspend again (old state replaced), stale when its sandbox is
-// killed directly, and delete (state gone, source snapshot kept).
+// kept), suspend again (a diff of the previous state, which stays its
+// parent; after three states the next starts over from the source and the
+// old ones go), stale when its sandbox is killed directly, and delete (states
+// gone, source snapshot kept).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
+import { WORKSPACE_STATE_HISTORY } from '../../src/daemon/workspaces.js';
 import type { Engine } from '../../src/engine/index.js';
 import { runCliAsync } from '../support/cli.js';
 import { jsonCaller } from '../support/http.js';
@@ -94,21 +97,55 @@ void test('a workspace suspends with its state and resumes where it was, keeping
   assert.equal(running?.egress.mode, 'internet');
   assert.equal((await call('POST', '/v1/workspaces/w1/resume', {})).status, 409, 'already running');
 
-  const second = await call('POST', '/v1/workspaces/w1/suspend', {});
-  assert.equal(second.status, 200, JSON.stringify(second.json));
-  const again = second.json as Workspace;
-  assert.ok(again.current_state_tag && again.current_state_tag !== firstState);
-  assert.equal(
-    await engine.store.exists(firstState),
-    false,
-    `the previous state is replaced (locks: ${(await readdir(join(engine.dataDir.snapshotsDir, '.locks')).catch(() => [])).join(', ')}; dir: ${(await readdir(join(engine.dataDir.snapshotsDir, firstState)).catch(() => [])).join(', ')})`,
+  // The next state is a diff of the previous one, which stays as its parent.
+  const second = await suspendAndResume('w1', 'echo later > /tmp/later');
+  assert.notEqual(second.state, firstState);
+  assert.equal(second.info.parent_tag, firstState);
+  assert.deepEqual(second.info.ancestors, [TAG, firstState]);
+  assert.ok(
+    second.info.diff_physical_bytes! < 64 * 2 ** 20,
+    `a small diff (${second.info.diff_physical_bytes})`,
   );
+  assert.equal(await sh(second.sandboxId, 'cat /tmp/state /tmp/later'), 'kept\nlater\n');
+  const removeSource = await call('DELETE', `/v1/snapshots/${TAG}`);
+  assert.equal(removeSource.status, 409, 'the source has the states as dependents');
+  assert.match((removeSource.json as { error: string }).error, new RegExp(firstState));
+
+  // After WORKSPACE_STATE_HISTORY states the next starts over from the source, and the old ones go.
+  const third = await suspendAndResume('w1', 'echo third > /tmp/third');
+  assert.deepEqual(third.info.ancestors, [TAG, firstState, second.state]);
+  assert.equal(WORKSPACE_STATE_HISTORY, 3);
+  const fourth = await suspendAndResume('w1', 'true');
+  assert.equal(fourth.info.parent_tag, TAG);
+  for (const old of [firstState, second.state, third.state]) {
+    assert.equal(await engine.store.exists(old), false, `${old} is gone`);
+  }
+  assert.equal(await sh(fourth.sandboxId, 'cat /tmp/state /tmp/later /tmp/third'), 'kept\nlater\nthird\n');
 
   assert.equal((await call('DELETE', '/v1/workspaces/w1')).status, 204);
-  assert.equal(await engine.store.exists(again.current_state_tag), false, 'its state goes with it');
+  assert.equal(await engine.store.exists(fourth.state), false, 'its state goes with it');
   assert.ok(await engine.store.exists(TAG), 'the source snapshot stays');
   assert.equal((await call('GET', '/v1/workspaces/w1')).status, 404);
 });
+
+/** Suspend a running workspace, resume it, then run `script` in it: its state, that state's info, and its sandbox. */
+async function suspendAndResume(
+  name: string,
+  script: string,
+): Promise<{ state: string; info: SnapshotInfo; sandboxId: string }> {
+  const suspended = await call('POST', `/v1/workspaces/${name}/suspend`, {});
+  assert.equal(suspended.status, 200, JSON.stringify(suspended.json));
+  const state = (suspended.json as Workspace).current_state_tag!;
+  const info = await call('GET', `/v1/snapshots/${state}/info`);
+  assert.equal(info.status, 200, JSON.stringify(info.json));
+  const resumed = await call('POST', `/v1/workspaces/${name}/resume`, {});
+  assert.equal(resumed.status, 200, JSON.stringify(resumed.json));
+  const sandboxId = (resumed.json as Workspace).live_sandbox_id!;
+  await sh(sandboxId, script);
+  return { state, info: info.json as SnapshotInfo, sandboxId };
+}
+
+type SnapshotInfo = { parent_tag?: string | null; ancestors?: string[]; diff_physical_bytes?: number | null };
 
 void test('a workspace whose sandbox was killed directly is stale, and resumes', async () => {
   const w = (await call('POST', '/v1/workspaces', { name: 'w2', snapshot_tag: TAG })).json as Workspace;
@@ -116,6 +153,15 @@ void test('a workspace whose sandbox was killed directly is stale, and resumes',
   assert.equal(((await call('GET', '/v1/workspaces/w2')).json as Workspace).status, 'stale');
   const resumed = (await call('POST', '/v1/workspaces/w2/resume', {})).json as Workspace;
   assert.equal(resumed.status, 'running');
+  // {diff: false} (the original's option) writes the state whole; the state before it goes.
+  const first = await suspendAndResume('w2', 'true');
+  assert.equal(first.info.parent_tag, TAG);
+  const whole = await call('POST', '/v1/workspaces/w2/suspend', { diff: false });
+  assert.equal(whole.status, 200, JSON.stringify(whole.json));
+  const wholeState = (whole.json as Workspace).current_state_tag!;
+  const info = (await call('GET', `/v1/snapshots/${wholeState}/info`)).json as SnapshotInfo;
+  assert.equal(info.parent_tag ?? null, null);
+  assert.equal(await engine.store.exists(first.state), false);
   assert.equal((await call('POST', '/v1/workspaces', { name: '../x', snapshot_tag: TAG })).status, 400);
   assert.equal((await call('POST', '/v1/workspaces/nope/resume', {})).status, 404);
 });

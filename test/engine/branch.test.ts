@@ -6,7 +6,11 @@ import { VM_SUBDIR } from '../../src/engine/run-dir.js';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import { InvalidArgumentError } from '../../src/errors.js';
+import { SNAPSHOT_FILES } from '../../src/snapshot/manifest.js';
+import { applyMemoryDiff } from '../../src/snapshot/memory-diff.js';
+import { sha256File } from '../../src/util/files.js';
 import { execFileSync } from 'node:child_process';
 import type { ChildResult, Engine, Sandbox } from '../../src/engine/index.js';
 import { qemuProcessesUsing, runDirEntries, shOk, testEngine } from '../support/engine.js';
@@ -148,4 +152,41 @@ void test("a diff branch keeps the disk written since its parent as a layer over
   assert.equal(info['backing-filename'], `../${TAG}/disk.qcow2`);
   // Over the parent's layer, the diff reads as exactly the link's own flat disk.
   execFileSync('qemu-img', ['compare', '-U', join(dir, 'disk.qcow2'), join(dir, disk.file)], { cwd: dir });
+});
+
+void test('a diff branch may be written against another snapshot of its machine, never one of another', async () => {
+  const sandbox = await forkOne(TAG);
+  await sh(sandbox, 'echo again > /root/again && sync');
+  const parent = `${TAG}-diff`; // the test before made it from TAG
+  const tag = `${TAG}-diff-other`;
+  const { manifest } = await engine.branch(sandbox, { tag, diff: true, diffParent: parent });
+  branchTags.push(tag);
+  assert.equal(manifest.parent?.tag, parent);
+  const dir = engine.dataDir.snapshotDir(tag);
+  // Not the sandbox's own chain: the whole disk was compared, and the diff still reads as the flat disk.
+  execFileSync('qemu-img', ['compare', '-U', join(dir, 'disk.qcow2'), join(dir, SNAPSHOT_FILES.diskDiff)], {
+    cwd: dir,
+  });
+  const rebuilt = join(dir, 'rebuilt-memory');
+  await applyMemoryDiff(
+    join(engine.dataDir.snapshotDir(parent), SNAPSHOT_FILES.memory),
+    join(dir, SNAPSHOT_FILES.memoryDiff),
+    rebuilt,
+  );
+  assert.equal(await sha256File(rebuilt), await sha256File(join(dir, SNAPSHOT_FILES.memory)));
+  await rm(rebuilt);
+
+  const other = 'test-branch-other-machine';
+  await engine.createSnapshot({ tag: other, recipe: 'tiny', replace: true, memoryMib: 128 });
+  try {
+    await assert.rejects(
+      engine.branch(sandbox, { tag: `${TAG}-bad`, diff: true, diffParent: other }),
+      (err: unknown) =>
+        err instanceof InvalidArgumentError &&
+        /cannot diff against test-branch-other-machine/.test(err.message),
+    );
+    assert.equal(await engine.store.exists(`${TAG}-bad`), false);
+  } finally {
+    await engine.store.remove(other);
+  }
 });

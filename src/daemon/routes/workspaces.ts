@@ -55,7 +55,7 @@ export function registerWorkspaceRoutes(app: App, ctx: DaemonContext): void {
         response: { 200: WorkspaceInfo, ...errors },
       },
     },
-    (req) => workspaces.suspend(req.params.name),
+    (req) => workspaces.suspend(req.params.name, { diff: req.body?.diff }),
   );
   app.post(
     '/v1/workspaces/:name/resume',
