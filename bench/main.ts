@@ -3,6 +3,7 @@ import { Engine } from '../src/engine/index.js';
 import { errorMessage } from '../src/errors.js';
 import { benchApi } from './api.js';
 import { benchBranch } from './branch.js';
+import { benchChain } from './chain.js';
 import { benchFork } from './fork.js';
 import { benchHub } from './hub.js';
 import { benchIsolation } from './isolation.js';
@@ -15,6 +16,7 @@ const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Prom
   load: benchLoad,
   hub: benchHub,
   isolation: benchIsolation,
+  chain: benchChain,
 };
 
 const name = process.argv[2];

@@ -281,11 +281,20 @@ export class Engine {
    * which removes them first) is ConflictError. The CLI and the daemon both
    * come here, so both refuse with the same words. Returns what was removed.
    */
-  async removeSnapshot(tag: string, opts: { force?: boolean; cascade?: boolean } = {}): Promise<string[]> {
+  async removeSnapshot(
+    tag: string,
+    opts: {
+      force?: boolean;
+      cascade?: boolean;
+      /** Called with every tag about to go, once the removal is allowed (a daemon stops their sandboxes). */
+      beforeRemove?: (doomed: readonly string[]) => Promise<void>;
+    } = {},
+  ): Promise<string[]> {
     await this.store.get(tag);
     const doomed = opts.cascade ? [...(await descendantsOf(this.store, tag)), tag] : [tag];
     if (!opts.cascade) await assertNoDependents(this.store, tag);
     if (!opts.force) for (const t of doomed) await this.assertSnapshotUnused(t);
+    await opts.beforeRemove?.(doomed);
     for (const t of doomed) await this.store.remove(t); // leaves first: a chain is never left broken
     return doomed;
   }

@@ -20,7 +20,11 @@ export interface ChainInfo {
 
 /** Ancestors (root first) and direct dependents of `tag`, from one listing of the store. */
 export async function chainInfo(store: SnapshotStore, tag: string): Promise<ChainInfo> {
-  const records = await store.list();
+  return chainInRecords(await store.list(), tag);
+}
+
+/** The same, from a listing the caller has (`forkd images` asks for every snapshot's). */
+export function chainInRecords(records: readonly SnapshotRecord[], tag: string): ChainInfo {
   const byTag = new Map(records.map((r) => [r.tag, r]));
   const ancestors: string[] = [];
   let problem: string | null = null;

@@ -4,6 +4,7 @@ import { listImages, removeImage } from '../../image/index.js';
 import { formatBytes, table } from '../output.js';
 import { hubUrl, makeContext, type GlobalOptions } from '../context.js';
 import { InvalidArgumentError } from '../../errors.js';
+import { chainInRecords } from '../../snapshot/chain.js';
 import { diffSizes } from '../../snapshot/manifest.js';
 import { hubPackages, hubTable } from './hub.js';
 
@@ -31,10 +32,12 @@ export function registerImages(program: Command): void {
         return;
       }
       const records = await engine.store.list();
-      const depthOf = (tag: string, seen = new Set<string>()): number => {
-        const parent = records.find((r) => r.tag === tag)?.manifest?.parent?.tag;
-        if (!parent || seen.has(parent)) return 0;
-        return 1 + depthOf(parent, new Set([...seen, tag]));
+      const depthOf = (tag: string): number | null => {
+        try {
+          return chainInRecords(records, tag).depth;
+        } catch {
+          return null; // a cycle: forkd info names it
+        }
       };
       const snapshots = records.map((r) => ({
         tag: r.tag,

@@ -16,7 +16,7 @@ import {
   TagParams,
 } from '../../api/schemas.js';
 import { diffView, snapshotInfo } from '../views.js';
-import { chainInfo, descendantsOf } from '../../snapshot/chain.js';
+import { chainInfo } from '../../snapshot/chain.js';
 import { syncSnapshotTable } from '../snapshot-sync.js';
 
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
@@ -124,16 +124,16 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
       if (req.query.cascade && req.query.force)
         throw new HttpError(400, 'use either cascade=true or force=true, not both');
       const force = Boolean(req.query.force || req.query.cascade);
-      if (force) {
-        await ctx.engine.store.get(tag); // 404 before anything is killed
-        const doomed = new Set([
-          tag,
-          ...(req.query.cascade ? await descendantsOf(ctx.engine.store, tag) : []),
-        ]);
-        const users = ctx.registry.list().filter((s) => doomed.has(s.info.snapshotTag));
-        await Promise.all(users.map((s) => ctx.registry.kill(s.id)));
-      }
-      await ctx.engine.removeSnapshot(tag, { force, cascade: req.query.cascade ?? false });
+      await ctx.engine.removeSnapshot(tag, {
+        force,
+        cascade: req.query.cascade ?? false,
+        // Forced: the sandboxes forked from what goes are stopped first (after the 404 and 409 checks).
+        beforeRemove: async (doomed) => {
+          if (!force) return;
+          const users = ctx.registry.list().filter((s) => doomed.includes(s.info.snapshotTag));
+          await Promise.all(users.map((s) => ctx.registry.kill(s.id)));
+        },
+      });
       await syncSnapshotTable(ctx.engine, ctx.db);
       return reply.code(204).send(null);
     },
