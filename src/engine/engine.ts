@@ -295,7 +295,8 @@ export class Engine {
     if (!opts.cascade) await assertNoDependents(this.store, tag);
     if (!opts.force) for (const t of doomed) await this.assertSnapshotUnused(t);
     await opts.beforeRemove?.(doomed);
-    for (const t of doomed) await this.store.remove(t); // leaves first: a chain is never left broken
+    // Leaves first, each refused if a link over it appeared meanwhile: a chain is never left broken.
+    for (const t of doomed) await this.store.remove(t, { unlessDependents: true });
     return doomed;
   }
 

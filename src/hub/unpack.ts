@@ -417,7 +417,10 @@ async function installLink(link: LinkState, ctx: UnpackContext): Promise<Snapsho
   }
   await syncToDisk(staged.dir, [...link.manifest.files.map((f) => f.path), ...rebuilt]);
   throwIfAborted(ctx.opts.signal);
-  await staged.install(link.tag, { replace: link.index === null && (ctx.opts.force ?? false) });
+  await staged.install(link.tag, {
+    replace: link.index === null && (ctx.opts.force ?? false),
+    parent: snapshot.parent,
+  });
   ctx.staged = null;
   return snapshot;
 }

@@ -19,6 +19,7 @@ import {
 } from './manifest.js';
 import { linkOrCopy, syncToDisk } from '../util/files.js';
 import { assertValidTag, isValidTag } from './tag.js';
+import { assertNoDependents } from './chain.js';
 
 export interface SnapshotRecord {
   tag: string;
@@ -34,6 +35,7 @@ export class SnapshotWriter {
   private readonly forget: () => void;
 
   constructor(
+    private readonly store: SnapshotStore,
     readonly tag: string,
     readonly dir: string,
     private readonly lock: TagLock,
@@ -48,10 +50,14 @@ export class SnapshotWriter {
     return join(this.dir, file);
   }
 
-  /** Write the final manifest with status "ready" and release the tag. */
+  /**
+   * Write the final manifest with status "ready" and release the tag. A
+   * link becomes ready only while its parent is held and still the one it
+   * names (parentHeld).
+   */
   async commit(manifest: SnapshotManifest): Promise<SnapshotManifest> {
     const ready = { ...manifest, status: 'ready' as const };
-    await writeManifest(this.dir, ready);
+    await this.store.parentHeld(ready.parent, () => writeManifest(this.dir, ready));
     this.finished = true;
     this.forget();
     await this.lock.release();
@@ -89,15 +95,26 @@ export class StagedSnapshot {
     return join(this.dir, file);
   }
 
-  /** Move the staged snapshot into place as `tag`; with `replace`, an existing one goes. */
-  async install(tag: string, opts: { replace?: boolean } = {}): Promise<void> {
+  /**
+   * Move the staged snapshot into place as `tag`; with `replace`, an existing
+   * one goes. A link (`parent`) is moved in only while its parent is held and
+   * still the one it names (parentHeld).
+   */
+  async install(
+    tag: string,
+    opts: { replace?: boolean; parent?: SnapshotManifest['parent'] } = {},
+  ): Promise<void> {
     assertValidTag(tag);
+    await this.store.parentHeld(opts.parent, () => this.moveInto(tag, opts.replace ?? false));
+  }
+
+  private async moveInto(tag: string, replace: boolean): Promise<void> {
     const lock = await lockFile(this.store.lockPath(tag), `snapshot ${JSON.stringify(tag)}`);
     try {
       const target = this.store.dataDir.snapshotDir(tag);
       let displaced: string | null = null;
       if (await this.store.exists(tag)) {
-        if (!opts.replace) await this.store.assertTagFree(tag);
+        if (!replace) await this.store.assertTagFree(tag);
         displaced = join(
           this.store.dataDir.snapshotsDir,
           `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}-old`,
@@ -219,7 +236,7 @@ export class SnapshotStore {
       if (opts.replace) await rm(dir, { recursive: true, force: true });
       else await this.assertTagFree(tag);
       await mkdir(dir);
-      return new SnapshotWriter(tag, dir, lock);
+      return new SnapshotWriter(this, tag, dir, lock);
     } catch (err) {
       await lock.release();
       throw err;
@@ -272,14 +289,49 @@ export class SnapshotStore {
   }
 
   /** With `waitForLockMs`, a tag that is briefly locked by other work is waited for instead of refused. */
-  async remove(tag: string, opts: { waitForLockMs?: number } = {}): Promise<void> {
+  /**
+   * Remove a snapshot. `unlessDependents` refuses one that others are diffs
+   * of, checked under its lock: a link made ready meanwhile holds that lock
+   * (parentHeld), so a chain is never left without its parent.
+   */
+  async remove(
+    tag: string,
+    opts: { waitForLockMs?: number; unlessDependents?: boolean } = {},
+  ): Promise<void> {
     await this.get(tag);
     const what = `snapshot ${JSON.stringify(tag)}`;
     const lock = opts.waitForLockMs
       ? await lockFileWaiting(this.lockPath(tag), what, opts.waitForLockMs)
       : await lockFile(this.lockPath(tag), what);
     try {
+      if (opts.unlessDependents) await assertNoDependents(this, tag);
       await rm(this.dataDir.snapshotDir(tag), { recursive: true, force: true });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * Runs `work` (the step that makes a link ready) holding its parent's
+   * lock, once the parent is checked to be here, ready, and the snapshot the
+   * link names by content hash. Without a parent, just runs it.
+   */
+  async parentHeld<T>(parent: SnapshotManifest['parent'], work: () => Promise<T>): Promise<T> {
+    if (!parent) return work();
+    const lock = await lockFileWaiting(
+      this.lockPath(parent.tag),
+      `snapshot ${JSON.stringify(parent.tag)}`,
+      10_000,
+    );
+    try {
+      const held = await this.getReady(parent.tag).catch(() => null);
+      if (held?.manifest.contentHash !== parent.contentHash) {
+        throw new ConflictError(
+          `snapshot ${parent.tag}, the parent of this diff link, was removed or replaced while the link was being written`,
+          { hint: `make the link again over the ${parent.tag} you have now` },
+        );
+      }
+      return await work();
     } finally {
       await lock.release();
     }

@@ -113,3 +113,40 @@ test('a snapshot left writing by a dead process is abandoned; a stale lock is ta
     assert.equal(await store.exists('crashed'), false);
     assert.equal(await readFile(join(root, 'snapshots', '.locks', 'crashed.lock')).catch(() => null), null);
   }));
+
+test('a link becomes ready only over its parent as it names it, and a parent with a link is not removed', () =>
+  withStore(async (store) => {
+    const parent = await store.begin('parent');
+    await parent.commit({ ...manifest('parent'), contentHash: 'a'.repeat(64) });
+    const named = { tag: 'parent', contentHash: 'a'.repeat(64) };
+
+    // The parent removed while the link was written: the link is refused, and aborting it leaves nothing.
+    const orphan = await store.begin('orphan');
+    await store.remove('parent');
+    await assert.rejects(
+      orphan.commit({ ...manifest('orphan'), parent: named }),
+      (err: unknown) =>
+        err instanceof ConflictError && /parent of this diff link, was removed or replaced/.test(err.message),
+    );
+    await orphan.abort();
+    assert.deepEqual(await store.list(), []);
+
+    // Replaced by another snapshot of that tag: refused too.
+    const other = await store.begin('parent');
+    await other.commit({ ...manifest('parent'), contentHash: 'b'.repeat(64) });
+    const stale = await store.begin('stale');
+    await assert.rejects(stale.commit({ ...manifest('stale'), parent: named }), ConflictError);
+    await stale.abort();
+
+    // Over the parent it names: ready, and the parent refuses removal while the link is there.
+    const link = await store.begin('link');
+    await link.commit({ ...manifest('link'), parent: { tag: 'parent', contentHash: 'b'.repeat(64) } });
+    assert.equal((await store.getReady('link')).manifest.status, 'ready');
+    await assert.rejects(
+      store.remove('parent', { unlessDependents: true }),
+      (err: unknown) => err instanceof ConflictError && /has dependents: link/.test(err.message),
+    );
+    await store.remove('link', { unlessDependents: true });
+    await store.remove('parent', { unlessDependents: true });
+    assert.deepEqual(await store.list(), []);
+  }));
