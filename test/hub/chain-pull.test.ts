@@ -74,6 +74,16 @@ async function assertRefused(
   assert.ok(!after.snapshots.some((n) => n.startsWith(STAGING_PREFIX)));
 }
 
+/** A loopback hub serving `dir` for the length of `fn`. */
+async function withHub(dir: string, fn: (url: string) => Promise<void>): Promise<void> {
+  const server = await startHubServer({ dir });
+  try {
+    await fn(server.url);
+  } finally {
+    await server.close();
+  }
+}
+
 const pull = (into: Engine, ref: string, opts: { hub?: string; tag?: string } = {}) =>
   into.pull({ ref, hub: opts.hub ?? hub.url, tag: opts.tag, trust });
 
@@ -259,20 +269,17 @@ void test('pull of a diff finds its missing ancestors on the hub by content hash
 void test('an ancestor the hub lacks, or taken here by another snapshot, stops the pull before any download', async () => {
   const lacking = join(work, 'lacking-hub');
   await publishPack({ hubDir: lacking, file: packs.d2, name: 'forkd/cpull-d2', version: '1' });
-  const lackingHub = await startHubServer({ dir: lacking });
-  try {
+  await withHub(lacking, async (url) => {
     const empty = await otherEngine();
     await assertRefused(
       empty,
-      () => pull(empty, 'forkd/cpull-d2', { hub: lackingHub.url }),
+      () => pull(empty, 'forkd/cpull-d2', { hub: url }),
       NotFoundError,
       new RegExp(
         `is a diff over ${ROOT} \\(content hash [0-9a-f]{16}…\\), which is neither installed here nor published`,
       ),
     );
-  } finally {
-    await lackingHub.close();
-  }
+  });
   const taken = await otherEngine();
   await taken.unpack({ source: createReadStream(packs.d1Flat), sourceName: packs.d1Flat, trust, tag: ROOT });
   await assertRefused(
@@ -297,18 +304,15 @@ void test('a hub entry whose pack is not the snapshot its content hash claims is
     version.chain = [{ tag: ROOT, content_hash: hashes.get(ROOT)! }];
   }
   await writeFile(indexPath, JSON.stringify(index));
-  const forgedHub = await startHubServer({ dir: forged });
-  try {
+  await withHub(forged, async (url) => {
     const empty = await otherEngine();
     await assertRefused(
       empty,
-      () => pull(empty, 'forkd/cpull-d1', { hub: forgedHub.url }),
+      () => pull(empty, 'forkd/cpull-d1', { hub: url }),
       PackRejectedError,
       new RegExp(`${ROOT} has content hash [0-9a-f]{64}, not the ${hashes.get(ROOT)} it was named by`),
     );
-  } finally {
-    await forgedHub.close();
-  }
+  });
 });
 
 void test('a carried link forged under a consistent manifest is refused; the verified links before it stay', async () => {
