@@ -6,6 +6,8 @@ import type { BranchResult } from './branch.js';
 import type { Engine } from './engine.js';
 import type { Sandbox } from './sandbox.js';
 
+const TIDY_BEFORE_DIFF = 'sync; fstrim / 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches';
+
 export interface DiffFromChangeRequest {
   /** The parent snapshot. */
   from: string;
@@ -25,6 +27,12 @@ export async function diffFromChange(engine: Engine, req: DiffFromChangeRequest)
   const sandbox = child.sandbox;
   try {
     await req.change(sandbox);
+    // What the change left behind need not be in the diff: blocks of deleted
+    // files (trimmed after a sync: ext4 does not trim what an uncommitted
+    // delete freed) and the clean page cache (zero once dropped, with
+    // init_on_free). Best effort: a guest without fstrim still branches.
+    req.onProgress?.('trimming freed blocks and dropping the page cache');
+    await sandbox.agent.exec({ shell: TIDY_BEFORE_DIFF, timeoutMs: 60_000 }).catch(() => undefined);
     req.onProgress?.(`writing ${req.tag} as a diff of ${req.from}`);
     return await engine.branch(sandbox, { tag: req.tag, diff: true, onProgress: req.onProgress });
   } finally {

@@ -2,13 +2,15 @@
 // link's disk diff (a qcow2 layer over its parent's), and unpacking it over
 // the parent installed from a full pack flattens that diff onto the base
 // image, so a child of the unpacked link reads the file its source wrote.
+// A link made from a change (forkd snapshot diff) leaves out the blocks of
+// files the change deleted.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ChildResult, Engine } from '../../src/engine/index.js';
+import { diffFromChange, type ChildResult, type Engine } from '../../src/engine/index.js';
 import type { TrustPolicy } from '../../src/hub/signing.js';
 import { SNAPSHOT_FILES } from '../../src/snapshot/manifest.js';
 import { inspectDiskImage } from '../../src/vmm/disk.js';
@@ -16,6 +18,7 @@ import { inChildOf, qemuProcessesUsing, shOk, testEngine } from '../support/engi
 
 const TAG = 'test-dpack-numpy';
 const LINK = `${TAG}-d1`;
+const TRIMMED = `${TAG}-trimmed`;
 const trust: TrustPolicy = { keys: new Map(), allowUnsigned: true };
 
 let engine: Engine;
@@ -25,7 +28,7 @@ let written: string;
 before(async () => {
   engine = testEngine();
   work = await mkdtemp(join(tmpdir(), 'forkd-dpack-disk-'));
-  await engine.store.remove(LINK).catch(() => undefined);
+  for (const tag of [TRIMMED, LINK]) await engine.store.remove(tag).catch(() => undefined);
   await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy', replace: true });
   const forked = await engine.fork({ tag: TAG, n: 1 });
   const child = forked.children[0] as ChildResult;
@@ -42,7 +45,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const tag of [LINK, TAG]) await engine.store.remove(tag).catch(() => undefined);
+  for (const tag of [TRIMMED, LINK, TAG]) await engine.store.remove(tag).catch(() => undefined);
   assert.deepEqual(qemuProcessesUsing(work), []);
   await rm(work, { recursive: true, force: true });
 });
@@ -69,4 +72,26 @@ void test('a diff pack carries the disk diff, and unpacking flattens it over the
   const diffLayer = await inspectDiskImage(join(result.dir, SNAPSHOT_FILES.diskDiff), 'qcow2');
   assert.equal(diffLayer.backingFile, `../${TAG}/${SNAPSHOT_FILES.disk}`);
   assert.equal(await inChildOf(other, LINK, 'sha256sum /root/changed'), written);
+});
+
+void test('a link made from a change leaves out the blocks of the files the change deleted', async () => {
+  const { manifest } = await diffFromChange(engine, {
+    from: TAG,
+    tag: TRIMMED,
+    change: async (sandbox) =>
+      void (await shOk(
+        sandbox,
+        'head -c 24000000 /dev/urandom > /root/scratch && sync && rm /root/scratch && echo kept > /root/kept',
+      )),
+  });
+  const disk = manifest.diff?.disk;
+  assert.ok(disk, 'a disk diff');
+  assert.ok(
+    disk.physicalBytes < 8_000_000,
+    `24 MB written and deleted are not in the diff (${disk.physicalBytes} bytes)`,
+  );
+  assert.equal(
+    await inChildOf(engine, TRIMMED, 'cat /root/kept; test -e /root/scratch || echo gone'),
+    'kept\ngone\n',
+  );
 });
