@@ -1,16 +1,18 @@
 // An image's identity: sha256 over everything that goes into it (the recipe,
-// the kernel and its command line, the agent, the init scripts, the Python runtime when the recipe
+// the kernel and its command line, the agent, the init scripts, the warm runtime when the recipe
 // has one, busybox, and the builder's format version). Equal hash, equal image.
 import { createHash } from 'node:crypto';
 import { sha256File } from './fsutil.js';
+import { RUNTIME_FILES, runtimeSourcePath } from './runtimes.js';
 import type { GuestSources } from './sources.js';
 import type { Recipe } from './types.js';
 
 /** Bump when the builder's output changes for the same inputs. */
-export const IMAGE_BUILDER_FORMAT = 1;
+export const IMAGE_BUILDER_FORMAT = 2;
 
 export interface HashInputs {
-  recipe: Recipe;
+  /** The recipe, with its files by content (recipeHashInput). */
+  recipe: unknown;
   kernelCmdline: string;
   kernelVersion: string;
   kernelPackageVersion: string;
@@ -43,6 +45,9 @@ export async function hashSources(sources: GuestSources, recipe: Recipe): Promis
     forkdInit: await sha256File(sources.forkdInitPath),
     busybox: await sha256File(sources.busyboxPath),
   };
-  if (recipe.runtime) files.pythonRuntime = await sha256File(sources.pythonRuntimePath);
+  if (recipe.runtime) {
+    const { kind } = recipe.runtime;
+    files[RUNTIME_FILES[kind].hashKey] = await sha256File(runtimeSourcePath(sources.guestDir, kind));
+  }
   return files;
 }

@@ -18,10 +18,11 @@ import {
   chmod,
 } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { MissingDependencyError } from '../errors.js';
+import { InvalidArgumentError, MissingDependencyError } from '../errors.js';
 import { throwIfAborted } from '../util/abort.js';
 import { exists, mountsUnder, removeTree, treeBytes } from './fsutil.js';
 import { run } from '../util/run.js';
+import { RUNTIME_FILES, runtimeSourcePath } from './runtimes.js';
 import type { GuestSources } from './sources.js';
 import type { ProgressFn, RuntimeConfig } from './types.js';
 
@@ -146,12 +147,15 @@ export async function ensureRootfsTree(opts: TreeOptions): Promise<string> {
       fraction: 0,
     });
     let fraction = 0;
+    const missing: string[] = [];
     await run(
       ['debootstrap', '--variant=minbase', `--include=${packages.join(',')}`, suite, target, mirror],
       {
         signal,
         captureStdout: false,
         onLine: (line) => {
+          const unknown = /Couldn't find these debs: (.*)$/.exec(line)?.[1];
+          if (unknown) missing.push(...unknown.trim().split(/\s+/));
           for (const [re, f] of PHASES) {
             if (re.test(line) && f > fraction) {
               fraction = f;
@@ -165,7 +169,12 @@ export async function ensureRootfsTree(opts: TreeOptions): Promise<string> {
           }
         },
       },
-    );
+    ).catch((err: unknown) => {
+      if (missing.length === 0) throw err;
+      throw new InvalidArgumentError(`Debian ${suite} has no package ${missing.join(', ')}`, 'packages', {
+        hint: `check the name (apt-cache search, or packages.debian.org/${suite})`,
+      });
+    });
     throwIfAborted(signal);
     // debootstrap unmounts /proc and /sys itself; make sure before touching the tree.
     await removeMountsOnly(target);
@@ -194,6 +203,8 @@ export interface RootfsInput {
   tree: string;
   sources: GuestSources;
   runtime: RuntimeConfig | null;
+  /** Adds the recipe's own files to the copied tree, after forkd's. */
+  addExtras?: ((tree: string) => Promise<void>) | undefined;
   /** Scratch directory on the same file system as `tree` (for hard links). */
   workDir: string;
   outPath: string;
@@ -231,7 +242,9 @@ export async function buildRootfs(input: RootfsInput): Promise<{ bytes: number; 
     await put(tree, 'usr/lib/forkd/busybox', await readFile(sources.busyboxPath), 0o755);
     await put(tree, `${await sbinDir(tree)}/forkd-init`, await readFile(sources.forkdInitPath), 0o755);
     if (input.runtime) {
-      await put(tree, 'usr/lib/forkd/python_runtime.py', await readFile(sources.pythonRuntimePath));
+      const { kind } = input.runtime;
+      const file = await readFile(runtimeSourcePath(sources.guestDir, kind));
+      await put(tree, RUNTIME_FILES[kind].guestPath.slice(1), file);
       await put(tree, 'etc/forkd/runtime.json', JSON.stringify(input.runtime) + '\n');
     }
     await put(tree, 'etc/hostname', 'forkd\n');
@@ -242,6 +255,7 @@ export async function buildRootfs(input: RootfsInput): Promise<{ bytes: number; 
     );
     await put(tree, 'etc/resolv.conf', 'nameserver 10.0.2.3\n');
     await put(tree, 'etc/fstab', '# the root file system is mounted by the forkd initramfs\n');
+    await input.addExtras?.(tree);
 
     const contentBytes = await treeBytes(tree);
     const size = Math.ceil((contentBytes * 1.1 + HEADROOM_BYTES) / (1 << 20)) * (1 << 20);
@@ -262,10 +276,17 @@ export async function buildRootfs(input: RootfsInput): Promise<{ bytes: number; 
         'forkd-root',
         '-m',
         '0',
-        // Initialise inode tables and journal now, so the guest's ext4lazyinit
-        // never writes them into every parent's disk layer.
+        // No journal: a sandbox's disk is never recovered after a crash (a
+        // snapshot resumes the very kernel that wrote it, page cache and
+        // all), and a journal doubles every metadata write, each landing in
+        // a sandbox's disk layer and in every diff made of it (17 MiB of a
+        // pandas install's diff were journal).
+        '-O',
+        '^has_journal',
+        // Initialise inode tables now, so the guest's ext4lazyinit never
+        // writes them into every parent's disk layer.
         '-E',
-        'lazy_itable_init=0,lazy_journal_init=0',
+        'lazy_itable_init=0',
         '-d',
         tree,
         input.outPath,
