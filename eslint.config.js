@@ -78,7 +78,7 @@ const importGraph = {
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'guest/**', 'bench/results/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'guest/**', 'bench/results/**', '.forkd-test/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -160,9 +160,13 @@ class Resources {
 
 export async function benchChain(engine: Engine, log: (s: string) => void): Promise<void> {
   const started = Date.now();
-  if (!(await engine.store.exists(ROOT))) {
+  // A root left by an earlier run is kept only if it is of today's image (a
+  // changed builder or agent makes another image, which is what to measure).
+  const image = await engine.imageFor('python-numpy');
+  const existing = (await engine.store.exists(ROOT)) ? (await engine.store.getReady(ROOT)).manifest : null;
+  if (existing?.image.contentHash !== image.contentHash) {
     log(`creating snapshot ${ROOT}`);
-    await engine.createSnapshot({ tag: ROOT, recipe: 'python-numpy', onProgress: log });
+    await engine.createSnapshot({ tag: ROOT, recipe: 'python-numpy', onProgress: log, replace: true });
   }
   const { manifest } = await engine.store.getReady(ROOT);
   const res = new Resources(engine);

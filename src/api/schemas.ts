@@ -211,7 +211,7 @@ export const PingResult = Type.Object({
   numpy_version: Type.Union([Type.String(), Type.Null()]),
   /** The agent's pid in the guest. */
   pid: Type.Integer(),
-  /** The warm runtime's language (python), or "none" without one. */
+  /** The warm runtime's language (python, node), or "none" without one. */
   agent_lang: Type.String(),
   warmup_ready: Type.Boolean(),
   agent_version: Type.String(),

@@ -2,7 +2,7 @@
 // the daemon both drive. It owns host facts (QEMU, accelerator) and hands
 // out snapshots and sandboxes; it knows nothing about HTTP or terminals.
 import { availableParallelism } from 'node:os';
-import { buildImage, type GuestImage, type ProgressFn } from '../image/index.js';
+import { buildImage, type GuestImage, type ProgressFn, type Recipe } from '../image/index.js';
 import { checkKernelFile, checkRootfsFile, prepareForeignImage } from '../image/index.js';
 import { DataDir, defaultDataDir } from '../snapshot/data-dir.js';
 import type { SnapshotManifest } from '../snapshot/manifest.js';
@@ -65,7 +65,8 @@ export interface EngineOptions {
 }
 
 export interface SnapshotRequest extends Omit<CreateSnapshotOptions, 'image'> {
-  recipe: string;
+  /** A built-in recipe's name, or a recipe read from a file (loadRecipeFile). */
+  recipe: string | Recipe;
   onImageProgress?: ProgressFn;
 }
 
@@ -121,7 +122,7 @@ export class Engine {
   }
 
   buildImage(
-    recipe: string,
+    recipe: string | Recipe,
     opts: { force?: boolean; onProgress?: ProgressFn; signal?: AbortSignal } = {},
   ): Promise<GuestImage> {
     return buildImage(recipe, { dataDir: this.dataDir.root, ...opts });
@@ -132,7 +133,7 @@ export class Engine {
    * build costs only hashing its inputs (milliseconds), and an image built
    * from an older agent or init must not be booted by mistake.
    */
-  imageFor(recipe: string, onProgress?: ProgressFn, signal?: AbortSignal): Promise<GuestImage> {
+  imageFor(recipe: string | Recipe, onProgress?: ProgressFn, signal?: AbortSignal): Promise<GuestImage> {
     return this.buildImage(recipe, { onProgress, signal });
   }
 

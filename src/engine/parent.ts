@@ -20,6 +20,7 @@ import type { QemuInstallation } from '../vmm/qemu-binary.js';
 import { AgentClient } from './agent/client.js';
 import { machineFor } from './machine-for.js';
 import { finishFrozenState } from './frozen-state.js';
+import { runWarmup } from './warmup.js';
 import { createRunDir, randomId, type RunDir } from './run-dir.js';
 import { destroyVm, launchVm, unlessExited, type LaunchedVm } from './vm.js';
 import type { DataDir } from '../snapshot/data-dir.js';
@@ -57,7 +58,7 @@ export async function createSnapshot(
       machineType: 'microvm',
       accel: ctx.accel.accel,
       cpuModel: CPU_MODEL[ctx.accel.accel],
-      vcpus: opts.vcpus ?? 1,
+      vcpus: opts.vcpus ?? image.vcpus ?? 1,
       memoryMib: opts.memoryMib ?? image.memoryMib,
       hasDisk: image.rootfsPath !== null,
       hasNetwork: true,
@@ -123,6 +124,13 @@ export async function createSnapshot(
       { signal: opts.signal, timeoutMs: bootTimeoutMs },
       opts.onProgress,
     );
+    if (image.warmup) {
+      const warming = unlessExited(vm.process, 'warming up', runWarmup(agent, image.warmup, opts));
+      await warming.catch(async (err: unknown) => {
+        await agent.close();
+        throw err;
+      });
+    }
     const bootToReadyMs = Date.now() - bootStarted;
 
     opts.onProgress?.('freezing parent');

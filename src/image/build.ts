@@ -14,7 +14,8 @@ import { getRecipe, guestKernelCmdline, recipeHasRootfs } from './recipes.js';
 import { buildRootfs, ensureRootfsTree } from './rootfs.js';
 import { locateSources, type SourceOverrides } from './sources.js';
 import { IMAGE_JSON, imageDirName, imagesDir, readImage, toGuestImage, type ImageJson } from './store.js';
-import type { GuestImage, ProgressFn } from './types.js';
+import type { GuestImage, ProgressFn, Recipe } from './types.js';
+import { addRecipeExtras, ensureNpmModules, recipeHashInput } from './recipe-extras.js';
 
 export interface BuildImageOptions extends SourceOverrides {
   dataDir: string;
@@ -39,9 +40,10 @@ async function cleanStaleTmp(dir: string): Promise<void> {
   }
 }
 
-export async function buildImage(recipeName: string, opts: BuildImageOptions): Promise<GuestImage> {
+/** Build (or find built) the image of a built-in recipe by name, or of a recipe read from a file. */
+export async function buildImage(recipeRef: string | Recipe, opts: BuildImageOptions): Promise<GuestImage> {
   const { dataDir, onProgress, signal } = opts;
-  const recipe = getRecipe(recipeName);
+  const recipe = typeof recipeRef === 'string' ? getRecipe(recipeRef) : recipeRef;
   const hasRootfs = recipeHasRootfs(recipe);
   throwIfAborted(signal);
 
@@ -53,7 +55,7 @@ export async function buildImage(recipeName: string, opts: BuildImageOptions): P
     tscKhz: opts.tscKhz === undefined ? hostTscKhz() : opts.tscKhz,
   });
   const hash = contentHash({
-    recipe,
+    recipe: await recipeHashInput(recipe),
     kernelCmdline,
     kernelVersion: kernel.version,
     kernelPackageVersion: kernel.packageVersion,
@@ -109,10 +111,14 @@ export async function buildImage(recipeName: string, opts: BuildImageOptions): P
 
     let rootfsBytes: number | null = null;
     if (tree) {
+      const npmDir = recipe.npm?.length
+        ? await ensureNpmModules(dataDir, recipe.npm, { onProgress, signal })
+        : null;
       const built = await buildRootfs({
         tree,
         sources,
         runtime: recipe.runtime,
+        addExtras: (root) => addRecipeExtras(root, recipe, npmDir, signal),
         workDir: tmp,
         outPath: join(tmp, 'rootfs.ext4'),
         signal,
@@ -134,6 +140,8 @@ export async function buildImage(recipeName: string, opts: BuildImageOptions): P
       kernelCmdline,
       runtime: recipe.runtime,
       memoryMib: recipe.memoryMib,
+      ...(recipe.vcpus ? { vcpus: recipe.vcpus } : {}),
+      ...(recipe.warmup ? { warmup: recipe.warmup } : {}),
       createdAt: new Date().toISOString(),
       initrdBytes: initrd.bytes,
       rootfsBytes,

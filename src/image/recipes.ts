@@ -1,48 +1,63 @@
-// The built-in image recipes. A recipe is plain data: what goes into the
-// guest (packages, kernel modules, warm runtime) and how it boots. Its JSON is
-// part of the image's content hash, so editing a recipe makes a new image.
-import { InvalidArgumentError } from '../errors.js';
+// The built-in image recipes: recipe files like any user's (recipe-file.ts),
+// in the repo's recipes/<name>/recipe.yaml, read once when first asked for.
+// A recipe is plain data: what goes into the guest and how it boots. Its
+// JSON is part of the image's content hash, so editing a recipe makes a new
+// image.
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError, MissingDependencyError } from '../errors.js';
+import { loadRecipeFileSync } from './recipe-file.js';
 import type { Recipe } from './types.js';
 
-/** What every guest loads: the virtio-mmio transport and the agent's devices. */
-export const BASE_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_rng', 'virtio_net'] as const;
-/** A virtio-blk root with ext4 (crc32c is a soft dependency modules.dep does not list). */
-export const DISK_MODULES = ['virtio_blk', 'crc32c_generic', 'ext4'] as const;
+export { BASE_MODULES, DISK_MODULES } from './recipe-file.js';
 
-export const RECIPES: readonly Recipe[] = Object.freeze([
-  {
-    name: 'tiny',
-    description:
-      'busybox initramfs with the agent as PID 1; no disk, no language runtime (exec and files only)',
-    suite: 'bookworm',
-    packages: [],
-    modules: [...BASE_MODULES],
-    runtime: null,
-    memoryMib: 256,
-    kernelCmdlineExtra: [],
-  },
-  {
-    name: 'python-numpy',
-    description:
-      'Debian bookworm (minbase) with python3 and numpy, imported by a warm runtime before the snapshot',
-    suite: 'bookworm',
-    packages: ['python3-numpy'],
-    modules: [...BASE_MODULES, ...DISK_MODULES],
-    runtime: {
-      kind: 'python',
-      argv: ['python3', '/usr/lib/forkd/python_runtime.py'],
-      imports: ['numpy'],
-    },
-    memoryMib: 512,
-    kernelCmdlineExtra: ['root=/dev/vda', 'rootfstype=ext4', 'rootflags=noatime'],
-  },
-] satisfies Recipe[]);
+export const RECIPE_FILE = 'recipe.yaml';
+
+/** The repo's recipes/ directory: walk up from this module until recipes/tiny/recipe.yaml exists. */
+export function builtinRecipesDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'recipes', 'tiny', RECIPE_FILE))) return join(dir, 'recipes');
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  throw new MissingDependencyError('cannot find the recipes/ directory of the forkd checkout', 'recipes', {
+    hint: 'run forkd from its repository',
+  });
+}
+
+let builtins: readonly Recipe[] | null = null;
+
+/** The built-in recipes, by name (each recipes/<name>/recipe.yaml, whose name must be its folder's). */
+export function builtinRecipes(): readonly Recipe[] {
+  if (builtins) return builtins;
+  const dir = builtinRecipesDir();
+  const recipes = readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && existsSync(join(dir, e.name, RECIPE_FILE)))
+    .map((e) => {
+      const recipe = loadRecipeFileSync(join(dir, e.name, RECIPE_FILE));
+      if (recipe.name !== e.name) {
+        throw new InvalidArgumentError(
+          `${join(dir, e.name, RECIPE_FILE)} is named ${recipe.name}, not ${e.name}`,
+          'recipe',
+        );
+      }
+      return recipe;
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+  builtins = Object.freeze(recipes);
+  return builtins;
+}
 
 export function getRecipe(name: string): Recipe {
-  const recipe = RECIPES.find((r) => r.name === name);
+  const recipe = builtinRecipes().find((r) => r.name === name);
   if (!recipe) {
     throw new InvalidArgumentError(
-      `unknown image recipe '${name}' (valid: ${RECIPES.map((r) => r.name).join(', ')})`,
+      `unknown image recipe '${name}' (valid: ${builtinRecipes()
+        .map((r) => r.name)
+        .join(', ')}; or a recipe file: ./my.yaml)`,
       'recipe',
     );
   }

@@ -1,5 +1,5 @@
 // Where the files that go into a guest come from: the repo's guest/ tree (init
-// scripts, the agent binary built by `make -C guest`, the Python runtime) and
+// scripts, the agent binary built by `make -C guest`, the warm runtimes) and
 // the host's static busybox. Missing pieces are MissingDependencyErrors that
 // say how to produce them.
 import { existsSync } from 'node:fs';
@@ -8,13 +8,14 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MissingDependencyError } from '../errors.js';
 import { exists } from './fsutil.js';
+import { RUNTIME_KINDS, runtimeSourcePath } from './runtimes.js';
 
 export interface GuestSources {
   guestDir: string;
   agentPath: string;
   initPath: string;
   forkdInitPath: string;
-  /** Only needed by recipes with a Python runtime. */
+  /** Only needed by recipes with a Python runtime (the Node one: runtimeSourcePath). */
   pythonRuntimePath: string;
   busyboxPath: string;
 }
@@ -71,7 +72,7 @@ export async function findBusybox(override?: string): Promise<string> {
   });
 }
 
-/** Locate every guest input; `needRuntime` also requires the Python runtime. */
+/** Locate every guest input; `needRuntime` also requires the warm runtimes. */
 export async function locateSources(overrides: SourceOverrides, needRuntime: boolean): Promise<GuestSources> {
   const guestDir = resolve(overrides.guestDir ?? defaultGuestDir());
   const src: GuestSources = {
@@ -79,7 +80,7 @@ export async function locateSources(overrides: SourceOverrides, needRuntime: boo
     agentPath: resolve(overrides.agentPath ?? join(guestDir, 'build', 'forkd-agent')),
     initPath: join(guestDir, 'init', 'init'),
     forkdInitPath: join(guestDir, 'init', 'forkd-init'),
-    pythonRuntimePath: join(guestDir, 'runtime', 'python_runtime.py'),
+    pythonRuntimePath: runtimeSourcePath(guestDir, 'python'),
     busyboxPath: await findBusybox(overrides.busyboxPath),
   };
   if (!(await exists(src.agentPath))) {
@@ -87,7 +88,8 @@ export async function locateSources(overrides: SourceOverrides, needRuntime: boo
       hint: `build it with: make -C ${guestDir} (or npm run build)`,
     });
   }
-  for (const path of [src.initPath, src.forkdInitPath, ...(needRuntime ? [src.pythonRuntimePath] : [])]) {
+  const runtimes = needRuntime ? RUNTIME_KINDS.map((kind) => runtimeSourcePath(guestDir, kind)) : [];
+  for (const path of [src.initPath, src.forkdInitPath, ...runtimes]) {
     if (!(await exists(path))) {
       throw new MissingDependencyError(`guest file missing: ${path}`, path, {
         hint: 'the forkd checkout is incomplete',

@@ -6,7 +6,7 @@ import { readFile, readdir, rename } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import { exists, removeTree } from './fsutil.js';
-import type { GuestImage, RuntimeConfig } from './types.js';
+import type { GuestImage, RuntimeConfig, WarmupPlan } from './types.js';
 
 export const IMAGE_JSON = 'image.json';
 
@@ -23,6 +23,8 @@ export interface ImageJson {
   kernelCmdline: string;
   runtime: RuntimeConfig | null;
   memoryMib: number;
+  vcpus?: number;
+  warmup?: WarmupPlan;
   createdAt: string;
   initrdBytes: number;
   rootfsBytes: number | null;
@@ -49,6 +51,8 @@ export function toGuestImage(dir: string, json: ImageJson): GuestImage {
     kernelCmdline: json.kernelCmdline,
     runtime: json.runtime,
     memoryMib: json.memoryMib,
+    ...(json.vcpus ? { vcpus: json.vcpus } : {}),
+    ...(json.warmup ? { warmup: json.warmup } : {}),
     createdAt: json.createdAt,
   };
 }

@@ -15,7 +15,7 @@ import {
   parseModulesDep,
   resolveModuleOrder,
 } from '../../src/image/modules.js';
-import { getRecipe, guestKernelCmdline, RECIPES } from '../../src/image/recipes.js';
+import { builtinRecipes, getRecipe, guestKernelCmdline } from '../../src/image/recipes.js';
 import { parseMirror } from '../../src/image/rootfs.js';
 import { findXzOffsets } from '../../src/image/vmlinux.js';
 import { parseTscKhz } from '../../src/image/host.js';
@@ -195,10 +195,10 @@ void test('xz stream offsets are found', () => {
 
 void test('recipes are valid and getRecipe lists valid names on error', () => {
   assert.deepEqual(
-    RECIPES.map((r) => r.name),
-    ['tiny', 'python-numpy'],
+    builtinRecipes().map((r) => r.name),
+    ['nodejs', 'python-numpy', 'tiny'],
   );
-  for (const r of RECIPES) {
+  for (const r of builtinRecipes()) {
     const cmdline = guestKernelCmdline(r);
     for (const want of ['console=ttyS0', 'reboot=k', 'panic=-1', 'init_on_free=1'])
       assert.ok(cmdline.includes(want));
@@ -206,7 +206,8 @@ void test('recipes are valid and getRecipe lists valid names on error', () => {
   assert.ok(guestKernelCmdline(getRecipe('python-numpy')).includes('root=/dev/vda'));
   assert.throws(
     () => getRecipe('nope'),
-    (err: unknown) => err instanceof InvalidArgumentError && /tiny, python-numpy/.test(err.message),
+    (err: unknown) =>
+      err instanceof InvalidArgumentError && /nodejs, python-numpy, tiny; or a recipe file/.test(err.message),
   );
 });
 

@@ -7,6 +7,7 @@ import { InvalidArgumentError } from '../../errors.js';
 import { chainInRecords } from '../../snapshot/chain.js';
 import { diffSizes } from '../../snapshot/manifest.js';
 import { hubPackages, hubTable } from './hub.js';
+import { recipeRef } from '../recipe-ref.js';
 
 interface BuildOptions extends GlobalOptions {
   force?: boolean;
@@ -113,13 +114,16 @@ export function registerImages(program: Command): void {
   image
     .command('build')
     .description('build a guest image from a recipe (cached by content hash)')
-    .argument('<recipe>', 'tiny | python-numpy')
+    .argument(
+      '<recipe>',
+      'a built-in recipe (tiny, python-numpy) or a recipe file (./my.yaml, docs/recipes.md)',
+    )
     .option('--force', 'rebuild even if a cached image matches')
     .action(async (recipe: string, _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<BuildOptions>();
       const { engine, out } = makeContext(opts);
       const started = Date.now();
-      const built = await engine.buildImage(recipe, {
+      const built = await engine.buildImage(await recipeRef(recipe), {
         force: opts.force,
         onProgress: (e) =>
           out.progress(

@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../../errors.js';
 import { formatBytes } from '../output.js';
 import { intOption, makeContext, type GlobalOptions } from '../context.js';
 import type { ProgressEvent } from '../../image/index.js';
+import { recipeRef } from '../recipe-ref.js';
 import { registerSnapshotDiff } from './snapshot-diff.js';
 
 interface SnapshotOptions extends GlobalOptions {
@@ -27,7 +28,10 @@ export function registerSnapshot(program: Command): void {
     )
     // Not required here: `forkd snapshot diff` takes it too (commander would demand it of both).
     .option('-t, --tag <tag>', 'name of the new snapshot ([A-Za-z0-9_-], 1-64 chars)')
-    .option('-i, --image <recipe>', 'image recipe to boot (tiny, python-numpy); built first if missing')
+    .option(
+      '-i, --image <recipe>',
+      'image recipe to boot: a built-in one (tiny, python-numpy) or a recipe file (./my.yaml); built first if missing',
+    )
     .option('--kernel <path>', 'boot this kernel (bzImage or PVH vmlinux) instead of a recipe; with --rootfs')
     .option(
       '--rootfs <path>',
@@ -74,7 +78,7 @@ export function registerSnapshot(program: Command): void {
             'image',
           );
         }
-        manifest = await engine.createSnapshot({ ...request, recipe: opts.image });
+        manifest = await engine.createSnapshot({ ...request, recipe: await recipeRef(opts.image) });
       }
       out.result(manifest, () =>
         [
