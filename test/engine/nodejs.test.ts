@@ -1,39 +1,22 @@
 // Real VMs from the nodejs image: a parent whose warm Node runtime required
 // its modules before the freeze, and children that eval JavaScript at once,
 // keep their own state and draw their own Math.random.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildResult, Engine } from '../../src/engine/index.js';
 import { getRecipe } from '../../src/image/index.js';
-import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
+import { warmChildren } from '../support/engine.js';
 
 const TAG = 'test-nodejs';
-let engine: Engine;
-let children: Extract<ChildResult, { ok: true }>[] = [];
-
-before(async () => {
-  engine = testEngine();
-  await engine.createSnapshot({ tag: TAG, recipe: 'nodejs', replace: true });
-  const result = await engine.fork({ tag: TAG, n: 3 });
-  children = result.children.filter((c): c is Extract<ChildResult, { ok: true }> => c.ok);
-  assert.equal(children.length, 3, 'all three children restored');
-});
-
-after(async () => {
-  await Promise.all(children.map((c) => c.sandbox.kill()));
-  assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
-  assert.deepEqual(runDirEntries(engine), []);
-  await engine.store.remove(TAG);
-});
+const warm = warmChildren(TAG, 'nodejs', 3);
 
 function child(i: number) {
-  const c = children[i];
+  const c = warm.children[i];
   assert.ok(c, `child ${i}`);
   return c.sandbox.agent;
 }
 
 test('the snapshot waited for the node runtime and its imports', async () => {
-  const { manifest } = await engine.store.getReady(TAG);
+  const { manifest } = await warm.engine.store.getReady(TAG);
   assert.deepEqual(manifest.runtime, { kind: 'node', imports: getRecipe('nodejs').runtime?.imports });
   assert.deepEqual((await child(0).ping()).runtime, { kind: 'node', state: 'ready', ready: true });
   const r = await child(0).eval("[process.version.split('.')[0], typeof zlib.gzipSync, typeof https.get]");
@@ -88,13 +71,15 @@ test('a thrown error and a syntax error come back as errors, and the runtime goe
 
 test('Math.random differs between children of one snapshot', async (t) => {
   const draws = await Promise.all(
-    children.map((c) => c.sandbox.agent.eval('[Math.random(), Math.random()]')),
+    warm.children.map((c) => c.sandbox.agent.eval('[Math.random(), Math.random()]')),
   );
   const firsts = draws.map((d) => JSON.stringify(d.result));
-  assert.equal(new Set(firsts).size, children.length, firsts.join(' '));
+  assert.equal(new Set(firsts).size, warm.children.length, firsts.join(' '));
   // Not asserted: OpenSSL's generator is cloned with the VM and not reseeded (see installRandom).
   const bytes = await Promise.all(
-    children.map((c) => c.sandbox.agent.eval("crypto.randomBytes(8).toString('hex')")),
+    warm.children.map((c) => c.sandbox.agent.eval("crypto.randomBytes(8).toString('hex')")),
   );
-  t.diagnostic(`crypto.randomBytes: ${new Set(bytes.map((b) => b.result)).size}/${children.length} distinct`);
+  t.diagnostic(
+    `crypto.randomBytes: ${new Set(bytes.map((b) => b.result)).size}/${warm.children.length} distinct`,
+  );
 });

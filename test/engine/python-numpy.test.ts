@@ -1,43 +1,28 @@
 // Real VMs from the debootstrap image: a parent warmed with numpy imported,
 // children that eval on it at once, keep their own interpreter state and
 // their own disk.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon } from '../../src/daemon/server.js';
-import type { ChildResult, Engine } from '../../src/engine/index.js';
 import { jsonCaller } from '../support/http.js';
-import { qemuProcessesUsing, runDirEntries, testEngine } from '../support/engine.js';
+import { warmChildren } from '../support/engine.js';
 
 const TAG = 'test-python-numpy';
-let engine: Engine;
-let children: Extract<ChildResult, { ok: true }>[] = [];
-
-before(async () => {
-  engine = testEngine();
-  await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy', replace: true });
-  const result = await engine.fork({ tag: TAG, n: 3 });
-  children = result.children.filter((c): c is Extract<ChildResult, { ok: true }> => c.ok);
-  assert.equal(children.length, 3, 'all three children restored');
-});
-
-after(async () => {
-  await Promise.all(children.map((c) => c.sandbox.kill()));
-  assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
-  assert.deepEqual(runDirEntries(engine), []);
-  await engine.store.remove(TAG);
-});
+const warm = warmChildren(TAG, 'python-numpy', 3);
 
 test('the snapshot waited for numpy to be imported', async () => {
-  const { manifest } = await engine.store.getReady(TAG);
+  const { manifest } = await warm.engine.store.getReady(TAG);
   assert.deepEqual(manifest.runtime, { kind: 'python', imports: ['numpy'] });
   assert.ok(manifest.disk, 'has a frozen disk layer');
 });
 
 test('every child evals numpy at once, warm', async () => {
-  const results = await Promise.all(children.map((c) => c.sandbox.agent.eval('numpy.zeros(5).tolist()')));
+  const results = await Promise.all(
+    warm.children.map((c) => c.sandbox.agent.eval('numpy.zeros(5).tolist()')),
+  );
   for (const r of results) {
     assert.equal(r.error, null);
     assert.deepEqual(r.result, [0, 0, 0, 0, 0]);
@@ -45,7 +30,7 @@ test('every child evals numpy at once, warm', async () => {
 });
 
 test('interpreter state persists within a child and is private to it', async () => {
-  const [a, b] = children;
+  const [a, b] = warm.children;
   assert.ok(a && b);
   await a.sandbox.agent.eval('x = 41');
   assert.equal((await a.sandbox.agent.eval('x + 1')).result, 42);
@@ -56,13 +41,13 @@ test('interpreter state persists within a child and is private to it', async () 
 
 test('children read distinct randomness', async () => {
   const values = await Promise.all(
-    children.map((c) => c.sandbox.agent.eval('import os; os.urandom(16).hex()')),
+    warm.children.map((c) => c.sandbox.agent.eval('import os; os.urandom(16).hex()')),
   );
   assert.equal(new Set(values.map((v) => v.result)).size, 3);
 });
 
 test('each child writes its own disk overlay', async () => {
-  const [a, b] = children;
+  const [a, b] = warm.children;
   assert.ok(a && b);
   const w = await a.sandbox.agent.exec({ shell: 'echo mine > /root/note && sync && cat /root/note' });
   assert.equal(w.stdout.toString(), 'mine\n');
@@ -72,7 +57,9 @@ test('each child writes its own disk overlay', async () => {
 
 test('the runtime’s own generators (random, numpy) are reseeded in every child', async () => {
   const values = await Promise.all(
-    children.map((c) => c.sandbox.agent.eval('import random; (random.random(), float(numpy.random.rand()))')),
+    warm.children.map((c) =>
+      c.sandbox.agent.eval('import random; (random.random(), float(numpy.random.rand()))'),
+    ),
   );
   const pythonDraws = values.map((v) => JSON.stringify((v.result as number[])[0]));
   const numpyDraws = values.map((v) => JSON.stringify((v.result as number[])[1]));
@@ -83,7 +70,7 @@ test('the runtime’s own generators (random, numpy) are reseeded in every child
 test('through the daemon, ping and eval answer as the original does (result is the repr string) and eval adds value as JSON', async () => {
   const scratch = await mkdtemp(join(tmpdir(), 'forkd-eval-shape-'));
   const daemon = await startDaemon({
-    dataDir: engine.dataDir.root,
+    dataDir: warm.engine.dataDir.root,
     port: 0,
     auditLog: join(scratch, 'audit.jsonl'),
   });

@@ -3,7 +3,8 @@
 import { mkdirSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import assert from 'node:assert/strict';
-import { Engine, type Sandbox } from '../../src/engine/index.js';
+import { after, before } from 'node:test';
+import { Engine, type ChildResult, type Sandbox } from '../../src/engine/index.js';
 import { qemuPidsWith } from '../../src/vmm/process.js';
 
 /** Images and kernels are cached here across test files (and runs). */
@@ -46,4 +47,33 @@ export async function inChildOf(on: Engine, tag: string, script: string): Promis
   } finally {
     await child.sandbox.kill();
   }
+}
+
+export type OkChild = Extract<ChildResult, { ok: true }>;
+
+/**
+ * For a test file: before its tests, a snapshot `tag` of `recipe` and `n`
+ * children of it; after them, the children killed, nothing left running and
+ * the snapshot removed. The returned object is filled in by then.
+ */
+export function warmChildren(
+  tag: string,
+  recipe: string,
+  n: number,
+): { engine: Engine; children: OkChild[] } {
+  const fixture = { engine: undefined as unknown as Engine, children: [] as OkChild[] };
+  before(async () => {
+    fixture.engine = testEngine();
+    await fixture.engine.createSnapshot({ tag, recipe, replace: true });
+    const result = await fixture.engine.fork({ tag, n });
+    fixture.children = result.children.filter((c): c is OkChild => c.ok);
+    assert.equal(fixture.children.length, n, `all ${n} children restored`);
+  });
+  after(async () => {
+    await Promise.all(fixture.children.map((c) => c.sandbox.kill()));
+    assert.deepEqual(qemuPidsWith(fixture.engine.dataDir.runDir), []);
+    assert.deepEqual(runDirEntries(fixture.engine), []);
+    await fixture.engine.store.remove(tag);
+  });
+  return fixture;
 }
