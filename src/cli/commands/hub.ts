@@ -1,5 +1,5 @@
 // `forkd hub serve` (a self-hosted hub) and `forkd hub publish` (add a pack
-// to a hub directory's index).
+// to a hub directory's index); `forkd hub build` is in hub-build.ts.
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { publishPack } from '../../hub/publish.js';
@@ -11,6 +11,7 @@ import { drainOnSignal } from '../../util/cleanup.js';
 import { createPrinter, formatBytes, table } from '../output.js';
 import { intOption, type GlobalOptions } from '../context.js';
 import { parseBind } from './serve.js';
+import { registerHubBuild } from './hub-build.js';
 
 interface HubServeOptions extends GlobalOptions {
   bind: string;
@@ -27,7 +28,10 @@ interface HubPublishOptions extends GlobalOptions {
 }
 
 export function registerHub(program: Command): void {
-  const hub = program.command('hub').description('run a snapshot hub, and publish packs to one');
+  const hub = program
+    .command('hub')
+    .description('run a snapshot hub, publish packs to one, or build one from recipes');
+  registerHubBuild(hub);
   hub
     .command('serve')
     .description(
