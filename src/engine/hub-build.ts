@@ -41,7 +41,12 @@ export interface HubBuildPackage {
 }
 
 export async function buildHub(engine: Engine, opts: HubBuildOptions): Promise<HubBuildPackage[]> {
-  const version = opts.version ?? new Date().toISOString().replace(/[-:]/g, '').replace(/\d\d\.\d+Z$/, 'Z');
+  const version =
+    opts.version ??
+    new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\d\d\.\d+Z$/, 'Z');
   // Every recipe and package name is checked before the first (slow) build.
   const recipes = opts.recipes.map((r) => (typeof r === 'string' ? getRecipe(r) : r));
   const names = recipes.map((r) => r.name);
