@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { errorMessage, ForkdError } from '../errors.js';
 import { PACK_EXTENSION } from '../hub/pack-manifest.js';
-import { checkPackageName, publishPack } from '../hub/publish.js';
+import { checkPackageName, publishPack, timeVersion } from '../hub/publish.js';
 import { getRecipe, type Recipe } from '../image/index.js';
 import type { CallOptions } from '../util/abort.js';
 import type { Engine } from './engine.js';
@@ -20,7 +20,7 @@ export interface HubBuildOptions extends CallOptions {
   recipes: readonly (string | Recipe)[];
   /** The packages' owner: <owner>/<recipe name>. */
   owner: string;
-  /** One version label for every package (default: the build's UTC time, e.g. 20261202T0412Z). */
+  /** One version label for every package (default: the build's UTC time, e.g. 20261202T041207Z). */
   version?: string | undefined;
   signKey?: KeyObject | undefined;
   level?: number | undefined;
@@ -41,12 +41,7 @@ export interface HubBuildPackage {
 }
 
 export async function buildHub(engine: Engine, opts: HubBuildOptions): Promise<HubBuildPackage[]> {
-  const version =
-    opts.version ??
-    new Date()
-      .toISOString()
-      .replace(/[-:]/g, '')
-      .replace(/\d\d\.\d+Z$/, 'Z');
+  const version = opts.version ?? timeVersion(new Date().toISOString());
   // Every recipe and package name is checked before the first (slow) build.
   const recipes = opts.recipes.map((r) => (typeof r === 'string' ? getRecipe(r) : r));
   const names = recipes.map((r) => r.name);

@@ -49,7 +49,12 @@ export function packRelativePath(name: string, version: string): string {
 }
 
 export function defaultVersion(manifest: PackManifest): string {
-  return manifest.created_at.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return timeVersion(manifest.created_at);
+}
+
+/** A version label from an ISO time: 2026-11-25T02:47:12.448Z is 20261125T024712Z. */
+export function timeVersion(iso: string): string {
+  return iso.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
 export function checkPackageName(name: string, version: string | undefined): void {

@@ -30,7 +30,10 @@ export function registerHubBuild(hub: Command): void {
       'comma-separated built-in recipe names and recipe files (default: every built-in recipe)',
     )
     .option('--owner <owner>', 'packages are published as <owner>/<recipe name>', 'forkd')
-    .option('--version <v>', 'version label for every package (default: the build time, e.g. 20261202T0412Z)')
+    .option(
+      '--version <v>',
+      'version label for every package (default: the build time, e.g. 20261202T041207Z)',
+    )
     .option('--sign-key <keyfile>', 'sign every pack with this ed25519 private key (`forkd keygen`)')
     .option('--level <n>', 'zstd level 1-19', intOption('--level', 1, 19), 9)
     .option('--force', 'replace versions that are already published')
