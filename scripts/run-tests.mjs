@@ -28,7 +28,9 @@ if (files.length === 0) {
 const result = spawnSync(
   process.execPath,
   // A hung VM must fail its test, not stall the whole run until CI's limit.
-  ['--test', '--test-concurrency=1', '--test-timeout=300000', '--test-reporter=spec', ...files],
+  // The limit holds for each file as a whole too: a recipe's first image
+  // build and parent boot (Chromium under TCG) take minutes.
+  ['--test', '--test-concurrency=1', '--test-timeout=600000', '--test-reporter=spec', ...files],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

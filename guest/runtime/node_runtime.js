@@ -466,6 +466,28 @@ function compile(code, filename) {
   return { script: new vm.Script(wrapped, options), async: true, hasValue };
 }
 
+/**
+ * For the browser runtime: the code is the body of an async function of
+ * (page, context, browser), so `return` gives the result and nothing the
+ * code declares outlives the call.
+ */
+function compileBody(code, filename) {
+  const wrapped = `(async (page, context, browser) => { ${code}\n})`;
+  const ast = parseScript(wrapped);
+  let source = wrapped;
+  if (ast && !ast.error) {
+    const edits = new Edits(wrapped);
+    rewriteImports(ast, edits);
+    source = edits.apply();
+  }
+  try {
+    return new vm.Script(source, { filename });
+  } catch (err) {
+    if (ast && ast.error && err instanceof SyntaxError) throw acornSyntaxError(ast.error, wrapped, filename);
+    throw err;
+  }
+}
+
 function acornSyntaxError(parseError, code, filename) {
   const { line, column } = parseError.loc;
   const source = code.split('\n')[line - 1] ?? '';
@@ -491,9 +513,11 @@ class CompileError {
 }
 
 class Evaluator {
-  constructor() {
+  /** `bodyArgs`, for the browser runtime: each eval is a function body called with these. */
+  constructor(bodyArgs = null) {
     this.count = 0;
     this.last = undefined;
+    this.bodyArgs = bodyArgs;
   }
 
   /** `_` is the last result, unless the code made `_` its own. */
@@ -514,15 +538,19 @@ class Evaluator {
     try {
       let compiled;
       try {
-        compiled = compile(code, filename);
+        compiled = this.bodyArgs
+          ? { script: compileBody(code, filename), async: true, hasValue: 'returned' }
+          : compile(code, filename);
       } catch (e) {
         throw new CompileError(e);
       }
       const { script, async, hasValue } = compiled;
       let value = script.runInThisContext();
-      if (async) value = await value;
-      if (hasValue === true || (hasValue === 'completion' && value !== undefined)) {
-        if (async) value = value[0];
+      if (this.bodyArgs) value = await value(...this.bodyArgs());
+      else if (async) value = await value;
+      // 'completion' and 'returned': there is a value unless it is undefined.
+      if (hasValue === true || (hasValue !== false && value !== undefined)) {
+        if (async && !this.bodyArgs) value = value[0];
         this.remember(value);
         head.repr = truncate(util.inspect(value, INSPECT), MAX_REPR);
         head.result = jsonValue(value);
@@ -548,7 +576,7 @@ class Evaluator {
    * spends a second compiling the parser and util.inspect.
    */
   async warmUp() {
-    for (const code of WARM_UP) await this.run(code);
+    for (const code of this.bodyArgs ? WARM_UP_BODY : WARM_UP) await this.run(code);
     this.count = 0;
     this.last = undefined;
     delete globalThis._;
@@ -565,6 +593,15 @@ const WARM_UP = [
   '(',
 ];
 
+// The browser runtime's twin of WARM_UP: each a function body of (page, context, browser).
+const WARM_UP_BODY = [
+  'return await page.title()',
+  "return { a: [1, null], n: await page.evaluate(() => document.title.length), c: context.pages().length, b: typeof browser.version() }",
+  "console.log('x'); return page",
+  "await Promise.reject(new Error('x'))",
+  'return (',
+];
+
 // ---- start-up ----
 
 /** A global name for a module: "fs", "node:fs" -> fs; "fs/promises" -> fs_promises; "x as y" -> y. */
@@ -575,9 +612,11 @@ function globalName(spec) {
   return [name, /^[0-9]/.test(id) ? `_${id}` : id];
 }
 
-function loadImports(configPath, userRequire) {
-  if (!configPath || !fs.existsSync(configPath)) return;
-  const config = parse(fs.readFileSync(configPath, 'utf8'));
+function readConfig(configPath) {
+  return configPath && fs.existsSync(configPath) ? parse(fs.readFileSync(configPath, 'utf8')) : {};
+}
+
+function loadImports(config, userRequire) {
   for (const spec of config.imports || []) {
     const [name, as] = globalName(spec);
     globalThis[as] = userRequire(name);
@@ -610,13 +649,16 @@ async function main() {
   process.on('uncaughtException', (e) => report('Uncaught', e));
   process.on('unhandledRejection', (e) => report('Unhandled rejection:', e));
 
+  let browser = null;
   try {
-    loadImports(configPath, userRequire);
+    const config = readConfig(configPath);
+    loadImports(config, userRequire);
+    if (config.kind === 'browser') browser = await require('./browser.js').startBrowser(userRequire);
   } catch (e) {
     send(output, Buffer.from(`failed\n${e && e.stack ? e.stack : String(e)}`));
     return realExit(1);
   }
-  const evaluator = new Evaluator();
+  const evaluator = new Evaluator(browser && (() => browser.args()));
   await evaluator.warmUp();
   send(output, Buffer.from('ready'));
 
@@ -627,6 +669,7 @@ async function main() {
     if (code.subarray(0, RESEED.length).equals(RESEED)) {
       code = code.subarray(RESEED.length);
       random.reseed();
+      if (browser) await browser.reseed();
     }
     const head = await evaluator.run(code.toString('utf8'));
     send(output, Buffer.from(stringify(head)));

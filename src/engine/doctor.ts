@@ -64,7 +64,7 @@ export async function runDoctor(engine: Engine): Promise<DoctorCheck[]> {
   }
   for (const [program, pkg, level, why] of [
     ['qemu-img', 'qemu-utils', 'fail', 'disk overlays'],
-    ['debootstrap', 'debootstrap', 'warn', 'building rootfs images (python-numpy)'],
+    ['mmdebstrap', 'mmdebstrap', 'warn', 'building rootfs images (python-numpy)'],
     ['mkfs.ext4', 'e2fsprogs', 'warn', 'building rootfs images'],
     ['busybox', 'busybox-static', 'fail', 'building initramfs images'],
     ['zstd', 'zstd', 'warn', 'snapshot packs'],

@@ -118,10 +118,13 @@ export async function createSnapshot(
     // The agent stays connected through the freeze: the guest then never sees
     // the host leave, and a child's first connection (made before it runs)
     // matches the state it was frozen in. See docs/agent-protocol.md.
+    // A runtime may take minutes to warm (Chromium under TCG): it gets the
+    // recipe's warm-up allowance on top of the boot's.
+    const runtimeMs = image.runtime ? (image.warmup?.timeoutMs ?? RUNTIME_START_TIMEOUT_MS) : 0;
     const agent = await waitUntilReady(
       vm,
       image.runtime !== null,
-      { signal: opts.signal, timeoutMs: bootTimeoutMs },
+      { signal: opts.signal, timeoutMs: bootTimeoutMs + runtimeMs },
       opts.onProgress,
     );
     if (image.warmup) {
@@ -175,6 +178,9 @@ export async function createSnapshot(
     throw err;
   }
 }
+
+/** How long a warm runtime may take to say ready, unless the recipe gives a warm-up timeout. */
+const RUNTIME_START_TIMEOUT_MS = 600_000;
 
 /** Poll the agent until it answers, and its warm runtime (if any) is ready. */
 async function waitUntilReady(

@@ -16,6 +16,7 @@ import { run } from '../util/run.js';
 import { removeTree, sha256File } from './fsutil.js';
 import { contentHash, hashSources } from './hash.js';
 import { hostTscKhz } from './host.js';
+import { runtimeSourcePath } from './runtimes.js';
 import { buildInitramfs } from './initramfs.js';
 import { listKernels, type KernelInfo } from './kernel.js';
 import { BASE_MODULES, DISK_MODULES, guestKernelCmdline } from './recipes.js';
@@ -111,7 +112,7 @@ export async function prepareForeignImage(
         agentPath: sources.agentPath,
         extraFiles: [
           { path: 'sbin/forkd-foreign-root', data: await readFile(setupPath), mode: 0o755 },
-          { path: 'usr/lib/forkd/python_runtime.py', data: await readFile(sources.pythonRuntimePath) },
+          { path: 'usr/lib/forkd/python_runtime.py', data: await readFile(runtimeSourcePath(sources.guestDir, 'python_runtime.py')) },
           { path: 'usr/lib/forkd/runtime.json', data: runtimeJson },
         ],
         signal,

@@ -3,7 +3,7 @@
 // has one, busybox, and the builder's format version). Equal hash, equal image.
 import { createHash } from 'node:crypto';
 import { sha256File } from './fsutil.js';
-import { RUNTIME_FILES, runtimeSourcePath } from './runtimes.js';
+import { RUNTIMES, runtimeSourcePath } from './runtimes.js';
 import type { GuestSources } from './sources.js';
 import type { Recipe } from './types.js';
 
@@ -46,8 +46,9 @@ export async function hashSources(sources: GuestSources, recipe: Recipe): Promis
     busybox: await sha256File(sources.busyboxPath),
   };
   if (recipe.runtime) {
-    const { kind } = recipe.runtime;
-    files[RUNTIME_FILES[kind].hashKey] = await sha256File(runtimeSourcePath(sources.guestDir, kind));
+    for (const name of RUNTIMES[recipe.runtime.kind].files) {
+      files[`runtime/${name}`] = await sha256File(runtimeSourcePath(sources.guestDir, name));
+    }
   }
   return files;
 }

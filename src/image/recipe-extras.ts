@@ -3,6 +3,7 @@
 // while an image is built) into a cache keyed by the package list, then
 // copied to NPM_MODULES_DIR. Also what of them goes into the image's hash:
 // file contents and modes, never host paths.
+import { RUNTIME_DIR } from './runtimes.js';
 import { createHash } from 'node:crypto';
 import { chmod, copyFile, lstat, mkdir, mkdtemp, readlink, rename, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
@@ -12,7 +13,7 @@ import { exists, removeTree, sha256File } from './fsutil.js';
 import type { ProgressFn, Recipe } from './types.js';
 
 /** Where a recipe's npm packages live in the guest (the Node runtime resolves modules there too). */
-export const NPM_MODULES_DIR = 'usr/lib/forkd/node_modules';
+export const NPM_MODULES_DIR = `${RUNTIME_DIR.slice(1)}/node_modules`;
 
 /** The recipe as its image hash sees it: each file by content and mode, not by host path. */
 export async function recipeHashInput(recipe: Recipe): Promise<unknown> {

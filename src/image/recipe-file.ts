@@ -9,7 +9,7 @@ import Type, { type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { InvalidArgumentError } from '../errors.js';
-import { RUNTIME_FILES } from './runtimes.js';
+import { RUNTIMES } from './runtimes.js';
 import type { Recipe, RuntimeConfig } from './types.js';
 
 /** Debian package names (policy 5.6.1), optionally with an architecture qualifier. */
@@ -43,7 +43,16 @@ export const RecipeFileSchema = Type.Object(
     ),
     memory_mib: Type.Optional(Type.Integer({ minimum: 64, maximum: 65536 })),
     vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
-    runtime: Type.Optional(Type.Union([Type.Literal('python'), Type.Literal('node'), Type.Literal('none')])),
+    runtime: Type.Optional(
+      Type.Union([
+        Type.Literal('python'),
+        Type.Literal('node'),
+        Type.Literal('browser'),
+        Type.Literal('postgres'),
+        Type.Literal('jupyter'),
+        Type.Literal('none'),
+      ]),
+    ),
     imports: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.]*$' }))),
     modules: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9_-]+$' }))),
     warmup: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 100 })),
@@ -163,6 +172,12 @@ export function recipeFromFile(value: unknown, file: string): Recipe {
   };
 }
 
+/** "playwright-core@1.61.1" -> "playwright-core"; "@scope/x@1" -> "@scope/x". */
+function npmName(spec: string): string {
+  const at = spec.indexOf('@', 1);
+  return at < 0 ? spec : spec.slice(0, at);
+}
+
 function isRegularFile(path: string): boolean {
   try {
     return statSync(path).isFile();
@@ -173,9 +188,18 @@ function isRegularFile(path: string): boolean {
 
 function runtimeFor(doc: RecipeFileSchema, file: string): RuntimeConfig | null {
   const kind = doc.runtime ?? 'none';
-  if (kind !== 'none') return { kind, argv: RUNTIME_FILES[kind].argv, imports: doc.imports ?? [] };
+  if (kind !== 'none') {
+    const names = new Set((doc.npm ?? []).map(npmName));
+    const missing = (RUNTIMES[kind].needsNpm ?? []).filter((name) => !names.has(name));
+    if (missing.length) {
+      throw new InvalidArgumentError(`${file}: runtime ${kind} needs the npm package ${missing.join(', ')}`, 'recipe', {
+        hint: `add it under npm, e.g. npm: [${missing.map((m) => `${m}@<version>`).join(', ')}]`,
+      });
+    }
+    return { kind, argv: RUNTIMES[kind].argv, imports: doc.imports ?? [] };
+  }
   if (doc.imports?.length) {
-    throw new InvalidArgumentError(`${file}: imports need a runtime (runtime: python or node)`, 'recipe');
+    throw new InvalidArgumentError(`${file}: imports need a runtime (runtime: python, node or browser)`, 'recipe');
   }
   return null;
 }

@@ -8,15 +8,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MissingDependencyError } from '../errors.js';
 import { exists } from './fsutil.js';
-import { RUNTIME_KINDS, runtimeSourcePath } from './runtimes.js';
+import { allRuntimeFiles, runtimeSourcePath } from './runtimes.js';
 
 export interface GuestSources {
   guestDir: string;
   agentPath: string;
   initPath: string;
   forkdInitPath: string;
-  /** Only needed by recipes with a Python runtime (the Node one: runtimeSourcePath). */
-  pythonRuntimePath: string;
   busyboxPath: string;
 }
 
@@ -80,7 +78,6 @@ export async function locateSources(overrides: SourceOverrides, needRuntime: boo
     agentPath: resolve(overrides.agentPath ?? join(guestDir, 'build', 'forkd-agent')),
     initPath: join(guestDir, 'init', 'init'),
     forkdInitPath: join(guestDir, 'init', 'forkd-init'),
-    pythonRuntimePath: runtimeSourcePath(guestDir, 'python'),
     busyboxPath: await findBusybox(overrides.busyboxPath),
   };
   if (!(await exists(src.agentPath))) {
@@ -88,7 +85,7 @@ export async function locateSources(overrides: SourceOverrides, needRuntime: boo
       hint: `build it with: make -C ${guestDir} (or npm run build)`,
     });
   }
-  const runtimes = needRuntime ? RUNTIME_KINDS.map((kind) => runtimeSourcePath(guestDir, kind)) : [];
+  const runtimes = needRuntime ? allRuntimeFiles().map((name) => runtimeSourcePath(guestDir, name)) : [];
   for (const path of [src.initPath, src.forkdInitPath, ...runtimes]) {
     if (!(await exists(path))) {
       throw new MissingDependencyError(`guest file missing: ${path}`, path, {

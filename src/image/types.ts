@@ -1,7 +1,7 @@
 // Shared types of the image component: recipes, built images, progress events.
 
 /** The languages of forkd's warm runtimes (guest/runtime/; see runtimes.ts). */
-export type RuntimeKind = 'python' | 'node';
+export type RuntimeKind = 'python' | 'node' | 'browser' | 'postgres' | 'jupyter';
 
 /** The warm language runtime the agent starts at boot (/etc/forkd/runtime.json). */
 export interface RuntimeConfig {

@@ -14,6 +14,7 @@ export const PROGRAM_PACKAGES: Readonly<Record<string, string>> = {
   xz: 'xz-utils',
   depmod: 'kmod',
   debootstrap: 'debootstrap',
+  mmdebstrap: 'mmdebstrap',
   'mkfs.ext4': 'e2fsprogs',
   debugfs: 'e2fsprogs',
   busybox: 'busybox-static',
