@@ -3,6 +3,7 @@ import { Engine } from '../src/engine/index.js';
 import { errorMessage } from '../src/errors.js';
 import { benchApi } from './api.js';
 import { benchBranch } from './branch.js';
+import { benchBrowser } from './browser.js';
 import { benchChain } from './chain.js';
 import { benchFork } from './fork.js';
 import { benchHub } from './hub.js';
@@ -17,6 +18,7 @@ const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Prom
   hub: benchHub,
   isolation: benchIsolation,
   chain: benchChain,
+  browser: benchBrowser,
 };
 
 const name = process.argv[2];

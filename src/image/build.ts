@@ -23,7 +23,7 @@ export interface BuildImageOptions extends SourceOverrides {
   force?: boolean | undefined;
   onProgress?: ProgressFn | undefined;
   signal?: AbortSignal | undefined;
-  /** Debian mirror for debootstrap (default: the host's apt mirror). */
+  /** Debian main archive for mmdebstrap (default: the host's apt mirror). */
   mirror?: string | undefined;
   /** Host TSC rate for tsc_early_khz= (default: read from /proc/cpuinfo; null: omit). */
   tscKhz?: number | null | undefined;

@@ -1,5 +1,5 @@
 // File-system helpers for building images: safe recursive removal (unmounts
-// anything a crashed debootstrap left mounted inside the tree first, and never
+// anything a crashed bootstrap left mounted inside the tree first, and never
 // crosses into another file system), atomic small-file writes, sha256 of files.
 import { pathExists, sha256File } from '../util/files.js';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';

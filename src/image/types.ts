@@ -25,7 +25,7 @@ export interface Recipe {
   /** Debian suite the root filesystem is bootstrapped from (rootfs recipes). */
   suite: string;
   /**
-   * Debian packages installed with `debootstrap --include`. An empty list means
+   * Debian packages installed with `mmdebstrap --include`. An empty list means
    * there is no root filesystem: the initramfs is the whole guest.
    */
   packages: readonly string[];

@@ -64,7 +64,7 @@ test('bad input gets one line naming the problem and the fix, and writes nothing
     [['fork', '-n', '2'], /required option '-t, --tag <tag>' not specified/, 2],
     [
       ['snapshot', '--tag', 'x', '--image', 'nonexistent'],
-      /unknown image recipe 'nonexistent' \(valid: nodejs, python-numpy, tiny; or a recipe file: \.\/my\.yaml\)/,
+      /unknown image recipe 'nonexistent' \(valid: coding-agent, jupyter-kernel, nodejs, playwright-browser, postgres-fixture, python-datasci, python-numpy, tiny; or a recipe file: \.\/my\.yaml\)/,
       2,
     ],
   ];

@@ -1,7 +1,7 @@
 // POST /v1/snapshots {tag, kernel, rootfs}: the original forkd's form, sent
 // exactly as its MCP create_snapshot tool sends it, against the real daemon and
 // real VMs. The rootfs is an ext4 with python3 and numpy but no forkd file (made
-// from python-numpy's cached debootstrap tree); it must come out byte-identical.
+// from python-numpy's cached bootstrapped tree); it must come out byte-identical.
 // Bad paths are 400s that leave nothing behind; a kernel forkd has no modules
 // for fails with an error that says what it may lack.
 import { after, before, test } from 'node:test';

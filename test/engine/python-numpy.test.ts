@@ -1,4 +1,4 @@
-// Real VMs from the debootstrap image: a parent warmed with numpy imported,
+// Real VMs from the bootstrapped image: a parent warmed with numpy imported,
 // children that eval on it at once, keep their own interpreter state and
 // their own disk.
 import { test } from 'node:test';

@@ -238,7 +238,7 @@ void test('CLI usage errors name the problem and the fix', () => {
 });
 
 void test('quickstart with an unreachable hub says so and builds the parent locally', async () => {
-  // The shared test data dir has the python-numpy image cached, so this is a boot, not a debootstrap.
+  // The shared test data dir has the python-numpy image cached, so this is a boot, not a bootstrap.
   const r = runCli([
     '--data-dir',
     engine.dataDir.root,

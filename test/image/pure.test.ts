@@ -16,7 +16,7 @@ import {
   resolveModuleOrder,
 } from '../../src/image/modules.js';
 import { builtinRecipes, getRecipe, guestKernelCmdline } from '../../src/image/recipes.js';
-import { parseMirror } from '../../src/image/rootfs.js';
+import { aptSources, parseMirror } from '../../src/image/rootfs.js';
 import { findXzOffsets } from '../../src/image/vmlinux.js';
 import { parseTscKhz } from '../../src/image/host.js';
 import { InvalidArgumentError } from '../../src/errors.js';
@@ -182,6 +182,18 @@ Components: main
     'http://ftp.de.debian.org/debian',
   );
   assert.equal(parseMirror(['deb https://packages.cloud.google.com/apt cloud-sdk main\n']), null);
+  assert.equal(parseMirror([deb822], 'security'), 'http://deb.debian.org/debian-security');
+  assert.equal(parseMirror(['deb http://mirror.example/debian bookworm main\n'], 'security'), null);
+});
+
+void test('a release bootstraps from its updates and security suites too; unstable has none', () => {
+  const mirrors = { main: 'http://m/debian', security: 'http://s/debian-security' };
+  assert.deepEqual(aptSources('bookworm', mirrors), [
+    'deb http://m/debian bookworm main',
+    'deb http://m/debian bookworm-updates main',
+    'deb http://s/debian-security bookworm-security main',
+  ]);
+  assert.deepEqual(aptSources('sid', mirrors), ['deb http://m/debian sid main']);
 });
 
 void test('xz stream offsets are found', () => {
@@ -196,7 +208,16 @@ void test('xz stream offsets are found', () => {
 void test('recipes are valid and getRecipe lists valid names on error', () => {
   assert.deepEqual(
     builtinRecipes().map((r) => r.name),
-    ['nodejs', 'python-numpy', 'tiny'],
+    [
+      'coding-agent',
+      'jupyter-kernel',
+      'nodejs',
+      'playwright-browser',
+      'postgres-fixture',
+      'python-datasci',
+      'python-numpy',
+      'tiny',
+    ],
   );
   for (const r of builtinRecipes()) {
     const cmdline = guestKernelCmdline(r);
@@ -207,7 +228,8 @@ void test('recipes are valid and getRecipe lists valid names on error', () => {
   assert.throws(
     () => getRecipe('nope'),
     (err: unknown) =>
-      err instanceof InvalidArgumentError && /nodejs, python-numpy, tiny; or a recipe file/.test(err.message),
+      err instanceof InvalidArgumentError &&
+      /coding-agent, .*, python-numpy, tiny; or a recipe file/.test(err.message),
   );
 });
 

@@ -1,7 +1,7 @@
-// The one slow image test: builds python-numpy (debootstrap minbase +
+// The one slow image test: builds python-numpy (mmdebstrap minbase +
 // python3-numpy, ~40 s+) into the shared test data dir, checks the ext4 image holds
 // python3, numpy, the agent and runtime.json, checks a rebuild with a changed
-// agent reuses the cached debootstrap tree, and boots it to the agent.
+// agent reuses the cached bootstrapped tree, and boots it to the agent.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -23,7 +23,7 @@ before(async () => {
     existsSync(join(guestDir, 'runtime', 'python_runtime.py')),
     'guest/runtime/python_runtime.py missing',
   );
-  assert.equal(process.getuid?.(), 0, 'debootstrap needs root');
+  assert.equal(process.getuid?.(), 0, 'mmdebstrap needs root');
   mkdirSync(dataDir, { recursive: true });
   const t = Date.now();
   image = await buildImage('python-numpy', { dataDir, guestDir });
@@ -37,7 +37,7 @@ function debugfs(request: string): string {
 }
 
 void test('python-numpy rootfs holds python3, numpy, the agent, the runtime and init', (t) => {
-  t.diagnostic(`cold build (kernel + debootstrap + mkfs): ${coldMs} ms`);
+  t.diagnostic(`cold build (kernel + mmdebstrap + mkfs): ${coldMs} ms`);
   assert.ok(image.rootfsPath);
   assert.deepEqual(image.runtime?.imports, ['numpy']);
   assert.match(image.kernelCmdline, /root=\/dev\/vda/);
@@ -68,14 +68,14 @@ void test('python-numpy rootfs holds python3, numpy, the agent, the runtime and 
   );
 });
 
-void test('a changed agent rebuilds without re-running debootstrap', async (t) => {
+void test('a changed agent rebuilds without re-running the bootstrap', async (t) => {
   const alt = join(dataDir, 'forkd-agent-alt');
   copyFileSync(agentPath!, alt);
   appendFileSync(alt, Buffer.from('\0changed'));
   const start = Date.now();
   const other = await buildImage('python-numpy', { dataDir, guestDir, agentPath: alt });
   const ms = Date.now() - start;
-  t.diagnostic(`rebuild with a new agent (cached debootstrap tree): ${ms} ms`);
+  t.diagnostic(`rebuild with a new agent (cached bootstrapped tree): ${ms} ms`);
   assert.notEqual(other.contentHash, image.contentHash);
   await removeImage(other.dir, { dataDir });
   rmSync(alt);

@@ -115,6 +115,10 @@ void test('every malformed recipe is one line naming the file and the problem', 
       ['name: x\ndescription: y\npackages: [git]\nruntime: cobol\n', /\/runtime/],
       ['name: x\ndescription: y\npackages: [git]\nimports: [numpy]\n', /imports need a runtime/],
       [
+        'name: x\ndescription: y\npackages: [nodejs]\nruntime: browser\nnpm: [left-pad@1.3.0]\n',
+        /runtime browser needs the npm package playwright-core/,
+      ],
+      [
         'name: x\ndescription: y\npackages: [git]\nfiles: [{src: nope, dest: /x}]\n',
         /nope is not a readable regular file/,
       ],

@@ -1,6 +1,6 @@
 // `forkd quickstart`: the whole idea in one command. Get a warm python-numpy
 // parent (pulled from a hub when one is configured and reachable, otherwise
-// built here: debootstrap, boot, warm-up), fork 10 children, eval numpy in
+// built here: bootstrap, boot, warm-up), fork 10 children, eval numpy in
 // each, and print what it cost.
 import type { Command } from 'commander';
 import { interruptible } from '../../util/cleanup.js';
@@ -49,7 +49,7 @@ export function registerQuickstart(program: Command): void {
       source = 'built';
       if (existing) await engine.store.remove(TAG);
       out.progress(
-        `creating snapshot ${TAG} (first run builds the image: debootstrap + numpy, a few minutes)`,
+        `creating snapshot ${TAG} (first run builds the image: mmdebstrap + numpy, a few minutes)`,
       );
       const manifest = await engine.createSnapshot({
         tag: TAG,

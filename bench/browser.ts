@@ -1,0 +1,261 @@
+// `npm run bench -- browser`: a cold Chromium start to a page answering (in
+// a fresh VM, and natively on the host from the same Debian tree), against
+// forks of the playwright-browser snapshot at n = 1, 10, 50, 100 with every
+// child answering page.title(); first and warm eval latency; host memory per
+// idle browser child. Targets are reported, never asserted.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Engine, type ChildResult } from '../src/engine/index.js';
+import { buildImage, getRecipe } from '../src/image/index.js';
+import { ensureNpmModules } from '../src/image/recipe-extras.js';
+import { ensureRootfsTree } from '../src/image/rootfs.js';
+import { machineSummary, percentile, pssBytes, round, writeResults, type BenchRow } from './support.js';
+
+const TAG = 'playwright-browser';
+const TITLE = 'return await page.title()';
+
+type Ok = Extract<ChildResult, { ok: true }>;
+
+export async function benchBrowser(engine: Engine, log: (s: string) => void): Promise<void> {
+  const rows: BenchRow[] = [];
+  const image = await buildImage(TAG, {
+    dataDir: engine.dataDir.root,
+    onProgress: (e) => log(`${e.step}: ${e.detail ?? ''}`),
+  });
+  const existing = (await engine.store.exists(TAG)) ? (await engine.store.getReady(TAG)).manifest : null;
+  if (existing?.image.contentHash !== image.contentHash) {
+    log(`creating snapshot ${TAG} (the first boot of Chromium under TCG takes minutes)`);
+    await engine.createSnapshot({ tag: TAG, recipe: TAG, replace: true, onProgress: log });
+  }
+  const { manifest } = await engine.store.getReady(TAG);
+  const coldVmMs = manifest.timings.bootToReadyMs;
+  rows.push({
+    metric: 'cold start in a fresh VM: boot, node, Chromium, warm page',
+    value: coldVmMs,
+    unit: 'ms',
+  });
+  const nativeMs = await nativeColdStart(engine, log);
+  if (nativeMs !== null) {
+    rows.push({
+      metric: 'cold start natively on the host (same Debian tree, no VM)',
+      value: nativeMs,
+      unit: 'ms',
+      note: `${round(coldVmMs / nativeMs, 1)}x faster than in a VM`,
+    });
+  }
+
+  let largest: Ok[] = [];
+  for (const n of [1, 10, 50, 100]) {
+    log(`fork n=${n}, each answering page.title()`);
+    const started = Date.now();
+    const result = await engine.fork({ tag: TAG, n });
+    const ok = result.children.filter((c): c is Ok => c.ok);
+    const answers = await Promise.all(ok.map((c) => c.sandbox.agent.eval(TITLE).catch(() => null)));
+    const wall = Date.now() - started;
+    const answered = answers.filter((a) => a?.result === 'forkd').length;
+    const perChild = wall / n;
+    rows.push({
+      metric: `fork n=${n}, all answering page.title()`,
+      value: wall,
+      unit: 'ms',
+      note: `${answered}/${n} answered; ${round(perChild, 0)} ms per browser, ${round(coldVmMs / perChild, 1)}x faster than a cold start in a VM`,
+      ...(n === 100 ? { target: '≥ 50x cold', met: answered === n && coldVmMs / perChild >= 50 } : {}),
+    });
+    if (n === 10) await randomness(ok, rows);
+    if (answered < n) {
+      log(`only ${answered}/${n} answered: stopping at this N`);
+      await Promise.all(ok.map((c) => c.sandbox.kill()));
+      break;
+    }
+    await Promise.all(largest.map((c) => c.sandbox.kill()));
+    largest = ok;
+  }
+
+  if (largest.length) {
+    await new Promise((r) => setTimeout(r, 3000)); // let the children go idle
+    const pss = await Promise.all(largest.map((c) => pssBytes(c.sandbox.pid)));
+    const perChildMib = pss.reduce((a, b) => a + b, 0) / pss.length / 2 ** 20;
+    rows.push({
+      metric: `host memory per idle browser child (PSS, ${largest.length} children)`,
+      value: round(perChildMib, 1),
+      unit: 'MiB',
+      target: '≤ 64 MiB',
+      met: perChildMib <= 64,
+    });
+    await Promise.all(largest.map((c) => c.sandbox.kill()));
+  }
+
+  // Latency in one child with no siblings competing for the cores.
+  const single = (await engine.fork({ tag: TAG, n: 1 })).children[0];
+  if (!single?.ok) throw new Error('could not fork a child for the latency runs');
+  let t = performance.now();
+  await single.sandbox.agent.eval(TITLE);
+  rows.push({
+    metric: 'first eval in a child (reseeds, then page.title())',
+    value: round(performance.now() - t),
+    unit: 'ms',
+  });
+  const evals: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    t = performance.now();
+    await single.sandbox.agent.eval(TITLE);
+    evals.push(performance.now() - t);
+  }
+  const p50 = percentile(evals, 50);
+  rows.push({
+    metric: 'warm eval page.title() p50',
+    value: round(p50),
+    unit: 'ms',
+    target: '≤ 20 ms',
+    met: p50 <= 20,
+  });
+  rows.push({ metric: 'warm eval page.title() p90', value: round(percentile(evals, 90)), unit: 'ms' });
+  await single.sandbox.kill();
+
+  const table = await writeResults('browser', machineSummary(manifest.machine.accel), rows, {
+    snapshot: TAG,
+  });
+  log('\n' + table);
+}
+
+/** How many distinct values children of one snapshot draw from each generator a page has. */
+async function randomness(children: Ok[], rows: BenchRow[]): Promise<void> {
+  const code =
+    'return await page.evaluate(() => [Math.random(), Array.from(crypto.getRandomValues(new Uint32Array(4))).join(":"), crypto.randomUUID()])';
+  const draws = await Promise.all(children.map((c) => c.sandbox.agent.eval(code)));
+  const distinct = (i: number) =>
+    new Set(draws.map((d) => (Array.isArray(d.result) ? JSON.stringify(d.result[i]) : `error ${d.error}`)))
+      .size;
+  const names = ['page Math.random', 'page crypto.getRandomValues', 'page crypto.randomUUID'];
+  // TLS client randoms, read by a server in each guest from its key log: one
+  // handshake from Chromium (BoringSSL, its network process), one from node (OpenSSL).
+  const { key, cert } = selfSignedCert();
+  const tlsCode = `
+    const tls = require('tls');
+    const randoms = [];
+    const server = tls.createServer({ key: ${JSON.stringify(key)}, cert: ${JSON.stringify(cert)} });
+    server.on('keylog', (line) => { const r = line.toString().split(' ')[1]; if (!randoms.includes(r)) randoms.push(r); });
+    await new Promise((resolve) => server.listen(8443, '127.0.0.1', resolve));
+    await page.goto('https://127.0.0.1:8443/', { timeout: 120000 }).catch(() => {});
+    const chromium = randoms[0] ?? null;
+    await new Promise((resolve) => { const s = tls.connect({ port: 8443, host: '127.0.0.1', rejectUnauthorized: false }, () => { s.end(); resolve(); }); s.on('error', resolve); });
+    server.close();
+    return [chromium, randoms.find((r) => r !== chromium) ?? null];`;
+  const handshakes = await Promise.all(children.map((c) => c.sandbox.agent.eval(tlsCode)));
+  draws.forEach((d, i) => {
+    const h = handshakes[i]?.result;
+    if (Array.isArray(d.result) && Array.isArray(h)) d.result.push(...(h as unknown[]));
+  });
+  names.push('TLS client random (Chromium)', 'TLS client random (node)');
+  names.forEach((name, i) =>
+    rows.push({
+      metric: `distinct ${name} values across ${children.length} children`,
+      value: distinct(i),
+      unit: `of ${children.length}`,
+    }),
+  );
+}
+
+/** A throwaway key and self-signed certificate for a TLS server inside a guest. */
+function selfSignedCert(): { key: string; cert: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'forkd-tls-'));
+  try {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+      ],
+      { stdio: 'ignore' },
+    );
+    return {
+      key: readFileSync(join(dir, 'key.pem'), 'utf8'),
+      cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The recipe's own Debian tree, run on the host under bubblewrap (its /, a
+ * fresh /proc, /dev and /tmp): the same node, playwright-core and Chromium
+ * as in the guest, without the VM. Null when bubblewrap is missing.
+ */
+async function nativeColdStart(engine: Engine, log: (s: string) => void): Promise<number | null> {
+  const recipe = getRecipe(TAG);
+  const dataDir = engine.dataDir.root;
+  const tree = await ensureRootfsTree({ dataDir, suite: recipe.suite, packages: recipe.packages });
+  const npm = await ensureNpmModules(dataDir, recipe.npm ?? []);
+  const script = join(dataDir, 'cache', 'bench-browser-cold.js');
+  await writeFile(
+    script,
+    `const t = Date.now();
+const { chromium } = require('/usr/lib/forkd/node_modules/playwright-core');
+(async () => {
+  const browser = await chromium.launch({ executablePath: '/usr/lib/chromium/chromium-headless-shell', args: ['--no-sandbox'] });
+  const page = await (await browser.newContext()).newPage();
+  await page.setContent('<title>forkd</title>');
+  if ((await page.title()) !== 'forkd') throw new Error('wrong title');
+  process.stdout.write(String(Date.now() - t));
+  await browser.close();
+})().catch((e) => { console.error(e); process.exit(1); });
+`,
+  );
+  log('native cold start (bubblewrap over the recipe tree)');
+  const started = Date.now();
+  const run = spawnSync(
+    'bwrap',
+    [
+      '--ro-bind',
+      tree,
+      '/',
+      '--ro-bind',
+      join(npm, 'node_modules'),
+      '/usr/lib/forkd/node_modules',
+      '--ro-bind',
+      script,
+      '/cold.js',
+      '--proc',
+      '/proc',
+      '--dev',
+      '/dev',
+      '--tmpfs',
+      '/tmp',
+      '--tmpfs',
+      '/dev/shm',
+      '--setenv',
+      'HOME',
+      '/tmp',
+      '--unshare-all',
+      '--die-with-parent',
+      'node',
+      '/cold.js',
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  if (run.error || run.status !== 0) {
+    log(
+      `native cold start failed: ${run.error?.message ?? run.stderr.trim().split('\n').slice(-3).join(' | ')}`,
+    );
+    return null;
+  }
+  log(`native cold start: ${run.stdout} ms in node, ${Date.now() - started} ms with bwrap`);
+  return Date.now() - started;
+}
