@@ -596,7 +596,7 @@ const WARM_UP = [
 // The browser runtime's twin of WARM_UP: each a function body of (page, context, browser).
 const WARM_UP_BODY = [
   'return await page.title()',
-  "return { a: [1, null], n: await page.evaluate(() => document.title.length), c: context.pages().length, b: typeof browser.version() }",
+  'return { a: [1, null], n: await page.evaluate(() => document.title.length), c: context.pages().length, b: typeof browser.version() }',
   "console.log('x'); return page",
   "await Promise.reject(new Error('x'))",
   'return (',

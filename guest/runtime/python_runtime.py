@@ -162,37 +162,66 @@ def reseed_generators():
         numpy.random.seed()
 
 
-def main():
+def open_channel():
+    """The agent's two pipes (FORKD_RUNTIME_FDS), kept from what eval'd code starts."""
     in_fd, out_fd = (int(x) for x in os.environ.get("FORKD_RUNTIME_FDS", "3,4").split(","))
     # Children of eval'd code (os.system) must not hold the channel open.
     os.set_inheritable(in_fd, False)
     os.set_inheritable(out_fd, False)
     sys.stdin = open(os.devnull, encoding="utf-8")
-    config = os.environ.get("FORKD_RUNTIME_CONFIG") or (sys.argv[1] if len(sys.argv) > 1 else None)
+    return in_fd, out_fd
 
-    g = {"__name__": "__main__", "__builtins__": builtins}
-    try:
-        load_imports(config, g)
-    except BaseException:
-        send(out_fd, ("failed\n" + traceback.format_exc()).encode("utf-8", "replace"))
-        return 1
-    send(out_fd, b"ready")
 
-    evaluator = Evaluator(g)
+def config_path():
+    return os.environ.get("FORKD_RUNTIME_CONFIG") or (sys.argv[1] if len(sys.argv) > 1 else None)
+
+
+def send_failed(out_fd):
+    """The first message when the runtime cannot start: the current exception's traceback."""
+    send(out_fd, ("failed\n" + traceback.format_exc()).encode("utf-8", "replace"))
+
+
+def serve(in_fd, out_fd, evaluate):
+    """Answers the agent's requests until it closes the pipe.
+
+    evaluate(code, reseed) returns the reply head; reseed is true on the first
+    eval after a hand-over (the RESEED prefix, already stripped from code).
+    The other runtimes (postgres_runtime.py, jupyter_runtime.py) serve with it.
+    """
     while True:
         code = recv(in_fd)
         if code is None:
             return 0
-        if code.startswith(RESEED):
+        reseed = code.startswith(RESEED)
+        if reseed:
             code = code[len(RESEED):]
-            reseed_generators()
-        head = evaluator.run(code.decode("utf-8", "replace"))
+        head = evaluate(code.decode("utf-8", "replace"), reseed)
         try:
             data = json.dumps(head, allow_nan=False)
         except ValueError:
             head["result"] = None
             data = json.dumps(head)
         send(out_fd, data.encode("utf-8", "replace"))
+
+
+def main():
+    in_fd, out_fd = open_channel()
+    g = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        load_imports(config_path(), g)
+    except BaseException:
+        send_failed(out_fd)
+        return 1
+    send(out_fd, b"ready")
+
+    evaluator = Evaluator(g)
+
+    def evaluate(code, reseed):
+        if reseed:
+            reseed_generators()
+        return evaluator.run(code)
+
+    return serve(in_fd, out_fd, evaluate)
 
 
 if __name__ == "__main__":

@@ -112,7 +112,10 @@ export async function prepareForeignImage(
         agentPath: sources.agentPath,
         extraFiles: [
           { path: 'sbin/forkd-foreign-root', data: await readFile(setupPath), mode: 0o755 },
-          { path: 'usr/lib/forkd/python_runtime.py', data: await readFile(runtimeSourcePath(sources.guestDir, 'python_runtime.py')) },
+          {
+            path: 'usr/lib/forkd/python_runtime.py',
+            data: await readFile(runtimeSourcePath(sources.guestDir, 'python_runtime.py')),
+          },
           { path: 'usr/lib/forkd/runtime.json', data: runtimeJson },
         ],
         signal,

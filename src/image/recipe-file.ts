@@ -53,7 +53,9 @@ export const RecipeFileSchema = Type.Object(
         Type.Literal('none'),
       ]),
     ),
-    imports: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.]*$' }))),
+    imports: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.]*( as [A-Za-z_][A-Za-z0-9_]*)?$' })),
+    ),
     modules: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9_-]+$' }))),
     warmup: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 100 })),
     ready: Type.Optional(Type.String({ minLength: 1 })),
@@ -192,14 +194,21 @@ function runtimeFor(doc: RecipeFileSchema, file: string): RuntimeConfig | null {
     const names = new Set((doc.npm ?? []).map(npmName));
     const missing = (RUNTIMES[kind].needsNpm ?? []).filter((name) => !names.has(name));
     if (missing.length) {
-      throw new InvalidArgumentError(`${file}: runtime ${kind} needs the npm package ${missing.join(', ')}`, 'recipe', {
-        hint: `add it under npm, e.g. npm: [${missing.map((m) => `${m}@<version>`).join(', ')}]`,
-      });
+      throw new InvalidArgumentError(
+        `${file}: runtime ${kind} needs the npm package ${missing.join(', ')}`,
+        'recipe',
+        {
+          hint: `add it under npm, e.g. npm: [${missing.map((m) => `${m}@<version>`).join(', ')}]`,
+        },
+      );
     }
     return { kind, argv: RUNTIMES[kind].argv, imports: doc.imports ?? [] };
   }
   if (doc.imports?.length) {
-    throw new InvalidArgumentError(`${file}: imports need a runtime (runtime: python, node or browser)`, 'recipe');
+    throw new InvalidArgumentError(
+      `${file}: imports need a runtime (runtime: python, node, browser or jupyter)`,
+      'recipe',
+    );
   }
   return null;
 }

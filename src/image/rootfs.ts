@@ -171,13 +171,9 @@ export async function ensureRootfsTree(opts: TreeOptions): Promise<string> {
   const dest = join(cacheDir, `rootfs-${treeCacheKey(suite, packages)}`);
   if (await exists(join(dest, 'etc', 'os-release'))) return dest;
   if (process.getuid?.() !== 0) {
-    throw new MissingDependencyError(
-      'building a root filesystem runs mmdebstrap, which needs root',
-      'root',
-      {
-        hint: 'run the first build of this recipe as root (later builds reuse the cached tree)',
-      },
-    );
+    throw new MissingDependencyError('building a root filesystem runs mmdebstrap, which needs root', 'root', {
+      hint: 'run the first build of this recipe as root (later builds reuse the cached tree)',
+    });
   }
   const debs = join(cacheDir, 'debs');
   await mkdir(debs, { recursive: true });

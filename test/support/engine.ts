@@ -70,10 +70,13 @@ export function warmChildren(
     assert.equal(fixture.children.length, n, `all ${n} children restored`);
   });
   after(async () => {
-    await Promise.all(fixture.children.map((c) => c.sandbox.kill()));
-    assert.deepEqual(qemuPidsWith(fixture.engine.dataDir.runDir), []);
-    assert.deepEqual(runDirEntries(fixture.engine), []);
-    await fixture.engine.store.remove(tag);
+    try {
+      await Promise.all(fixture.children.map((c) => c.sandbox.kill()));
+      assert.deepEqual(qemuPidsWith(fixture.engine.dataDir.runDir), []);
+      assert.deepEqual(runDirEntries(fixture.engine), []);
+    } finally {
+      await fixture.engine.store.remove(tag);
+    }
   });
   return fixture;
 }

@@ -116,7 +116,7 @@ export function registerImages(program: Command): void {
     .description('build a guest image from a recipe (cached by content hash)')
     .argument(
       '<recipe>',
-      'a built-in recipe (tiny, python-numpy) or a recipe file (./my.yaml, docs/recipes.md)',
+      'a built-in recipe (tiny, python-numpy, playwright-browser, …) or a recipe file (./my.yaml, docs/recipes.md)',
     )
     .option('--force', 'rebuild even if a cached image matches')
     .action(async (recipe: string, _o: unknown, cmd: Command) => {

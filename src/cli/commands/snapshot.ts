@@ -30,7 +30,7 @@ export function registerSnapshot(program: Command): void {
     .option('-t, --tag <tag>', 'name of the new snapshot ([A-Za-z0-9_-], 1-64 chars)')
     .option(
       '-i, --image <recipe>',
-      'image recipe to boot: a built-in one (tiny, python-numpy) or a recipe file (./my.yaml); built first if missing',
+      'image recipe to boot: a built-in one (tiny, python-numpy, playwright-browser, …) or a recipe file (./my.yaml); built first if missing',
     )
     .option('--kernel <path>', 'boot this kernel (bzImage or PVH vmlinux) instead of a recipe; with --rootfs')
     .option(

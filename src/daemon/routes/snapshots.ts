@@ -47,7 +47,7 @@ export function registerSnapshotRoutes(app: App, ctx: DaemonContext): void {
             `"kernel" and "rootfs" go together: "${missing}" is missing`,
             missing,
             {
-              hint: 'pass both paths, or "image" with a recipe name (tiny, python-numpy) instead',
+              hint: 'pass both paths, or "image" with a recipe name (tiny, python-numpy, playwright-browser, …) instead',
             },
           );
         }
