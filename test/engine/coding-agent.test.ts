@@ -11,11 +11,7 @@ const TAG = 'test-coding-agent';
 const REPO = '/workspace/tally';
 const warm = warmChildren(TAG, 'coding-agent', 2);
 
-function child(i: number) {
-  const c = warm.children[i];
-  assert.ok(c, `child ${i}`);
-  return c.sandbox;
-}
+const child = (i: number) => warm.sandbox(i);
 
 const HISTORY = [
   'Add a JSON report script in Node',

@@ -9,11 +9,7 @@ import { warmChildren } from '../support/engine.js';
 const TAG = 'test-jupyter-kernel';
 const warm = warmChildren(TAG, 'jupyter-kernel', 2);
 
-function child(i: number) {
-  const c = warm.children[i];
-  assert.ok(c, `child ${i}`);
-  return c.sandbox.agent;
-}
+const child = (i: number) => warm.sandbox(i).agent;
 
 test('the snapshot waited for the kernel and its first cell', async () => {
   const { manifest } = await warm.engine.store.getReady(TAG);

@@ -9,11 +9,7 @@ import { warmChildren } from '../support/engine.js';
 const TAG = 'test-playwright-browser';
 const warm = warmChildren(TAG, 'playwright-browser', 3);
 
-function child(i: number) {
-  const c = warm.children[i];
-  assert.ok(c, `child ${i}`);
-  return c.sandbox.agent;
-}
+const child = (i: number) => warm.sandbox(i).agent;
 
 test('every child answers page.title() from the page its parent warmed', async () => {
   const { manifest } = await warm.engine.store.getReady(TAG);

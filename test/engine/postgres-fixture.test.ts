@@ -9,11 +9,7 @@ import { warmChildren } from '../support/engine.js';
 const TAG = 'test-postgres-fixture';
 const warm = warmChildren(TAG, 'postgres-fixture', 2);
 
-function child(i: number) {
-  const c = warm.children[i];
-  assert.ok(c, `child ${i}`);
-  return c.sandbox.agent;
-}
+const child = (i: number) => warm.sandbox(i).agent;
 
 test('the snapshot waited for the server, the runtime and the schema', async () => {
   const { manifest } = await warm.engine.store.getReady(TAG);

@@ -11,11 +11,7 @@ import { warmChildren } from '../support/engine.js';
 const TAG = 'test-python-datasci';
 const warm = warmChildren(TAG, 'python-datasci', 2);
 
-function child(i: number) {
-  const c = warm.children[i];
-  assert.ok(c, `child ${i}`);
-  return c.sandbox.agent;
-}
+const child = (i: number) => warm.sandbox(i).agent;
 
 // A groupby, a regression fit, a distribution: `imported` is what the eval
 // had to import, which is nothing when the parent's imports were enough.

@@ -60,8 +60,17 @@ export function warmChildren(
   tag: string,
   recipe: string,
   n: number,
-): { engine: Engine; children: OkChild[] } {
-  const fixture = { engine: undefined as unknown as Engine, children: [] as OkChild[] };
+): { engine: Engine; children: OkChild[]; sandbox: (i: number) => Sandbox } {
+  const fixture = {
+    engine: undefined as unknown as Engine,
+    children: [] as OkChild[],
+    /** Child i's sandbox (its agent: `.agent`). */
+    sandbox(i: number): Sandbox {
+      const c = fixture.children[i];
+      assert.ok(c, `child ${i}`);
+      return c.sandbox;
+    },
+  };
   before(async () => {
     fixture.engine = testEngine();
     await fixture.engine.createSnapshot({ tag, recipe, replace: true });
