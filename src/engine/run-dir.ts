@@ -47,7 +47,7 @@ export interface RunDir {
 /** The subdirectory of a run dir that its QEMU may write. */
 export const VM_SUBDIR = 'q';
 
-function runDirPaths(dir: string): RunDir['paths'] {
+export function runDirPaths(dir: string): RunDir['paths'] {
   const vmDir = join(dir, VM_SUBDIR);
   return {
     qmpSocket: join(vmDir, 'qmp.sock'),
