@@ -82,6 +82,17 @@ export class ConflictError extends ForkdError {
   }
 }
 
+/** Nothing listens on a sandbox port the caller asked to reach. */
+export class PortClosedError extends ConflictError {
+  constructor(
+    message: string,
+    readonly port: number,
+    options?: ForkdErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
 export class TimeoutError extends ForkdError {
   constructor(
     message: string,

@@ -160,6 +160,10 @@ char *vary_dup(void); /* current VARY value or NULL */
  * (exec_kill_all is in exec.c, runtime_kill in runtime.c). */
 void agent_shutdown(void) __attribute__((noreturn));
 void exec_kill_all(void);
+/* relay.c: `forkd-agent --relay PORT`, run by the host through EXEC with
+ * this as its first argument, which names the agent's own binary. */
+#define AGENT_SELF "@forkd-agent"
+int relay_main(const char *port_text);
 void runtime_kill(void);
 
 /* main.c */

@@ -367,6 +367,12 @@ static int spawn_prepare(struct req *r, struct spawn *s, char **arena)
 	for (size_t i = 0; i < s->nenv; i++)
 		if (strncmp(s->envp[i], "PATH=", 5) == 0)
 			path_env = s->envp[i] + 5;
+	/* The agent itself (`--relay`) lives at a different path in a foreign
+	 * root; the forked child still is the agent until it calls execve. */
+	if (!strcmp(s->argv[0], AGENT_SELF)) {
+		strcpy(s->path, "/proc/self/exe");
+		return 0;
+	}
 	int err = resolve_cmd(s->argv[0], path_env, s->path, sizeof s->path);
 	if (err) {
 		send_error(r, err, "command not found: %s", s->argv[0]);

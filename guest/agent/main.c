@@ -4,7 +4,8 @@
  * keeps the stdin chunks of one exec in the order they were sent.
  *
  *   forkd-agent [--port PATH | --listen PATH] [--runtime-config FILE]
- *               [--init] [--no-clock] */
+ *               [--init] [--no-clock]
+ *   forkd-agent --relay PORT      (relay.c: a guest port for the host) */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -46,7 +47,9 @@ static void usage(int code)
 		"  --listen PATH          serve a unix socket instead (host testing)\n"
 		"  --runtime-config FILE  eval runtime config (default %s)\n"
 		"  --init                 act as init (implied when PID 1): may set the clock\n"
-		"  --no-clock             never set the clock from HYGIENE (--listen never does)\n",
+		"  --no-clock             never set the clock from HYGIENE (--listen never does)\n"
+		"       forkd-agent --relay PORT\n"
+		"  --relay PORT           relay stdin and stdout to 127.0.0.1:PORT (run by the host through exec)\n",
 		DEFAULT_PORT, DEFAULT_RUNTIME_CONFIG);
 	exit(code);
 }
@@ -203,6 +206,8 @@ static void dispatch(struct req *r)
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--relay"))
+		return relay_main(argv[2]);
 	g_start_ms = now_ms();
 	parse_args(argc, argv);
 	setup_process();

@@ -270,3 +270,13 @@ export type CommandEvent =
   | { type: 'stdout' | 'stderr'; data: string }
   | { type: 'exit'; exit_code: number; signal: string | null; timed_out: boolean }
   | { type: 'error'; error: string; code?: string };
+
+/** `GET /v1/sandboxes/:id/browser`: a browser sandbox's CDP endpoint, through the daemon. */
+export const BrowserInfo = Type.Object({
+  /** ws:// (or wss://) URL of the browser target, built from the request's Host. */
+  cdp_url: Type.String(),
+  /** The same as a path on the daemon, for clients that know its address better. */
+  cdp_path: Type.String(),
+  /** The guest port Chromium's DevTools listen on (on the guest's loopback). */
+  guest_port: Type.Integer(),
+});

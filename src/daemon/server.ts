@@ -20,6 +20,7 @@ import { registerSandboxRoutes } from './routes/sandboxes.js';
 import { registerWorkspaceRoutes } from './routes/workspaces.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerFileRoutes } from './routes/files.js';
+import { attachPortUpgrades, registerPortRoutes } from './routes/ports.js';
 import { CommandRegistry } from './command-registry.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { SandboxRegistry } from './sandbox-registry.js';
@@ -165,6 +166,9 @@ async function serveOn(
     void parseJson(req, typeof body === 'string' ? body : body.toString('utf8'), done);
   });
 
+  // The socket's own peer, never a header: on a unix socket there is no address.
+  const remoteOf = (address: string | undefined): string =>
+    opts.socketPath ? `unix:${opts.socketPath}` : (address ?? 'unknown');
   const audit = new AuditLog(opts.auditLog ?? join(engine.dataDir.root, 'audit.jsonl'));
   app.addHook('onRequest', (req, _reply, done) => {
     try {
@@ -183,8 +187,7 @@ async function serveOn(
       status: reply.statusCode,
       latency_us: Math.round(reply.elapsedTime * 1000),
       ua: req.headers['user-agent'] ?? null,
-      // The socket's own peer, never a header: on a unix socket there is no address.
-      remote: opts.socketPath ? `unix:${opts.socketPath}` : (req.socket.remoteAddress ?? req.ip),
+      remote: remoteOf(req.socket.remoteAddress ?? req.ip),
     });
   });
   app.setErrorHandler((err, _req, reply) => {
@@ -215,6 +218,13 @@ async function serveOn(
   const commands = new CommandRegistry();
   registerCommandRoutes(app, context, commands);
   registerFileRoutes(app, context);
+  registerPortRoutes(app, context, https !== null);
+  const closePortConnections = attachPortUpgrades(app.server, {
+    ctx: context,
+    token,
+    audit: (entry) => audit.write(entry),
+    remoteOf: (req) => remoteOf(req.socket.remoteAddress),
+  });
 
   let url: string;
   if (opts.socketPath) {
@@ -242,6 +252,7 @@ async function serveOn(
     close: async () => {
       // Fastify's close cuts long-lived streams, so they finish first.
       await commands.drain(DRAIN_TIMEOUT_MS);
+      closePortConnections();
       await app.close();
       await registry.detachAll();
       await engine.close();

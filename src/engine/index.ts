@@ -13,6 +13,8 @@ export { claimDataDir, daemonOwner, type DaemonLock, type DaemonOwner } from './
 export type { SandboxLimits, SandboxUsage } from './cgroups.js';
 export { DEFAULT_EGRESS, formatEgress, parseEgress, type EgressPolicy } from './egress.js';
 export { WarmPool, type PoolOptions } from './pool.js';
+export { checkGuestPort, connectGuestPort } from './guest-port.js';
+export { BROWSER_CDP_PORT, browserTargetPath } from './browser-cdp.js';
 export type { BranchOptions, BranchResult, BranchTimings } from './branch.js';
 export { diffFromChange, type DiffFromChangeRequest } from './diff-from-change.js';
 export type { PackResult } from '../hub/pack.js';

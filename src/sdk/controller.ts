@@ -6,6 +6,7 @@
 import { HttpClient, type RequestOpts } from './http.js';
 import { parseNdjson } from './ndjson.js';
 import type {
+  BrowserInfo,
   CommandEvent,
   EvalResult,
   ExecResult,
@@ -264,6 +265,16 @@ export class Controller {
   /** `GET /v1/sandboxes/:id`. */
   getSandbox(id: string, opts?: RequestOpts): Promise<SandboxInfo> {
     return this.http.json('GET', `/v1/sandboxes/${seg(id)}`, {}, opts);
+  }
+
+  /** `GET /v1/sandboxes/:id/browser`: where a browser sandbox's CDP endpoint is, through this daemon. */
+  getBrowser(id: string, opts?: RequestOpts): Promise<BrowserInfo> {
+    return this.http.json('GET', `/v1/sandboxes/${seg(id)}/browser`, {}, opts);
+  }
+
+  /** Headers another client (a WebSocket, Playwright) needs to reach this daemon. */
+  authHeaders(): Record<string, string> {
+    return this.http.authHeaders();
   }
 
   /** `DELETE /v1/sandboxes/:id`: kills the child. */

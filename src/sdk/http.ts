@@ -53,11 +53,15 @@ export class HttpClient {
     return url.toString();
   }
 
+  /** The bearer token's header, when there is a token. */
+  authHeaders(): Record<string, string> {
+    return this.config.token ? { authorization: `Bearer ${this.config.token}` } : {};
+  }
+
   /** Sends a request; resolves with a 2xx response whose body the caller must consume. */
   async send(method: string, path: string, init: SendInit = {}, opts?: RequestOpts): Promise<Response> {
     const url = this.url(path, init.query);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.config.token) headers.authorization = `Bearer ${this.config.token}`;
+    const headers: Record<string, string> = { accept: 'application/json', ...this.authHeaders() };
     let body: string | Uint8Array | undefined;
     if (init.json !== undefined) {
       headers['content-type'] = 'application/json';

@@ -20,6 +20,7 @@ export { Sandbox } from './sandbox.js';
 export type { SandboxConnectOpts, SandboxCreateOpts } from './sandbox.js';
 export { CommandHandle, Commands } from './commands.js';
 export type { CommandOutputOpts, CommandResult, CommandRunOpts, CommandWaitOpts } from './commands.js';
+export { SandboxBrowser, type CdpConnectOptions } from './browser.js';
 export { Files } from './files.js';
 export type { EntryInfo, FileReadOpts, FileRemoveOpts, FileWriteOpts } from './files.js';
 export {
@@ -43,6 +44,7 @@ export {
 export type { ControllerErrorDetails } from './errors.js';
 export type { RequestOpts } from './http.js';
 export type {
+  BrowserInfo,
   CommandEvent,
   EvalResult,
   ExecResult,

@@ -1,6 +1,7 @@
 // Sandbox: the E2B-shaped handle on one forked child. Sandbox.create forks
 // one child from a snapshot; commands, files and eval all go through a
 // Controller for the same daemon.
+import { SandboxBrowser } from './browser.js';
 import { Commands } from './commands.js';
 import { Controller, type BranchParams, type ControllerOptions } from './controller.js';
 import { SandboxEvalError } from './errors.js';
@@ -38,6 +39,8 @@ export class Sandbox {
   readonly commands: Commands;
   /** Read and write the sandbox's files. */
   readonly files: Files;
+  /** A browser sandbox's Chromium, for your own Playwright. */
+  readonly browser: SandboxBrowser;
 
   /** @internal Use `Sandbox.create` or `Sandbox.connect`. */
   constructor(controller: Controller, id: string) {
@@ -45,6 +48,7 @@ export class Sandbox {
     this.id = id;
     this.commands = new Commands(controller, id);
     this.files = new Files(controller, id);
+    this.browser = new SandboxBrowser(controller, id);
   }
 
   /** Forks one sandbox from `snapshotTag`. */

@@ -14,6 +14,9 @@ export type SnapshotDetails = Static<typeof wire.SnapshotDetails>;
 /** A running child VM (`GET/POST /v1/sandboxes`). */
 export type SandboxInfo = Static<typeof wire.SandboxInfo>;
 
+/** Where a browser sandbox's CDP endpoint is (`GET /v1/sandboxes/:id/browser`). */
+export type BrowserInfo = Static<typeof wire.BrowserInfo>;
+
 /** A named, suspendable sandbox (`/v1/workspaces`). */
 export type WorkspaceInfo = Static<typeof wire.WorkspaceInfo>;
 

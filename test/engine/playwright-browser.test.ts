@@ -1,10 +1,21 @@
 // Real VMs from the playwright-browser image: a parent whose Chromium was
 // launched and whose page was opened before the freeze, and children whose
 // eval drives their own copy of that page at once, each drawing its own
-// Math.random. (TLS client randoms across 10 children: npm run bench -- browser.)
+// Math.random; the host's own Playwright driving a child's Chromium over CDP
+// through the daemon; and the page kept to the sandbox's egress policy.
+// (TLS client randoms across 10 children: npm run bench -- browser.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { warmChildren } from '../support/engine.js';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startDaemon } from '../../src/daemon/server.js';
+import { Sandbox } from '../../src/sdk/index.js';
+import { TEST_DATA_DIR, warmChildren } from '../support/engine.js';
 
 const TAG = 'test-playwright-browser';
 const warm = warmChildren(TAG, 'playwright-browser', 3);
@@ -59,7 +70,7 @@ test('eval is an async function body: no return is no value, errors and syntax e
   assert.equal(logged.result, 4);
 });
 
-test('Math.random differs between children in the page, in later documents and in node; getRandomValues is measured', async (t) => {
+test('Math.random and crypto.getRandomValues differ between children in the page, in later documents and in node', async () => {
   const draws = await Promise.all(
     warm.children.map((c) =>
       c.sandbox.agent.eval(
@@ -71,17 +82,94 @@ test('Math.random differs between children in the page, in later documents and i
   const column = (i: number) => new Set(draws.map((d) => JSON.stringify((d.result as unknown[])[i])));
   assert.equal(column(0).size, warm.children.length, 'page Math.random');
   assert.equal(column(1).size, warm.children.length, 'node Math.random');
-  t.diagnostic(`page crypto.getRandomValues: ${column(2).size}/${warm.children.length} distinct`);
+  assert.equal(column(2).size, warm.children.length, 'page crypto.getRandomValues');
 
   // A new document gets the child's Math.random too, from the init script
   // the child registered (with its own seed): V8's would be the parent's.
   const reloaded = await child(1).eval(
-    "await page.goto('about:blank', { timeout: 120000 }); return await page.evaluate(() => [String(Math.random).includes('[native code]'), Math.random()])",
+    "await page.goto('about:blank', { timeout: 120000 }); return await page.evaluate(() => [String(Math.random).includes('[native code]') || String(crypto.getRandomValues).includes('[native code]'), Math.random()])",
   );
   assert.equal(reloaded.exitCode, 0, reloaded.error ?? '');
   assert.equal(
     (reloaded.result as [boolean, number])[0],
     false,
-    'the new document’s Math.random is the child’s',
+    'the new document’s Math.random and getRandomValues are the child’s',
   );
+});
+
+test('the host’s own Playwright drives a child’s warm Chromium over CDP through the daemon, with its token', async () => {
+  const scratch = await mkdtemp(join(tmpdir(), 'forkd-cdp-'));
+  const token = 'cdp-test-token-0123456789abc';
+  await writeFile(join(scratch, 'token'), token, { mode: 0o600 });
+  const daemon = await startDaemon({
+    dataDir: TEST_DATA_DIR,
+    port: 0,
+    tokenFile: join(scratch, 'token'),
+    auditLog: join(scratch, 'audit.jsonl'),
+  });
+  let sandbox: Sandbox | undefined;
+  try {
+    sandbox = await Sandbox.create({ url: daemon.url, token, snapshotTag: TAG });
+    const options = await sandbox.browser.connectOptions();
+    assert.match(
+      options.endpointURL,
+      new RegExp(
+        `^ws://127\\.0\\.0\\.1:\\d+/v1/sandboxes/${sandbox.id}/ports/9222/devtools/browser/[0-9a-f-]+$`,
+      ),
+    );
+    assert.deepEqual(options.headers, { authorization: `Bearer ${token}` });
+    await assert.rejects(chromium.connectOverCDP(options.endpointURL, { timeout: 60_000 }), /401/);
+
+    const browser = await chromium.connectOverCDP({ ...options, timeout: 120_000 });
+    try {
+      // The warm page the parent opened is there: this is the child's own browser.
+      const session = await browser.newBrowserCDPSession();
+      const { targetInfos } = (await session.send('Target.getTargets')) as {
+        targetInfos: Array<{ type: string; title: string }>;
+      };
+      assert.ok(
+        targetInfos.some((t) => t.type === 'page' && t.title === 'forkd'),
+        JSON.stringify(targetInfos),
+      );
+      const context = browser.contexts()[0] ?? (await browser.newContext());
+      const page = await context.newPage();
+      await page.setContent('<title>mine</title><p id=p>driven from the host</p>');
+      assert.equal(await page.title(), 'mine');
+      assert.equal(await page.textContent('#p'), 'driven from the host');
+    } finally {
+      await browser.close();
+    }
+    // The runtime's page is untouched by what the CDP client did.
+    assert.equal(await sandbox.eval('return await page.title()'), 'forkd');
+  } finally {
+    await sandbox?.kill();
+    await daemon.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
+});
+
+test('the page keeps to the sandbox’s egress policy: the host’s loopback servers are out of reach', async () => {
+  let hits = 0;
+  const server = createServer((_req, res) => {
+    hits++;
+    res.end('<title>host</title>');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  try {
+    // 10.0.2.2 is slirp's alias for the host's loopback when egress is not restricted.
+    const r = await child(0).eval(
+      `const out = [];
+       for (const url of ['http://10.0.2.2:${port}/', 'http://127.0.0.1:${port}/']) {
+         out.push(await page.goto(url, { timeout: 30000 }).then(() => 'loaded', (e) => e.message.split('\\n')[0]));
+       }
+       return out`,
+    );
+    assert.equal(r.exitCode, 0, r.error ?? '');
+    for (const outcome of r.result as string[]) assert.match(outcome, /net::ERR_|Timeout/);
+    assert.equal(hits, 0, 'the host server was reached from the sandbox');
+  } finally {
+    server.close();
+  }
 });

@@ -323,6 +323,25 @@ export class AgentClient implements AgentTransport {
     this.socket.write(encodeRequest(id, type, fields));
   }
 
+  /**
+   * Resolves once the channel has room for more requests. Streaming senders
+   * (a port relay's bytes) wait on it, so a guest that stops reading holds
+   * them back instead of growing this process's write buffer.
+   */
+  writable(): Promise<void> {
+    const socket = this.socket;
+    if (!socket.writableNeedDrain || socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.once('drain', done);
+      socket.once('close', done);
+    });
+  }
+
   private assertUsable(): void {
     if (this.isClosed) {
       if (this.closeError instanceof AgentUnavailableError) throw this.closeError;
