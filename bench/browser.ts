@@ -3,9 +3,7 @@
 // forks of the playwright-browser snapshot at n = 1, 10, 50, 100 with every
 // child answering page.title(); first and warm eval latency; host memory per
 // idle browser child. Targets are reported, never asserted.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Engine, type ChildResult } from '../src/engine/index.js';
@@ -137,20 +135,20 @@ async function randomness(children: Ok[], rows: BenchRow[]): Promise<void> {
     new Set(draws.map((d) => (Array.isArray(d.result) ? JSON.stringify(d.result[i]) : `error ${d.error}`)))
       .size;
   const names = ['page Math.random', 'page crypto.getRandomValues'];
-  // TLS client randoms, read by a server in each guest from its key log: one
-  // handshake from Chromium (BoringSSL, its network process), one from node (OpenSSL).
-  const { key, cert } = selfSignedCert();
+  // TLS client randoms, read from each ClientHello (bytes 11..43 of the first
+  // record) by a plain TCP server in each guest: one from Chromium (BoringSSL,
+  // its network process), one from node (OpenSSL).
   const tlsCode = `
+    const net = require('net');
     const tls = require('tls');
     const randoms = [];
-    const server = tls.createServer({ key: ${JSON.stringify(key)}, cert: ${JSON.stringify(cert)} });
-    server.on('keylog', (line) => { const r = line.toString().split(' ')[1]; if (!randoms.includes(r)) randoms.push(r); });
+    const server = net.createServer((s) => s.once('data', (d) => { randoms.push(d.subarray(11, 43).toString('hex')); s.destroy(); }));
     await new Promise((resolve) => server.listen(8443, '127.0.0.1', resolve));
     await page.goto('https://127.0.0.1:8443/', { timeout: 120000 }).catch(() => {});
     const chromium = randoms[0] ?? null;
-    await new Promise((resolve) => { const s = tls.connect({ port: 8443, host: '127.0.0.1', rejectUnauthorized: false }, () => { s.end(); resolve(); }); s.on('error', resolve); });
+    await new Promise((resolve) => { const s = tls.connect({ port: 8443, host: '127.0.0.1', rejectUnauthorized: false }); s.on('error', resolve); s.on('close', resolve); });
     server.close();
-    return [chromium, randoms.find((r) => r !== chromium) ?? null];`;
+    return [chromium, randoms[1] ?? null];`;
   const handshakes = await Promise.all(children.map((c) => c.sandbox.agent.eval(tlsCode, SLOW_EVAL)));
   draws.forEach((d, i) => {
     const h = handshakes[i]?.result;
@@ -164,40 +162,6 @@ async function randomness(children: Ok[], rows: BenchRow[]): Promise<void> {
       unit: `of ${children.length}`,
     }),
   );
-}
-
-/** A throwaway key and self-signed certificate for a TLS server inside a guest. */
-function selfSignedCert(): { key: string; cert: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'forkd-tls-'));
-  try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-      ],
-      { stdio: 'ignore' },
-    );
-    return {
-      key: readFileSync(join(dir, 'key.pem'), 'utf8'),
-      cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /**

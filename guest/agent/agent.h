@@ -155,6 +155,8 @@ void handle_eval(struct req *r);
 void handle_ping(struct req *r);
 void handle_hygiene(struct req *r);
 char *vary_dup(void); /* current VARY value or NULL */
+/* The variant's ENV as NUL-ended `K=V` strings back to back (count in *count), or NULL. */
+char *vary_env_dup(size_t *count);
 
 /* main.c: SIGTERM outside the VM; leaves no process or socket behind
  * (exec_kill_all is in exec.c, runtime_kill in runtime.c). */

@@ -280,6 +280,7 @@ struct spawn {
 	size_t nenv;
 	char *cwd;
 	char *vary_env;
+	char *variant_env; /* vary_env_dup's block, pointed into by envp */
 	char path[4096];
 };
 
@@ -288,6 +289,7 @@ static void spawn_free(struct spawn *s)
 	free(s->argv);
 	free(s->envp);
 	free(s->cwd);
+	free(s->variant_env);
 	free(s->vary_env);
 }
 
@@ -323,15 +325,20 @@ static int spawn_prepare(struct req *r, struct spawn *s, char **arena)
 		send_error(r, EINVAL, "EXEC needs ARG or SHELL");
 		return -1;
 	}
+	size_t nvariant = 0;
+	s->variant_env = vary_env_dup(&nvariant);
 	char *a = *arena = malloc(total + 1);
 	s->argv = calloc((shell ? 3 : nargs) + 1, sizeof(char *));
-	s->envp = calloc(nenv + 4, sizeof(char *));
+	s->envp = calloc(nenv + nvariant + 4, sizeof(char *));
 	if (!a || !s->argv || !s->envp) {
 		send_error(r, ENOMEM, "out of memory");
 		return -1;
 	}
 	s->envp[s->nenv++] = "PATH=" DEFAULT_PATH;
 	s->envp[s->nenv++] = "HOME=/root";
+	/* The variant's variables, which the request's own ENV may override. */
+	for (char *kv = s->variant_env; nvariant--; kv += strlen(kv) + 1)
+		env_set(s, kv);
 	size_t ai = 0;
 	if (shell) {
 		s->argv[ai++] = "/bin/sh";

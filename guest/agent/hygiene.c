@@ -1,7 +1,8 @@
 /* PING and HYGIENE. After a restore every child shares its parent's clock and
  * RNG state (microvm has no vmgenid), so the host sends the time and fresh
  * entropy right after restore, plus the optional VARY value that tells one
- * child apart from its siblings (exported to execs as FORKD_VARY). The clock
+ * child apart from its siblings (exported to execs as FORKD_VARY, with the
+ * variant's own ENV variables). The clock
  * is only set by the guest's init (never with --listen or --no-clock): host
  * tests often run as root and must never touch the host's clock. */
 #include <errno.h>
@@ -18,6 +19,9 @@
 
 static pthread_mutex_t vary_mu = PTHREAD_MUTEX_INITIALIZER;
 static char *vary;
+/* The variant's environment: `K=V` strings back to back, each NUL-ended. */
+static char *vary_env;
+static size_t vary_env_len, vary_env_count;
 
 char *vary_dup(void)
 {
@@ -25,6 +29,49 @@ char *vary_dup(void)
 	char *v = vary ? strdup(vary) : NULL;
 	pthread_mutex_unlock(&vary_mu);
 	return v;
+}
+
+char *vary_env_dup(size_t *count)
+{
+	pthread_mutex_lock(&vary_mu);
+	char *block = NULL;
+	*count = 0;
+	if (vary_env_count && (block = malloc(vary_env_len)) != NULL) {
+		memcpy(block, vary_env, vary_env_len);
+		*count = vary_env_count;
+	}
+	pthread_mutex_unlock(&vary_mu);
+	return block;
+}
+
+/* The ENV fields of a HYGIENE as one block; -1 (error sent) if one is not K=V. */
+static int collect_vary_env(struct req *r, char **block, size_t *len, size_t *count)
+{
+	*block = NULL;
+	*len = *count = 0;
+	for (size_t i = 0; i < r->nfields; i++) {
+		const struct field *f = &r->fields[i];
+		if (f->key != F_ENV)
+			continue;
+		const char *eq = memchr(f->val, '=', f->len);
+		if (!eq || eq == (const char *)f->val) {
+			send_error(r, EINVAL, "HYGIENE ENV must be KEY=VALUE");
+			free(*block);
+			return -1;
+		}
+		char *grown = realloc(*block, *len + f->len + 1);
+		if (!grown) {
+			send_error(r, ENOMEM, "out of memory");
+			free(*block);
+			return -1;
+		}
+		*block = grown;
+		memcpy(*block + *len, f->val, f->len);
+		(*block)[*len + f->len] = 0;
+		*len += f->len + 1;
+		(*count)++;
+	}
+	return 0;
 }
 
 void handle_ping(struct req *r)
@@ -100,10 +147,19 @@ void handle_hygiene(struct req *r)
 		__atomic_store_n(&g_runtime_reseed, 1, __ATOMIC_RELEASE);
 	}
 	if (req_field(r, F_VARY)) {
-		char *v = req_str(r, F_VARY);
+		/* A new variant replaces the whole of the old one, its ENV included. */
+		char *env, *v;
+		size_t env_len, env_count;
+		if (collect_vary_env(r, &env, &env_len, &env_count))
+			return;
+		v = req_str(r, F_VARY);
 		pthread_mutex_lock(&vary_mu);
 		free(vary);
 		vary = v;
+		free(vary_env);
+		vary_env = env;
+		vary_env_len = env_len;
+		vary_env_count = env_count;
 		pthread_mutex_unlock(&vary_mu);
 	}
 	struct jbuf b = {0};

@@ -127,6 +127,26 @@ function urandomWords(n) {
   return Array.from({ length: n }, (_, i) => b.readUInt32LE(i * 4));
 }
 
+/**
+ * Kills Chromium's network service process, which Chromium then starts
+ * afresh: its BoringSSL generator (TLS client randoms, ECDHE key shares) was
+ * cloned with the VM and would repeat in every child (measured: 1 distinct
+ * client random over 10 children; a new process seeds from the child's
+ * reseeded kernel). Contexts and pages survive the restart.
+ */
+function restartNetworkService() {
+  for (const pid of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmdline.includes('--utility-sub-type=network.mojom.NetworkService'))
+        process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // gone already, or not ours to read
+    }
+  }
+}
+
 /** Words pageRandomSource takes: 4 for Math.random, 8 for the ChaCha20 key. */
 const SEED_WORDS = 12;
 
@@ -143,12 +163,13 @@ class WarmBrowser {
   }
 
   /**
-   * In a child, before its first eval: the child's own Math.random and
-   * crypto.getRandomValues in every page open now and in every document
-   * opened later (an init script registered here, in the child, with the
-   * child's seed).
+   * In a child, before its first eval: a network service of its own, and
+   * the child's own Math.random and crypto.getRandomValues in every page
+   * open now and in every document opened later (an init script registered
+   * here, in the child, with the child's seed).
    */
   async reseed() {
+    restartNetworkService();
     await this.context.addInitScript({ content: pageRandomSource(urandomWords(SEED_WORDS)) });
     for (const page of this.context.pages()) {
       await page.evaluate(pageRandomSource(urandomWords(SEED_WORDS))).catch(() => {});

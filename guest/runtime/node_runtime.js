@@ -152,6 +152,31 @@ function installRandom() {
   };
 }
 
+// ---- a time-travel fork's variant ----
+
+/** Written by the host at hand-over when the child was forked with variants. */
+const VARY_FILE = '/run/forkd/vary.json';
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * `vary` (the object) and each of its identifier names as globals of the eval
+ * context, except names the context already has (`require`, `Math`…): a
+ * variant never replaces what the runtime or the warm-up defined.
+ */
+function applyVariant() {
+  let variant;
+  try {
+    variant = JSON.parse(fs.readFileSync(VARY_FILE, 'utf8'));
+  } catch {
+    return;
+  }
+  if (variant === null || typeof variant !== 'object' || Array.isArray(variant)) return;
+  globalThis.vary = variant;
+  for (const [name, value] of Object.entries(variant)) {
+    if (IDENTIFIER.test(name) && !(name in globalThis)) globalThis[name] = value;
+  }
+}
+
 // ---- captured output ----
 
 class Capture {
@@ -669,6 +694,7 @@ async function main() {
     if (code.subarray(0, RESEED.length).equals(RESEED)) {
       code = code.subarray(RESEED.length);
       random.reseed();
+      applyVariant();
       if (browser) await browser.reseed();
     }
     const head = await evaluator.run(code.toString('utf8'));

@@ -162,6 +162,30 @@ def reseed_generators():
         numpy.random.seed()
 
 
+# A time-travel fork's variant for this child, written by the host at hand-over.
+VARY_FILE = "/run/forkd/vary.json"
+
+
+def apply_variant(g):
+    """Binds the child's variant in the eval namespace: `vary` (the dict) and
+    each name that is an identifier the namespace and builtins do not already
+    have (a variant never replaces `numpy` or `print`). No file: not a fork
+    with variants."""
+    import keyword
+
+    try:
+        with open(VARY_FILE, encoding="utf-8") as f:
+            variant = json.load(f)
+    except (OSError, ValueError):
+        return
+    if not isinstance(variant, dict):
+        return
+    g["vary"] = variant
+    for name, value in variant.items():
+        if name.isidentifier() and not keyword.iskeyword(name) and name not in g and not hasattr(builtins, name):
+            g[name] = value
+
+
 def open_channel():
     """The agent's two pipes (FORKD_RUNTIME_FDS), kept from what eval'd code starts."""
     in_fd, out_fd = (int(x) for x in os.environ.get("FORKD_RUNTIME_FDS", "3,4").split(","))
@@ -219,6 +243,7 @@ def main():
     def evaluate(code, reseed):
         if reseed:
             reseed_generators()
+            apply_variant(g)
         return evaluator.run(code)
 
     return serve(in_fd, out_fd, evaluate)

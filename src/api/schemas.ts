@@ -146,6 +146,36 @@ export const BranchBody = Type.Object({
 });
 export type BranchBody = Static<typeof BranchBody>;
 
+/** `POST /v1/sandboxes/:id/fork` (forkd extension): a time-travel fork of a running sandbox. */
+export const ForkRunningBody = Type.Object({
+  k: Type.Integer(),
+  /** `{name: [one value per child]}` or `[{name: value} × k]`; checked by the engine for clear errors. */
+  vary: Type.Optional(Type.Unknown()),
+  /** The intermediate snapshot's tag (default: `<sandbox id>-fork-<random>`). */
+  tag: Type.Optional(Type.String()),
+  /** Keep the intermediate snapshot (default: removed once the children run). */
+  keep_snapshot: Type.Optional(Type.Boolean()),
+});
+export type ForkRunningBody = Static<typeof ForkRunningBody>;
+
+export const ForkedChild = Type.Intersect([
+  SandboxInfo,
+  Type.Object({ variant: Type.Record(Type.String(), Type.Unknown()) }),
+]);
+
+export const ForkRunningResult = Type.Object({
+  source_id: Type.String(),
+  snapshot_tag: Type.String(),
+  snapshot_kept: Type.Boolean(),
+  /** How long the source was paused for the branch. */
+  pause_ms: Type.Number(),
+  branch_ms: Type.Number(),
+  spawn_ms: Type.Number(),
+  /** In the order of the variants. */
+  children: Type.Array(ForkedChild),
+});
+export type ForkRunningResult = Static<typeof ForkRunningResult>;
+
 export const WorkspaceInfo = Type.Object({
   id: Type.String(),
   name: Type.String(),

@@ -21,6 +21,7 @@ import { registerWorkspaceRoutes } from './routes/workspaces.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerFileRoutes } from './routes/files.js';
 import { attachPortUpgrades, registerPortRoutes } from './routes/ports.js';
+import { registerForkRunningRoute } from './routes/fork-running.js';
 import { CommandRegistry } from './command-registry.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { SandboxRegistry } from './sandbox-registry.js';
@@ -219,6 +220,7 @@ async function serveOn(
   registerCommandRoutes(app, context, commands);
   registerFileRoutes(app, context);
   registerPortRoutes(app, context, https !== null);
+  registerForkRunningRoute(app, context);
   const closePortConnections = attachPortUpgrades(app.server, {
     ctx: context,
     token,

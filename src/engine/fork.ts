@@ -4,7 +4,7 @@
 // and the host's time. A child that fails is torn down and reported; the
 // others are unaffected.
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { AgentError, InvalidArgumentError, TimeoutError } from '../errors.js';
 import { checkRestorable } from '../snapshot/compat.js';
 import type { DataDir } from '../snapshot/data-dir.js';
@@ -25,6 +25,7 @@ import { launchVm, unlessExited, type LaunchedVm } from './vm.js';
 import { DEFAULT_EGRESS, needsHostNetwork, type EgressPolicy } from './egress.js';
 import type { EgressFirewall } from './egress-firewall.js';
 import { grantToVm, vmUidsEnabled } from './jail.js';
+import { VARY_FILE, variantEnv, type Variant } from './variants.js';
 
 /** Refuse, before anything starts, a policy this host cannot enforce. */
 export function checkEgressSupported(policy: EgressPolicy): void {
@@ -62,8 +63,8 @@ export interface RestoreOptions extends CallOptions {
   limits?: SandboxLimits;
   /** Children started at once (default: 4 per core). */
   concurrency?: number;
-  /** A value handed to each child (index → value): the `vary` of a time-travel fork. */
-  vary?: (index: number) => string | undefined;
+  /** The variant handed to each child (index → variant): a time-travel fork's `vary`. */
+  vary?: (index: number) => Variant | undefined;
   /** Keep children running after this process exits. */
   detach?: boolean;
   /** Take children from the engine's warm pool for this tag first (Engine.prewarm). */
@@ -281,13 +282,27 @@ async function restoreChild(
 
 /**
  * What makes a restored child its own: fresh entropy (credited, CRNG
- * reseeded), the host's clock, and its `vary` value. Done right before a
+ * reseeded), the host's clock, and its variant (environment, vary.json). Done right before a
  * child is handed to a caller, whether just restored or taken from a pool.
  */
 export async function handOver(
   agent: AgentClient,
-  vary: string | undefined,
+  variant: Variant | undefined,
   opts: CallOptions = {},
 ): Promise<void> {
-  await agent.hygiene({ timeUnixNs: BigInt(Date.now()) * 1_000_000n, entropy: randomBytes(64), vary }, opts);
+  const vary = variant === undefined ? undefined : JSON.stringify(variant);
+  await agent.hygiene(
+    {
+      timeUnixNs: BigInt(Date.now()) * 1_000_000n,
+      entropy: randomBytes(64),
+      vary,
+      varyEnv: variant === undefined ? undefined : variantEnv(variant),
+    },
+    opts,
+  );
+  // Before the child's first eval, at which its runtime binds the variant.
+  if (vary !== undefined) {
+    await agent.mkdir(dirname(VARY_FILE), { parents: true }, opts);
+    await agent.writeFile(VARY_FILE, vary, {}, opts);
+  }
 }

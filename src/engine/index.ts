@@ -14,6 +14,7 @@ export type { SandboxLimits, SandboxUsage } from './cgroups.js';
 export { DEFAULT_EGRESS, formatEgress, parseEgress, type EgressPolicy } from './egress.js';
 export { WarmPool, type PoolOptions } from './pool.js';
 export { checkGuestPort, connectGuestPort } from './guest-port.js';
+export { checkForkCount, MAX_FORK_K, variantsFor, type Variant, type VarySpec } from './variants.js';
 export { BROWSER_CDP_PORT, browserTargetPath } from './browser-cdp.js';
 export type { BranchOptions, BranchResult, BranchTimings } from './branch.js';
 export { diffFromChange, type DiffFromChangeRequest } from './diff-from-change.js';

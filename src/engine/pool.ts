@@ -13,6 +13,7 @@ import {
   type RestoreOptions,
 } from './fork.js';
 import type { Sandbox } from './sandbox.js';
+import type { Variant } from './variants.js';
 import { DEFAULT_EGRESS, type EgressPolicy } from './egress.js';
 
 export interface PoolOptions {
@@ -85,7 +86,7 @@ export class WarmPool {
    */
   async take(
     n: number,
-    opts: CallOptions & { vary?: (index: number) => string | undefined; firstIndex?: number } = {},
+    opts: CallOptions & { vary?: (index: number) => Variant | undefined; firstIndex?: number } = {},
   ): Promise<ChildResult[]> {
     const taken = this.ready.splice(0, n);
     const firstIndex = opts.firstIndex ?? 0;

@@ -7,6 +7,7 @@ import { HttpClient, type RequestOpts } from './http.js';
 import { parseNdjson } from './ndjson.js';
 import type {
   BrowserInfo,
+  ForkResult,
   CommandEvent,
   EvalResult,
   ExecResult,
@@ -39,6 +40,22 @@ export interface BranchParams {
   wait?: boolean;
   measureDiff?: boolean;
   parentTag?: string;
+}
+
+/** `forkSandbox` parameters (`POST /v1/sandboxes/:id/fork`). */
+export interface ForkParams {
+  /** How many children (1..100). */
+  k: number;
+  /**
+   * Each child's variant: `{name: [one value per child]}` or one object per
+   * child. A child sees it as environment variables, as variables in its
+   * warm runtime, and in /run/forkd/vary.json.
+   */
+  vary?: Record<string, unknown[]> | Array<Record<string, unknown>>;
+  /** The intermediate snapshot's tag. */
+  tag?: string;
+  /** Keep the intermediate snapshot (default: removed once the children run). */
+  keepSnapshot?: boolean;
 }
 
 /** `createSnapshot` parameters (`POST /v1/snapshots`). */
@@ -312,6 +329,15 @@ export class Controller {
       parent_tag: params.parentTag,
     };
     return this.http.json('POST', `/v1/sandboxes/${seg(id)}/branch`, { json }, opts);
+  }
+
+  /**
+   * `POST /v1/sandboxes/:id/fork`: branches the running sandbox and starts
+   * k children from that moment, each with its variant; the source goes on.
+   */
+  forkSandbox(id: string, params: ForkParams, opts?: RequestOpts): Promise<ForkResult> {
+    const json = { k: params.k, vary: params.vary, tag: params.tag, keep_snapshot: params.keepSnapshot };
+    return this.http.json('POST', `/v1/sandboxes/${seg(id)}/fork`, { json }, opts);
   }
 
   // ---- workspaces ----

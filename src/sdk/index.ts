@@ -3,6 +3,7 @@
 export { Controller } from './controller.js';
 export type {
   BranchParams,
+  ForkParams,
   CommandParams,
   ControllerOptions,
   CreateSandboxesParams,
@@ -17,7 +18,7 @@ export type {
   WriteFileOpts,
 } from './controller.js';
 export { Sandbox } from './sandbox.js';
-export type { SandboxConnectOpts, SandboxCreateOpts } from './sandbox.js';
+export type { ForkedSandbox, SandboxConnectOpts, SandboxCreateOpts } from './sandbox.js';
 export { CommandHandle, Commands } from './commands.js';
 export type { CommandOutputOpts, CommandResult, CommandRunOpts, CommandWaitOpts } from './commands.js';
 export { SandboxBrowser, type CdpConnectOptions } from './browser.js';
@@ -46,6 +47,7 @@ export type { RequestOpts } from './http.js';
 export type {
   BrowserInfo,
   CommandEvent,
+  ForkResult,
   EvalResult,
   ExecResult,
   FileEntry,

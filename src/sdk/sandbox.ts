@@ -3,7 +3,7 @@
 // Controller for the same daemon.
 import { SandboxBrowser } from './browser.js';
 import { Commands } from './commands.js';
-import { Controller, type BranchParams, type ControllerOptions } from './controller.js';
+import { Controller, type BranchParams, type ControllerOptions, type ForkParams } from './controller.js';
 import { SandboxEvalError } from './errors.js';
 import { Files } from './files.js';
 import type { RequestOpts } from './http.js';
@@ -28,6 +28,9 @@ function controllerFor(opts: ControllerOptions): Controller {
 function requestOpts(opts: RequestOpts): RequestOpts {
   return { signal: opts.signal, timeoutMs: opts.timeoutMs };
 }
+
+/** A child of `Sandbox.fork`, with the variant it was handed. */
+export type ForkedSandbox = Sandbox & { readonly variant: Record<string, unknown> };
 
 /** One running child VM. */
 export class Sandbox {
@@ -108,6 +111,20 @@ export class Sandbox {
    */
   branch(params: BranchParams = {}, opts?: RequestOpts): Promise<SnapshotInfo> {
     return this.controller.branch(this.id, params, opts);
+  }
+
+  /**
+   * Time-travel fork: pauses this sandbox for an instant, snapshots it, and
+   * starts `k` children from that moment, each handed its variant (as
+   * environment variables, as variables in its warm runtime, and in
+   * /run/forkd/vary.json) with its own random generators. This sandbox goes
+   * on. The children come back in the order of their variants.
+   */
+  async fork(params: ForkParams, opts?: RequestOpts): Promise<ForkedSandbox[]> {
+    const result = await this.controller.forkSandbox(this.id, params, opts);
+    return result.children.map((c) =>
+      Object.assign(new Sandbox(this.controller, c.id), { variant: c.variant }),
+    );
   }
 
   /** Kills the sandbox. */

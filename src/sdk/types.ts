@@ -14,6 +14,9 @@ export type SnapshotDetails = Static<typeof wire.SnapshotDetails>;
 /** A running child VM (`GET/POST /v1/sandboxes`). */
 export type SandboxInfo = Static<typeof wire.SandboxInfo>;
 
+/** What `POST /v1/sandboxes/:id/fork` answers: the children in the order of their variants. */
+export type ForkResult = Static<typeof wire.ForkRunningResult>;
+
 /** Where a browser sandbox's CDP endpoint is (`GET /v1/sandboxes/:id/browser`). */
 export type BrowserInfo = Static<typeof wire.BrowserInfo>;
 

@@ -22,6 +22,16 @@ const warm = warmChildren(TAG, 'playwright-browser', 3);
 
 const child = (i: number) => warm.sandbox(i).agent;
 
+/** The client random of the ClientHello the page's navigation sends (bytes 11..43 of the first record). */
+const CLIENT_RANDOM_CODE = `
+  const net = require('net');
+  let random = null;
+  const server = net.createServer((s) => s.once('data', (d) => { random = d.subarray(11, 43).toString('hex'); s.destroy(); }));
+  await new Promise((resolve) => server.listen(8443, '127.0.0.1', resolve));
+  await page.goto('https://127.0.0.1:8443/', { timeout: 60000 }).catch(() => {});
+  server.close();
+  return random;`;
+
 test('every child answers page.title() from the page its parent warmed', async () => {
   const { manifest } = await warm.engine.store.getReady(TAG);
   assert.deepEqual(manifest.runtime, { kind: 'browser', imports: [] });
@@ -83,6 +93,12 @@ test('Math.random and crypto.getRandomValues differ between children in the page
   assert.equal(column(0).size, warm.children.length, 'page Math.random');
   assert.equal(column(1).size, warm.children.length, 'node Math.random');
   assert.equal(column(2).size, warm.children.length, 'page crypto.getRandomValues');
+
+  // TLS client randoms from Chromium's network service, read from the
+  // ClientHello by a plain TCP server in each guest (no certificate needed).
+  const hellos = await Promise.all(warm.children.map((c) => c.sandbox.agent.eval(CLIENT_RANDOM_CODE)));
+  for (const h of hellos) assert.match(String(h.result), /^[0-9a-f]{64}$/, h.error ?? '');
+  assert.equal(new Set(hellos.map((h) => h.result)).size, warm.children.length, 'Chromium TLS client random');
 
   // A new document gets the child's Math.random too, from the init script
   // the child registered (with its own seed): V8's would be the parent's.

@@ -183,7 +183,10 @@ export class AgentClient implements AgentTransport {
       [Field.TIME_NS, req.timeUnixNs],
       [Field.ENTROPY, req.entropy],
     ];
-    if (req.vary !== undefined) fields.push([Field.VARY, req.vary]);
+    if (req.vary !== undefined) {
+      fields.push([Field.VARY, req.vary]);
+      for (const [k, v] of Object.entries(req.varyEnv ?? {})) fields.push([Field.ENV, `${k}=${v}`]);
+    }
     return hygieneFromHead((await this.call(RequestType.HYGIENE, fields, opts, 'hygiene')).head);
   }
 

@@ -104,8 +104,10 @@ export interface PingResult {
 export interface HygieneRequest {
   timeUnixNs: bigint;
   entropy: Buffer;
-  /** Exported to later execs as FORKD_VARY. */
+  /** Exported to later execs as FORKD_VARY; a new value replaces the old variant whole. */
   vary?: string;
+  /** With `vary`: the variant's variables, added to later execs' environment. */
+  varyEnv?: Record<string, string>;
 }
 
 /** What the hygiene request changed. */

@@ -1,0 +1,212 @@
+// POST /v1/sandboxes/:id/fork over real HTTP with real python-numpy VMs: a
+// running sandbox forked k ways, each child handed its variant (environment,
+// /run/forkd/vary.json, runtime variables) with the source's state and its
+// own random numbers; the source going on untouched; the intermediate
+// snapshot removed or kept; and bad input refused with nothing left behind.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
+import type { Engine } from '../../src/engine/index.js';
+import { qemuProcessesUsing, testEngine, TEST_DATA_DIR } from '../support/engine.js';
+
+const TAG = 'test-fork-running';
+let engine: Engine;
+let daemon: RunningDaemon;
+let scratch: string;
+let sourceId: string;
+
+interface Child {
+  id: string;
+  variant: Record<string, unknown>;
+  snapshot_tag: string;
+}
+interface ForkAnswer {
+  source_id: string;
+  snapshot_tag: string;
+  snapshot_kept: boolean;
+  pause_ms: number;
+  children: Child[];
+}
+
+async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(daemon.url + path, {
+    method,
+    ...(body === undefined
+      ? {}
+      : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+async function evalIn(id: string, code: string): Promise<unknown> {
+  const r = await api('POST', `/v1/sandboxes/${id}/eval`, { code });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const body = r.body as { error: string | null; value: unknown };
+  assert.equal(body.error, null, body.error ?? '');
+  return body.value;
+}
+
+async function execIn(id: string, script: string): Promise<string> {
+  const r = await api('POST', `/v1/sandboxes/${id}/exec`, { args: ['sh', '-c', script] });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const body = r.body as { exit_code: number; stdout: string; stderr: string };
+  assert.equal(body.exit_code, 0, body.stderr);
+  return body.stdout;
+}
+
+async function snapshotTags(): Promise<string[]> {
+  return ((await api('GET', '/v1/snapshots')).body as Array<{ tag: string }>).map((s) => s.tag);
+}
+
+async function sandboxIds(): Promise<string[]> {
+  return ((await api('GET', '/v1/sandboxes')).body as Array<{ id: string }>).map((s) => s.id).sort();
+}
+
+before(async () => {
+  engine = testEngine();
+  await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy', replace: true });
+  scratch = await mkdtemp(join(tmpdir(), 'forkd-fork-running-'));
+  daemon = await startDaemon({ dataDir: TEST_DATA_DIR, port: 0, auditLog: join(scratch, 'audit.jsonl') });
+  const created = await api('POST', '/v1/sandboxes', { snapshot_tag: TAG });
+  assert.equal(created.status, 201);
+  sourceId = (created.body as Array<{ id: string }>)[0]!.id;
+  // State the source builds after its restore: the children must start from it.
+  await evalIn(sourceId, 'progress = 41');
+  await execIn(sourceId, 'echo built > /root/setup-done');
+});
+
+after(async () => {
+  try {
+    if (sourceId) await api('DELETE', `/v1/sandboxes/${sourceId}`);
+    await daemon?.close();
+    assert.deepEqual(qemuProcessesUsing(engine.dataDir.runDir), []);
+  } finally {
+    await engine?.store.remove(TAG);
+    await rm(scratch, { recursive: true, force: true });
+  }
+});
+
+test('fork k=3 hands each child its variant as env, vary.json and runtime variables, from the source’s state, with its own randomness', async () => {
+  const before = await snapshotTags();
+  const r = await api('POST', `/v1/sandboxes/${sourceId}/fork`, {
+    k: 3,
+    vary: { temperature: [0.2, 0.7, 1.3], prompt: ['a', 'b', 'c'], SEED: [1, 2, 3] },
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const answer = r.body as ForkAnswer;
+  assert.equal(answer.source_id, sourceId);
+  assert.equal(answer.snapshot_kept, false);
+  assert.ok(answer.pause_ms >= 0);
+  assert.deepEqual(
+    answer.children.map((c) => c.variant),
+    [
+      { temperature: 0.2, prompt: 'a', SEED: 1 },
+      { temperature: 0.7, prompt: 'b', SEED: 2 },
+      { temperature: 1.3, prompt: 'c', SEED: 3 },
+    ],
+  );
+  assert.deepEqual(await snapshotTags(), before, 'the intermediate snapshot was removed');
+  try {
+    const seen = await Promise.all(
+      answer.children.map(async (c) => ({
+        runtime: await evalIn(
+          c.id,
+          'import random\n[progress + 1, temperature, prompt, SEED, vary, random.random(), numpy.random.rand()]',
+        ),
+        shell: await execIn(
+          c.id,
+          'echo "$temperature $prompt $SEED"; cat /root/setup-done /run/forkd/vary.json',
+        ),
+      })),
+    );
+    seen.forEach(({ runtime, shell }, i) => {
+      const variant = answer.children[i]!.variant;
+      const [progress, temperature, prompt, seed, vary] = runtime as unknown[];
+      assert.equal(progress, 42, 'the child starts from the source’s state');
+      assert.deepEqual([temperature, prompt, seed], [variant.temperature, variant.prompt, variant.SEED]);
+      assert.deepEqual(vary, variant);
+      const [envLine, setup, json] = shell.split('\n');
+      assert.equal(
+        envLine,
+        `${String(variant.temperature)} ${String(variant.prompt)} ${String(variant.SEED)}`,
+      );
+      assert.equal(setup, 'built');
+      assert.deepEqual(JSON.parse(json ?? ''), variant);
+    });
+    for (const column of [5, 6]) {
+      const draws = new Set(seen.map((s) => (s.runtime as unknown[])[column]));
+      assert.equal(draws.size, 3, `random draws (column ${column}) differ between the children`);
+    }
+    // The source goes on where it was, with no variant.
+    assert.deepEqual(await evalIn(sourceId, "[progress, 'temperature' in globals()]"), [41, false]);
+    assert.equal(await execIn(sourceId, 'echo "${temperature-unset}"'), 'unset\n');
+  } finally {
+    await Promise.all(answer.children.map((c) => api('DELETE', `/v1/sandboxes/${c.id}`)));
+  }
+});
+
+test('vary as a list of objects, and keep_snapshot keeps the intermediate snapshot under the given tag', async () => {
+  const tag = 'test-fork-running-kept';
+  const r = await api('POST', `/v1/sandboxes/${sourceId}/fork`, {
+    k: 2,
+    vary: [
+      { policy: 'greedy', numpy: 'shadow' },
+      { policy: 'explore', depth: 3 },
+    ],
+    tag,
+    keep_snapshot: true,
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const answer = r.body as ForkAnswer;
+  try {
+    assert.equal(answer.snapshot_tag, tag);
+    assert.ok((await snapshotTags()).includes(tag));
+    assert.deepEqual(await evalIn(answer.children[1]!.id, '[policy, depth]'), ['explore', 3]);
+    // A name the runtime already has keeps its meaning; the variant is still in `vary`.
+    assert.deepEqual(await evalIn(answer.children[0]!.id, "[numpy.__name__, vary['numpy'], policy]"), [
+      'numpy',
+      'shadow',
+      'greedy',
+    ]);
+  } finally {
+    await Promise.all(answer.children.map((c) => api('DELETE', `/v1/sandboxes/${c.id}`)));
+    await api('DELETE', `/v1/snapshots/${tag}`);
+  }
+});
+
+test('bad forks are 400/404 with a one-line error, and leave no sandbox or snapshot behind', async () => {
+  const snapshots = await snapshotTags();
+  const sandboxes = await sandboxIds();
+  const cases: Array<[string, unknown, number, RegExp]> = [
+    [sourceId, { k: 0 }, 400, /k must be an integer from 1 to 100, got 0/],
+    [sourceId, { k: 101 }, 400, /k must be an integer from 1 to 100, got 101/],
+    [sourceId, { k: 2, vary: { t: [1, 2, 3] } }, 400, /vary\.t has 3 values for k = 2 children/],
+    [sourceId, { k: 2, vary: [{ t: 1 }] }, 400, /vary has 1 variants for k = 2 children/],
+    [sourceId, { k: 1, vary: { 'bad-name': [1] } }, 400, /not usable as an environment variable/],
+    [sourceId, { k: 1, vary: { FORKD_X: [1] } }, 400, /FORKD_ prefix/],
+    [sourceId, { k: 1, vary: 'temperature' }, 400, /vary must be/],
+    [sourceId, { k: 1, tag: 'no/slashes' }, 400, /tag/],
+    ['sb-nosuch', { k: 1 }, 404, /sandbox "sb-nosuch" not found/],
+  ];
+  for (const [id, body, status, message] of cases) {
+    const r = await api('POST', `/v1/sandboxes/${id}/fork`, body);
+    assert.equal(r.status, status, `${JSON.stringify(body)}: ${JSON.stringify(r.body)}`);
+    const error = (r.body as { error: string }).error;
+    assert.match(error, message);
+    assert.doesNotMatch(error, /\n/);
+  }
+  assert.deepEqual(await snapshotTags(), snapshots);
+  assert.deepEqual(await sandboxIds(), sandboxes);
+});
+
+test('forking a sandbox that was killed is a 404', async () => {
+  const created = await api('POST', '/v1/sandboxes', { snapshot_tag: TAG });
+  const id = (created.body as Array<{ id: string }>)[0]!.id;
+  assert.equal((await api('DELETE', `/v1/sandboxes/${id}`)).status, 204);
+  const r = await api('POST', `/v1/sandboxes/${id}/fork`, { k: 1 });
+  assert.equal(r.status, 404);
+});
