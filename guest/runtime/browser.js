@@ -127,12 +127,17 @@ function urandomWords(n) {
   return Array.from({ length: n }, (_, i) => b.readUInt32LE(i * 4));
 }
 
+/** Written by the host at hand-over when the child's egress reaches a network. */
+const NETWORK_FILE = '/run/forkd/network';
+
 /**
  * Kills Chromium's network service process, which Chromium then starts
  * afresh: its BoringSSL generator (TLS client randoms, ECDHE key shares) was
  * cloned with the VM and would repeat in every child (measured: 1 distinct
  * client random over 10 children; a new process seeds from the child's
- * reseeded kernel). Contexts and pages survive the restart.
+ * reseeded kernel). Contexts and pages survive the restart. Only in a child
+ * with a network: without one its TLS reaches nothing outside the guest,
+ * and under TCG the new process costs seconds of CPU.
  */
 function restartNetworkService() {
   for (const pid of fs.readdirSync('/proc')) {
@@ -163,13 +168,14 @@ class WarmBrowser {
   }
 
   /**
-   * In a child, before its first eval: a network service of its own, and
+   * In a child, before its first eval: a network service of its own (when
+   * it has a network), and
    * the child's own Math.random and crypto.getRandomValues in every page
    * open now and in every document opened later (an init script registered
    * here, in the child, with the child's seed).
    */
   async reseed() {
-    restartNetworkService();
+    if (fs.existsSync(NETWORK_FILE)) restartNetworkService();
     await this.context.addInitScript({ content: pageRandomSource(urandomWords(SEED_WORDS)) });
     for (const page of this.context.pages()) {
       await page.evaluate(pageRandomSource(urandomWords(SEED_WORDS))).catch(() => {});

@@ -157,11 +157,14 @@ function installRandom() {
 /** Written by the host at hand-over when the child was forked with variants. */
 const VARY_FILE = '/run/forkd/vary.json';
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+/** Names an earlier variant bound (a fork of a fork): a newer variant may rebind them. */
+const variantNames = new Set();
 
 /**
  * `vary` (the object) and each of its identifier names as globals of the eval
- * context, except names the context already has (`require`, `Math`…): a
- * variant never replaces what the runtime or the warm-up defined.
+ * context, except names the context already has (`require`, `Math`…) and
+ * an earlier variant did not bind: a variant never replaces what the runtime
+ * or the warm-up defined.
  */
 function applyVariant() {
   let variant;
@@ -173,7 +176,10 @@ function applyVariant() {
   if (variant === null || typeof variant !== 'object' || Array.isArray(variant)) return;
   globalThis.vary = variant;
   for (const [name, value] of Object.entries(variant)) {
-    if (IDENTIFIER.test(name) && !(name in globalThis)) globalThis[name] = value;
+    if (IDENTIFIER.test(name) && (variantNames.has(name) || !(name in globalThis))) {
+      globalThis[name] = value;
+      variantNames.add(name);
+    }
   }
 }
 

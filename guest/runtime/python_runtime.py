@@ -164,13 +164,15 @@ def reseed_generators():
 
 # A time-travel fork's variant for this child, written by the host at hand-over.
 VARY_FILE = "/run/forkd/vary.json"
+# Names an earlier variant bound (a fork of a fork): a newer variant may rebind them.
+VARIANT_NAMES = set()
 
 
 def apply_variant(g):
     """Binds the child's variant in the eval namespace: `vary` (the dict) and
     each name that is an identifier the namespace and builtins do not already
-    have (a variant never replaces `numpy` or `print`). No file: not a fork
-    with variants."""
+    have (a variant never replaces `numpy` or `print`) or that an earlier
+    variant bound. No file: not a fork with variants."""
     import keyword
 
     try:
@@ -182,8 +184,10 @@ def apply_variant(g):
         return
     g["vary"] = variant
     for name, value in variant.items():
-        if name.isidentifier() and not keyword.iskeyword(name) and name not in g and not hasattr(builtins, name):
+        bindable = name in VARIANT_NAMES or (name not in g and not hasattr(builtins, name))
+        if name.isidentifier() and not keyword.iskeyword(name) and bindable:
             g[name] = value
+            VARIANT_NAMES.add(name)
 
 
 def open_channel():

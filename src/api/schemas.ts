@@ -155,12 +155,34 @@ export const ForkRunningBody = Type.Object({
   tag: Type.Optional(Type.String()),
   /** Keep the intermediate snapshot (default: removed once the children run). */
   keep_snapshot: Type.Optional(Type.Boolean()),
+  /** Best of k: run this in every child, rank them by the number it gives, keep the best `keep`. */
+  score: Type.Optional(
+    Type.Union([
+      Type.Object(
+        { exec: Type.Array(Type.String()), timeout_secs: Type.Optional(Type.Number()) },
+        { additionalProperties: false },
+      ),
+      Type.Object(
+        { eval: Type.String(), timeout_secs: Type.Optional(Type.Number()) },
+        { additionalProperties: false },
+      ),
+    ]),
+  ),
+  /** With `score`: how many of the best children stay running (default 1). */
+  keep: Type.Optional(Type.Integer()),
 });
 export type ForkRunningBody = Static<typeof ForkRunningBody>;
 
 export const ForkedChild = Type.Intersect([
   SandboxInfo,
-  Type.Object({ variant: Type.Record(Type.String(), Type.Unknown()) }),
+  Type.Object({
+    variant: Type.Record(Type.String(), Type.Unknown()),
+    /** With `score`: the child's score (null when its step failed or gave no number). */
+    score: Type.Optional(Type.Union([Type.Number(), Type.Null()])),
+    score_error: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    /** With `score`: whether it is among the best `keep`, still running; the others were killed. */
+    kept: Type.Optional(Type.Boolean()),
+  }),
 ]);
 
 export const ForkRunningResult = Type.Object({
@@ -171,7 +193,7 @@ export const ForkRunningResult = Type.Object({
   pause_ms: Type.Number(),
   branch_ms: Type.Number(),
   spawn_ms: Type.Number(),
-  /** In the order of the variants. */
+  /** In the order of the variants; with `score`, best first. */
   children: Type.Array(ForkedChild),
 });
 export type ForkRunningResult = Static<typeof ForkRunningResult>;

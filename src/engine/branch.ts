@@ -12,7 +12,7 @@
 import { SNAPSHOT_FILES, type SnapshotManifest } from '../snapshot/manifest.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import type { DataDir } from '../snapshot/data-dir.js';
-import { ConflictError } from '../errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 import { deadlineSignal, type CallOptions } from '../util/abort.js';
 import { linkOrCopy } from '../util/files.js';
 import { holdAgentPort } from '../vmm/chardev.js';
@@ -98,6 +98,19 @@ export interface BranchResult {
   timings: BranchTimings;
 }
 
+/** The snapshot the source was restored from: a branch keeps its disk layers and machine. */
+async function sourceSnapshot(store: SnapshotStore, source: Sandbox): ReturnType<SnapshotStore['getReady']> {
+  try {
+    return await store.getReady(source.info.snapshotTag);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    throw new ConflictError(
+      `sandbox ${source.id} cannot be branched: its snapshot ${source.info.snapshotTag} was removed`,
+      { hint: 'a child of a fork is branchable when the fork kept its snapshot (keep_snapshot: true)' },
+    );
+  }
+}
+
 export async function branchSandbox(
   ctx: BranchContext,
   source: Sandbox,
@@ -105,7 +118,7 @@ export async function branchSandbox(
 ): Promise<BranchResult> {
   const started = Date.now();
   const vm = source.vmHandle;
-  const { dir: sourceDir, manifest: base } = await ctx.store.getReady(source.info.snapshotTag);
+  const { dir: sourceDir, manifest: base } = await sourceSnapshot(ctx.store, source);
   const diffFrom = opts.diff
     ? await diffParentOf(ctx.store, source.info.snapshotTag, sourceDir, base, opts.diffParent)
     : null;

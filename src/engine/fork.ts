@@ -25,7 +25,7 @@ import { launchVm, unlessExited, type LaunchedVm } from './vm.js';
 import { DEFAULT_EGRESS, needsHostNetwork, type EgressPolicy } from './egress.js';
 import type { EgressFirewall } from './egress-firewall.js';
 import { grantToVm, vmUidsEnabled } from './jail.js';
-import { VARY_FILE, variantEnv, type Variant } from './variants.js';
+import { NETWORK_FILE, VARY_FILE, variantEnv, type Variant } from './variants.js';
 
 /** Refuse, before anything starts, a policy this host cannot enforce. */
 export function checkEgressSupported(policy: EgressPolicy): void {
@@ -222,7 +222,11 @@ async function restoreChild(
       // gets its entropy and clock when it is handed out.
       warmOnly
         ? connected.ping({ signal }).then(() => undefined)
-        : handOver(connected, opts.vary?.(index), { signal }),
+        : handOver(
+            connected,
+            { variant: opts.vary?.(index), networked: needsHostNetwork(opts.egress ?? DEFAULT_EGRESS) },
+            { signal },
+          ),
     );
     const t3 = Date.now();
     const info = {
@@ -280,16 +284,23 @@ async function restoreChild(
   }
 }
 
+/** What a child is handed besides entropy and the clock. */
+export interface HandOver {
+  /** A time-travel fork's variant for this child. */
+  variant?: Variant | undefined;
+  /** Its egress policy lets it reach a network (the browser runtime then restarts Chromium's network service). */
+  networked: boolean;
+}
+
 /**
  * What makes a restored child its own: fresh entropy (credited, CRNG
- * reseeded), the host's clock, and its variant (environment, vary.json). Done right before a
- * child is handed to a caller, whether just restored or taken from a pool.
+ * reseeded), the host's clock, its variant (environment, vary.json), and
+ * whether it has a network. Done right before a child is handed to a
+ * caller, whether just restored or taken from a pool; the files land
+ * before the child's first eval, when its runtime reads them.
  */
-export async function handOver(
-  agent: AgentClient,
-  variant: Variant | undefined,
-  opts: CallOptions = {},
-): Promise<void> {
+export async function handOver(agent: AgentClient, what: HandOver, opts: CallOptions = {}): Promise<void> {
+  const { variant } = what;
   const vary = variant === undefined ? undefined : JSON.stringify(variant);
   await agent.hygiene(
     {
@@ -300,9 +311,8 @@ export async function handOver(
     },
     opts,
   );
-  // Before the child's first eval, at which its runtime binds the variant.
-  if (vary !== undefined) {
-    await agent.mkdir(dirname(VARY_FILE), { parents: true }, opts);
-    await agent.writeFile(VARY_FILE, vary, {}, opts);
-  }
+  if (vary === undefined && !what.networked) return;
+  await agent.mkdir(dirname(VARY_FILE), { parents: true }, opts);
+  if (vary !== undefined) await agent.writeFile(VARY_FILE, vary, {}, opts);
+  if (what.networked) await agent.writeFile(NETWORK_FILE, 'open\n', {}, opts);
 }

@@ -14,7 +14,7 @@ import {
 } from './fork.js';
 import type { Sandbox } from './sandbox.js';
 import type { Variant } from './variants.js';
-import { DEFAULT_EGRESS, type EgressPolicy } from './egress.js';
+import { DEFAULT_EGRESS, needsHostNetwork, type EgressPolicy } from './egress.js';
 
 export interface PoolOptions {
   tag: string;
@@ -95,7 +95,11 @@ export class WarmPool {
         const index = firstIndex + i;
         const started = Date.now();
         try {
-          await handOver(sandbox.agent, opts.vary?.(index), opts);
+          await handOver(
+            sandbox.agent,
+            { variant: opts.vary?.(index), networked: needsHostNetwork(this.egress) },
+            opts,
+          );
           const ms = Date.now() - started;
           return { index, ok: true, sandbox, timings: { launchMs: 0, loadMs: 0, agentMs: ms, totalMs: ms } };
         } catch (err) {

@@ -18,6 +18,8 @@ export const MAX_VARIANT_BYTES = 32 * 1024;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 /** Where the guest finds its variant (guest/runtime/*_runtime.* read it on their first eval). */
 export const VARY_FILE = '/run/forkd/vary.json';
+/** Present when the child's egress lets it reach a network (guest/runtime/browser.js reads it). */
+export const NETWORK_FILE = '/run/forkd/network';
 
 function bad(message: string, hint?: string): InvalidArgumentError {
   return new InvalidArgumentError(message, 'vary', hint ? { hint } : {});

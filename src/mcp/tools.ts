@@ -134,6 +134,26 @@ export function registerTools(server: McpServer, forkd: Controller): void {
     (a) => run(() => forkd.branch(a.id, { tag: a.tag })),
   );
   server.registerTool(
+    'fork_sandbox',
+    {
+      description:
+        'Time-travel fork: pause a running sandbox for an instant and start k children from that moment, each with its own variant of some inputs (e.g. {"temperature": [0.2, 0.7, 1.3]}). A child sees its variant as environment variables, as variables in its warm runtime (`vary` and each name) and in /run/forkd/vary.json; the source sandbox goes on.',
+      inputSchema: {
+        id,
+        k: z.number().int().min(1).max(100).describe('number of children'),
+        vary: z
+          .record(z.string(), z.array(z.unknown()))
+          .optional()
+          .describe('name → one value per child (k values each)'),
+        keep_snapshot: z
+          .boolean()
+          .optional()
+          .describe('keep the intermediate snapshot (to fork the children again)'),
+      },
+    },
+    (a) => run(() => forkd.forkSandbox(a.id, { k: a.k, vary: a.vary, keepSnapshot: a.keep_snapshot })),
+  );
+  server.registerTool(
     'ping_sandbox',
     { description: "Check that a sandbox's agent answers.", inputSchema: { id } },
     (a) => run(() => forkd.ping(a.id)),

@@ -56,6 +56,14 @@ export interface ForkParams {
   tag?: string;
   /** Keep the intermediate snapshot (default: removed once the children run). */
   keepSnapshot?: boolean;
+  /**
+   * Best of k: run this in every child (an exec whose last line of stdout is
+   * a number, or an eval whose value is one), rank the children best first
+   * and kill all but the best `keep`.
+   */
+  score?: { exec: string[]; timeoutSecs?: number } | { eval: string; timeoutSecs?: number };
+  /** With `score`: how many stay running (default 1). */
+  keep?: number;
 }
 
 /** `createSnapshot` parameters (`POST /v1/snapshots`). */
@@ -336,7 +344,20 @@ export class Controller {
    * k children from that moment, each with its variant; the source goes on.
    */
   forkSandbox(id: string, params: ForkParams, opts?: RequestOpts): Promise<ForkResult> {
-    const json = { k: params.k, vary: params.vary, tag: params.tag, keep_snapshot: params.keepSnapshot };
+    const score =
+      params.score === undefined
+        ? undefined
+        : 'exec' in params.score
+          ? { exec: params.score.exec, timeout_secs: params.score.timeoutSecs }
+          : { eval: params.score.eval, timeout_secs: params.score.timeoutSecs };
+    const json = {
+      k: params.k,
+      vary: params.vary,
+      tag: params.tag,
+      keep_snapshot: params.keepSnapshot,
+      score,
+      keep: params.keep,
+    };
     return this.http.json('POST', `/v1/sandboxes/${seg(id)}/fork`, { json }, opts);
   }
 

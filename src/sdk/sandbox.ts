@@ -29,8 +29,15 @@ function requestOpts(opts: RequestOpts): RequestOpts {
   return { signal: opts.signal, timeoutMs: opts.timeoutMs };
 }
 
-/** A child of `Sandbox.fork`, with the variant it was handed. */
-export type ForkedSandbox = Sandbox & { readonly variant: Record<string, unknown> };
+/** A child of `Sandbox.fork`, with the variant it was handed (and, with `score`, how it ranked). */
+export type ForkedSandbox = Sandbox & {
+  readonly variant: Record<string, unknown>;
+  /** With `score`: its score, null when the step failed or gave no number (`scoreError` says why). */
+  readonly score?: number | null;
+  readonly scoreError?: string | null;
+  /** With `score`: among the best `keep` and still running; the others were killed. */
+  readonly kept?: boolean;
+};
 
 /** One running child VM. */
 export class Sandbox {
@@ -123,8 +130,25 @@ export class Sandbox {
   async fork(params: ForkParams, opts?: RequestOpts): Promise<ForkedSandbox[]> {
     const result = await this.controller.forkSandbox(this.id, params, opts);
     return result.children.map((c) =>
-      Object.assign(new Sandbox(this.controller, c.id), { variant: c.variant }),
+      Object.assign(new Sandbox(this.controller, c.id), {
+        variant: c.variant,
+        ...(c.score !== undefined
+          ? { score: c.score, scoreError: c.score_error ?? null, kept: c.kept ?? false }
+          : {}),
+      }),
     );
+  }
+
+  /**
+   * Best of k: forks k ways, runs `score` in every child at once, and
+   * answers the children best first; all but the best `keep` (default 1)
+   * are killed. `(await sandbox.bestOf({...}))[0]` is the winner.
+   */
+  bestOf(
+    params: ForkParams & { score: NonNullable<ForkParams['score']> },
+    opts?: RequestOpts,
+  ): Promise<ForkedSandbox[]> {
+    return this.fork(params, opts);
   }
 
   /** Kills the sandbox. */

@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
+import { Sandbox } from '../../src/sdk/index.js';
 import type { Engine } from '../../src/engine/index.js';
 import { qemuProcessesUsing, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 
@@ -22,6 +23,9 @@ interface Child {
   id: string;
   variant: Record<string, unknown>;
   snapshot_tag: string;
+  score?: number | null;
+  score_error?: string | null;
+  kept?: boolean;
 }
 interface ForkAnswer {
   source_id: string;
@@ -141,6 +145,10 @@ test('fork k=3 hands each child its variant as env, vary.json and runtime variab
       const draws = new Set(seen.map((s) => (s.runtime as unknown[])[column]));
       assert.equal(draws.size, 3, `random draws (column ${column}) differ between the children`);
     }
+    // The intermediate snapshot is gone, so its children cannot be branched: a 409 that says why.
+    const again = await api('POST', `/v1/sandboxes/${answer.children[0]!.id}/fork`, { k: 1 });
+    assert.equal(again.status, 409, JSON.stringify(again.body));
+    assert.match((again.body as { error: string }).error, /was removed.*keep_snapshot: true/);
     // The source goes on where it was, with no variant.
     assert.deepEqual(await evalIn(sourceId, "[progress, 'temperature' in globals()]"), [41, false]);
     assert.equal(await execIn(sourceId, 'echo "${temperature-unset}"'), 'unset\n');
@@ -166,6 +174,15 @@ test('vary as a list of objects, and keep_snapshot keeps the intermediate snapsh
     assert.equal(answer.snapshot_tag, tag);
     assert.ok((await snapshotTags()).includes(tag));
     assert.deepEqual(await evalIn(answer.children[1]!.id, '[policy, depth]'), ['explore', 3]);
+    // A child of a kept fork forks again, and its own child has the newer variant.
+    const nested = await api('POST', `/v1/sandboxes/${answer.children[1]!.id}/fork`, {
+      k: 1,
+      vary: { depth: [4] },
+    });
+    assert.equal(nested.status, 201, JSON.stringify(nested.body));
+    const grandchild = (nested.body as ForkAnswer).children[0]!;
+    assert.deepEqual(await evalIn(grandchild.id, '[policy, depth, vary]'), ['explore', 4, { depth: 4 }]);
+    await api('DELETE', `/v1/sandboxes/${grandchild.id}`);
     // A name the runtime already has keeps its meaning; the variant is still in `vary`.
     assert.deepEqual(await evalIn(answer.children[0]!.id, "[numpy.__name__, vary['numpy'], policy]"), [
       'numpy',
@@ -176,6 +193,74 @@ test('vary as a list of objects, and keep_snapshot keeps the intermediate snapsh
     await Promise.all(answer.children.map((c) => api('DELETE', `/v1/sandboxes/${c.id}`)));
     await api('DELETE', `/v1/snapshots/${tag}`);
   }
+});
+
+test('best of k: every child is scored at once, the answer is ranked, and only the best `keep` stay running', async () => {
+  const byEval = await api('POST', `/v1/sandboxes/${sourceId}/fork`, {
+    k: 3,
+    vary: { SEED: [3, 9, 5] },
+    score: { eval: 'SEED * 2 + progress - 41' },
+  });
+  assert.equal(byEval.status, 201, JSON.stringify(byEval.body));
+  const ranked = (byEval.body as ForkAnswer).children;
+  assert.deepEqual(
+    ranked.map((c) => [c.variant.SEED, c.score, c.kept]),
+    [
+      [9, 18, true],
+      [5, 10, false],
+      [3, 6, false],
+    ],
+  );
+  assert.equal((await api('GET', `/v1/sandboxes/${ranked[1]!.id}`)).status, 404, 'the others were killed');
+  assert.equal((await api('GET', `/v1/sandboxes/${ranked[0]!.id}`)).status, 200);
+  await api('DELETE', `/v1/sandboxes/${ranked[0]!.id}`);
+
+  // By exec: the last line of stdout; a child that prints no number ranks last, with the reason.
+  const byExec = await api('POST', `/v1/sandboxes/${sourceId}/fork`, {
+    k: 3,
+    vary: { SEED: ['7', 'x', '2'] },
+    score: { exec: ['sh', '-c', 'echo scoring; echo "$SEED"'], timeout_secs: 60 },
+    keep: 2,
+  });
+  assert.equal(byExec.status, 201, JSON.stringify(byExec.body));
+  const execRanked = (byExec.body as ForkAnswer).children;
+  try {
+    assert.deepEqual(
+      execRanked.map((c) => [c.variant.SEED, c.score, c.kept]),
+      [
+        ['7', 7, true],
+        ['2', 2, true],
+        ['x', null, false],
+      ],
+    );
+    assert.match(execRanked[2]!.score_error ?? '', /not a number/);
+  } finally {
+    await Promise.all(execRanked.slice(0, 2).map((c) => api('DELETE', `/v1/sandboxes/${c.id}`)));
+  }
+});
+
+test('the TypeScript SDK forks with variants and picks the best of k', async () => {
+  const source = await Sandbox.connect(sourceId, { url: daemon.url });
+  const children = await source.fork({ k: 2, vary: [{ SEED: 1 }, { SEED: 2 }] });
+  try {
+    assert.deepEqual(await Promise.all(children.map((c) => c.eval('SEED'))), [1, 2]);
+    assert.deepEqual(
+      children.map((c) => c.variant),
+      [{ SEED: 1 }, { SEED: 2 }],
+    );
+  } finally {
+    await Promise.all(children.map((c) => c.kill()));
+  }
+  const ranked = await source.bestOf({ k: 2, vary: { SEED: [4, 8] }, score: { eval: 'SEED' } });
+  assert.deepEqual(
+    ranked.map((c) => [c.score, c.kept]),
+    [
+      [8, true],
+      [4, false],
+    ],
+  );
+  assert.equal(await ranked[0]!.eval('SEED'), 8);
+  await ranked[0]!.kill();
 });
 
 test('bad forks are 400/404 with a one-line error, and leave no sandbox or snapshot behind', async () => {
@@ -190,6 +275,15 @@ test('bad forks are 400/404 with a one-line error, and leave no sandbox or snaps
     [sourceId, { k: 1, vary: { FORKD_X: [1] } }, 400, /FORKD_ prefix/],
     [sourceId, { k: 1, vary: 'temperature' }, 400, /vary must be/],
     [sourceId, { k: 1, tag: 'no/slashes' }, 400, /tag/],
+    [sourceId, { k: 2, keep: 1 }, 400, /keep needs score/],
+    [
+      sourceId,
+      { k: 2, score: { eval: '1' }, keep: 3 },
+      400,
+      /keep must be an integer from 1 to k \(2\), got 3/,
+    ],
+    [sourceId, { k: 2, score: { exec: [] } }, 400, /score\.exec must not be empty/],
+    [sourceId, { k: 2, score: { eval: '1', timeout_secs: 0 } }, 400, /score\.timeout_secs must be from 1/],
     ['sb-nosuch', { k: 1 }, 404, /sandbox "sb-nosuch" not found/],
   ];
   for (const [id, body, status, message] of cases) {

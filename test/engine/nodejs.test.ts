@@ -79,3 +79,33 @@ test('Math.random differs between children of one snapshot', async (t) => {
     `crypto.randomBytes: ${new Set(bytes.map((b) => b.result)).size}/${warm.children.length} distinct`,
   );
 });
+
+test('children forked with variants get them as globals, in `vary`, in their env and in vary.json, never over a name the runtime has', async () => {
+  const result = await warm.engine.fork({
+    tag: TAG,
+    n: 2,
+    vary: (i) => ({ temperature: [0.5, 1.5][i], require: 'shadowed', label: `run ${i}` }),
+  });
+  const forked = result.children.flatMap((c) => (c.ok ? [c.sandbox] : []));
+  try {
+    assert.equal(forked.length, 2);
+    for (const [i, sandbox] of forked.entries()) {
+      const r = await sandbox.agent.eval(
+        '[temperature, label, typeof require, vary.require, vary.temperature]',
+      );
+      assert.deepEqual(r.result, [[0.5, 1.5][i], `run ${i}`, 'function', 'shadowed', [0.5, 1.5][i]]);
+      const shell = await sandbox.agent.exec({
+        shell: 'echo "$temperature|$label"; cat /run/forkd/vary.json',
+      });
+      const [env, json] = shell.stdout.toString().split('\n');
+      assert.equal(env, `${[0.5, 1.5][i]}|run ${i}`);
+      assert.deepEqual(JSON.parse(json ?? ''), {
+        temperature: [0.5, 1.5][i],
+        require: 'shadowed',
+        label: `run ${i}`,
+      });
+    }
+  } finally {
+    await Promise.all(forked.map((s) => s.kill()));
+  }
+});

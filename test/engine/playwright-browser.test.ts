@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startDaemon } from '../../src/daemon/server.js';
 import { Sandbox } from '../../src/sdk/index.js';
+import { parseEgress } from '../../src/engine/index.js';
 import { TEST_DATA_DIR, warmChildren } from '../support/engine.js';
 
 const TAG = 'test-playwright-browser';
@@ -93,12 +94,6 @@ test('Math.random and crypto.getRandomValues differ between children in the page
   assert.equal(column(0).size, warm.children.length, 'page Math.random');
   assert.equal(column(1).size, warm.children.length, 'node Math.random');
   assert.equal(column(2).size, warm.children.length, 'page crypto.getRandomValues');
-
-  // TLS client randoms from Chromium's network service, read from the
-  // ClientHello by a plain TCP server in each guest (no certificate needed).
-  const hellos = await Promise.all(warm.children.map((c) => c.sandbox.agent.eval(CLIENT_RANDOM_CODE)));
-  for (const h of hellos) assert.match(String(h.result), /^[0-9a-f]{64}$/, h.error ?? '');
-  assert.equal(new Set(hellos.map((h) => h.result)).size, warm.children.length, 'Chromium TLS client random');
 
   // A new document gets the child's Math.random too, from the init script
   // the child registered (with its own seed): V8's would be the parent's.
@@ -187,5 +182,21 @@ test('the page keeps to the sandbox’s egress policy: the host’s loopback ser
     assert.equal(hits, 0, 'the host server was reached from the sandbox');
   } finally {
     server.close();
+  }
+});
+
+test('a child with a network gets its own Chromium network service: the ClientHello randoms of its TLS differ', async () => {
+  // Egress internet: nothing here leaves the guest (the server is on its loopback).
+  const result = await warm.engine.fork({ tag: TAG, n: 2, egress: parseEgress('internet') });
+  const networked = result.children.flatMap((c) => (c.ok ? [c.sandbox] : []));
+  try {
+    assert.equal(networked.length, 2);
+    const hellos = await Promise.all(networked.map((s) => s.agent.eval(CLIENT_RANDOM_CODE)));
+    for (const h of hellos) assert.match(String(h.result), /^[0-9a-f]{64}$/, h.error ?? '');
+    assert.notEqual(hellos[0]!.result, hellos[1]!.result, 'Chromium TLS client random repeated');
+    // The page and its context carried on over the restart.
+    assert.equal((await networked[0]!.agent.eval('return await page.title()')).exitCode, 0);
+  } finally {
+    await Promise.all(networked.map((s) => s.kill()));
   }
 });

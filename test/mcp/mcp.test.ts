@@ -64,6 +64,7 @@ test('the server lists every tool with an input schema', async () => {
     'branch_sandbox',
     'eval_code',
     'exec_command',
+    'fork_sandbox',
     'get_sandbox',
     'kill_sandbox',
     'list_sandboxes',
@@ -119,4 +120,30 @@ test('bad arguments are refused by the schema before reaching the daemon', async
     arguments: { snapshot_tag: 'x', n: 5000 },
   })) as ToolResult;
   assert.equal(spawn.isError, true);
+});
+
+test('an agent forks a running sandbox two ways and each child sees its own variant', async () => {
+  const spawned = await callTool('spawn_sandboxes', { snapshot_tag: TAG, n: 1 });
+  const id = (JSON.parse(spawned.text) as { id: string }[])[0]!.id;
+  await callTool('exec_command', { id, args: ['sh', '-c', 'echo before-fork > /root/state'] });
+  const forked = await callTool('fork_sandbox', { id, k: 2, vary: { COLOR: ['red', 'blue'] } });
+  assert.equal(forked.isError, false, forked.text);
+  const children = (JSON.parse(forked.text) as { children: { id: string; variant: { COLOR: string } }[] })
+    .children;
+  assert.deepEqual(
+    children.map((c) => c.variant.COLOR),
+    ['red', 'blue'],
+  );
+  for (const c of children) {
+    const out = JSON.parse(
+      (await callTool('exec_command', { id: c.id, args: ['sh', '-c', 'echo "$COLOR $(cat /root/state)"'] }))
+        .text,
+    ) as { stdout: string };
+    assert.equal(out.stdout, `${c.variant.COLOR} before-fork\n`);
+    await callTool('kill_sandbox', { id: c.id });
+  }
+  const bad = await callTool('fork_sandbox', { id, k: 2, vary: { COLOR: ['red'] } });
+  assert.equal(bad.isError, true);
+  assert.match(bad.text, /^invalid_argument \(400\): vary\.COLOR has 1 values for k = 2 children/);
+  await callTool('kill_sandbox', { id });
 });

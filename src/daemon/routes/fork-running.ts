@@ -3,6 +3,8 @@
 // restored from that moment, each handed its variant before it runs, and the
 // intermediate snapshot is removed unless kept. All or nothing: when any
 // step fails, the children made so far are killed and the snapshot removed.
+// With `score` it is best of k: every child runs the scoring step at once,
+// the answer ranks them, and all but the best `keep` are killed.
 import { randomBytes } from 'node:crypto';
 import { errorMessage } from '../../errors.js';
 import { variantsFor, type Sandbox, type VarySpec } from '../../engine/index.js';
@@ -12,6 +14,7 @@ import type { App, DaemonContext } from '../context.js';
 import { HttpError } from '../http-errors.js';
 import { syncSnapshotTable } from '../snapshot-sync.js';
 import { sandboxInfo } from '../views.js';
+import { checkScoreStep, rankByScore } from '../best-of.js';
 
 function defaultTag(source: Sandbox): string {
   return `${source.id.slice(0, 40)}-fork-${randomBytes(4).toString('hex')}`;
@@ -35,6 +38,9 @@ export function registerForkRunningRoute(app: App, ctx: DaemonContext): void {
       const tag = body.tag ?? defaultTag(source);
       assertValidTag(tag);
       const keep = body.keep_snapshot ?? false;
+      if (body.score) checkScoreStep(body.score, body.keep ?? 1, variants.length);
+      else if (body.keep !== undefined)
+        throw new HttpError(400, 'keep needs score: the best `keep` by what?');
       const started = Date.now();
       const branch = await (await ctx.branches.start(source, tag)).done;
       const branchMs = Date.now() - started;
@@ -62,6 +68,34 @@ export function registerForkRunningRoute(app: App, ctx: DaemonContext): void {
       // The children hold the snapshot's files open: removing the tag frees the name, not their memory.
       if (!keep) await ctx.engine.store.remove(tag);
       await syncSnapshotTable(ctx.engine, ctx.db);
+      const base = {
+        source_id: source.id,
+        snapshot_tag: tag,
+        snapshot_kept: keep,
+        pause_ms: branch.timings.pauseMs,
+        branch_ms: branchMs,
+      };
+      const variantOf = new Map(children.map((c, i) => [c.id, variants[i] ?? {}]));
+      if (body.score) {
+        const ranked = await rankByScore(children, body.score);
+        const spawnMs = Date.now() - started - branchMs;
+        const infos = await Promise.all(ranked.map((r) => sandboxInfo(r.sandbox)));
+        const best = body.keep ?? 1;
+        await Promise.all(
+          ranked.slice(best).map((r) => ctx.registry.kill(r.sandbox.id).catch(() => undefined)),
+        );
+        return reply.code(201).send({
+          ...base,
+          spawn_ms: spawnMs,
+          children: ranked.map((r, i) => ({
+            ...infos[i]!,
+            variant: variantOf.get(r.sandbox.id) ?? {},
+            score: r.score,
+            score_error: r.scoreError,
+            kept: i < best,
+          })),
+        });
+      }
       const infos = await Promise.all(children.map((c) => sandboxInfo(c)));
       return reply.code(201).send({
         source_id: source.id,
