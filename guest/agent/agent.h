@@ -162,6 +162,8 @@ char *vary_env_dup(size_t *count);
  * (exec_kill_all is in exec.c, runtime_kill in runtime.c). */
 void agent_shutdown(void) __attribute__((noreturn));
 void exec_kill_all(void);
+/* runtime.c: writes all of buf to a blocking fd; -1 on error or EOF. */
+int write_full(int fd, const void *buf, size_t n);
 /* relay.c: `forkd-agent --relay PORT`, run by the host through EXEC with
  * this as its first argument, which names the agent's own binary. */
 #define AGENT_SELF "@forkd-agent"

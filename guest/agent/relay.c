@@ -42,20 +42,6 @@ static int connect_loopback(unsigned port)
 	return -1;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t k = write(fd, p, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 int relay_main(const char *port_text)
 {
 	char *end;
@@ -84,7 +70,7 @@ int relay_main(const char *port_text)
 				continue;
 			if (k <= 0)
 				return k == 0 ? 0 : 1;
-			if (write_all(1, buf, (size_t)k))
+			if (write_full(1, buf, (size_t)k))
 				return 1;
 		}
 		if (stdin_open && fds[1].revents) {
@@ -94,7 +80,7 @@ int relay_main(const char *port_text)
 			if (k <= 0) {
 				stdin_open = 0;
 				shutdown(sock, SHUT_WR);
-			} else if (write_all(sock, buf, (size_t)k)) {
+			} else if (write_full(sock, buf, (size_t)k)) {
 				return 1;
 			}
 		}

@@ -101,7 +101,7 @@ static int read_full(int fd, void *buf, size_t n)
 	return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t n)
+int write_full(int fd, const void *buf, size_t n)
 {
 	const uint8_t *p = buf;
 	while (n) {

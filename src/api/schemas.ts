@@ -332,3 +332,22 @@ export const BrowserInfo = Type.Object({
   /** The guest port Chromium's DevTools listen on (on the guest's loopback). */
   guest_port: Type.Integer(),
 });
+
+/** `GET /v1/tree` (forkd extension): snapshots depth-first, each after its parent. */
+export const SnapshotTree = Type.Object({
+  snapshots: Type.Array(
+    Type.Object({
+      tag: Type.String(),
+      parent: Type.Union([Type.String(), Type.Null()]),
+      depth: Type.Integer(),
+      status: Type.String(),
+      /** Bytes its files take on disk. */
+      bytes: Type.Number(),
+      branched_from_sandbox: Type.Union([Type.String(), Type.Null()]),
+      /** The parent it names is gone (a fork's intermediate snapshot, a deleted tag). */
+      parent_missing: Type.Union([Type.String(), Type.Null()]),
+      /** Running sandboxes restored from it. */
+      sandboxes: Type.Array(Type.String()),
+    }),
+  ),
+});

@@ -22,6 +22,7 @@ import { registerCommandRoutes } from './routes/commands.js';
 import { registerFileRoutes } from './routes/files.js';
 import { attachPortUpgrades, registerPortRoutes } from './routes/ports.js';
 import { registerForkRunningRoute } from './routes/fork-running.js';
+import { registerTreeRoute } from './routes/tree.js';
 import { CommandRegistry } from './command-registry.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { SandboxRegistry } from './sandbox-registry.js';
@@ -221,6 +222,7 @@ async function serveOn(
   registerFileRoutes(app, context);
   registerPortRoutes(app, context, https !== null);
   registerForkRunningRoute(app, context);
+  registerTreeRoute(app, context);
   const closePortConnections = attachPortUpgrades(app.server, {
     ctx: context,
     token,

@@ -49,7 +49,8 @@ import { createSnapshot, type CreateSnapshotOptions } from './parent.js';
 import { join } from 'node:path';
 import { SNAPSHOT_FILES } from '../snapshot/manifest.js';
 import type { HostFacts } from '../snapshot/compat.js';
-import { pathExists } from '../util/files.js';
+import { dirPhysicalBytes, pathExists } from '../util/files.js';
+import { buildSnapshotTree, type TreeSnapshot } from '../snapshot/tree.js';
 import { packSnapshot, type PackOptions, type PackResult } from '../hub/pack.js';
 import { chainSnapshots, diffPackChain } from '../hub/pack-chain.js';
 import { unpackPack, type UnpackOptions, type UnpackResult } from '../hub/unpack.js';
@@ -252,6 +253,15 @@ export class Engine {
   }
 
   /** Sandboxes whose QEMU is running, from their run dirs (started by any forkd process). */
+  /** Every snapshot under the one it was branched from, with the sandboxes running from each. */
+  async snapshotTree(): Promise<TreeSnapshot[]> {
+    const records = await this.store.list();
+    const inputs = await Promise.all(
+      records.map(async (r) => ({ tag: r.tag, manifest: r.manifest, bytes: await dirPhysicalBytes(r.dir) })),
+    );
+    return buildSnapshotTree(inputs, await this.sandboxes());
+  }
+
   async sandboxes(): Promise<SandboxInfo[]> {
     const out: SandboxInfo[] = [];
     for (const name of await readdir(this.dataDir.runDir).catch(() => [] as string[])) {

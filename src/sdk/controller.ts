@@ -8,6 +8,7 @@ import { parseNdjson } from './ndjson.js';
 import type {
   BrowserInfo,
   ForkResult,
+  SnapshotTree,
   CommandEvent,
   EvalResult,
   ExecResult,
@@ -359,6 +360,11 @@ export class Controller {
       keep: params.keep,
     };
     return this.http.json('POST', `/v1/sandboxes/${seg(id)}/fork`, { json }, opts);
+  }
+
+  /** `GET /v1/tree`: snapshots depth-first under the ones they were branched from, with their running sandboxes. */
+  tree(opts?: RequestOpts): Promise<SnapshotTree> {
+    return this.http.json('GET', '/v1/tree', {}, opts);
   }
 
   // ---- workspaces ----

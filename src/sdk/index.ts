@@ -56,6 +56,7 @@ export type {
   SandboxInfo,
   SnapshotDetails,
   SnapshotInfo,
+  SnapshotTree,
   StartedCommand,
   VersionInfo,
   WorkspaceInfo,

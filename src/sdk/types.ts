@@ -17,6 +17,9 @@ export type SandboxInfo = Static<typeof wire.SandboxInfo>;
 /** What `POST /v1/sandboxes/:id/fork` answers: the children in the order of their variants. */
 export type ForkResult = Static<typeof wire.ForkRunningResult>;
 
+/** What `GET /v1/tree` answers. */
+export type SnapshotTree = Static<typeof wire.SnapshotTree>;
+
 /** Where a browser sandbox's CDP endpoint is (`GET /v1/sandboxes/:id/browser`). */
 export type BrowserInfo = Static<typeof wire.BrowserInfo>;
 

@@ -1,7 +1,7 @@
 // Small filesystem helpers shared by the store, the engine and the image builder.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, copyFile, link, open, stat } from 'node:fs/promises';
+import { access, copyFile, link, open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Hard-link when possible (same filesystem: free), copy otherwise. */
@@ -23,6 +23,20 @@ export async function sha256File(path: string): Promise<string> {
 export async function fileSizes(path: string): Promise<{ logicalBytes: number; physicalBytes: number }> {
   const s = await stat(path);
   return { logicalBytes: s.size, physicalBytes: s.blocks * 512 };
+}
+
+/** Bytes allocated by the files directly in `dir` (0 when it is gone). */
+export async function dirPhysicalBytes(dir: string): Promise<number> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const sizes = await Promise.all(
+    names.map((n) =>
+      fileSizes(join(dir, n)).then(
+        (s) => s.physicalBytes,
+        () => 0,
+      ),
+    ),
+  );
+  return sizes.reduce((a, b) => a + b, 0);
 }
 
 export function pathExists(path: string): Promise<boolean> {

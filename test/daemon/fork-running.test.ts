@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
 import { Sandbox } from '../../src/sdk/index.js';
+import { runCliAsync } from '../support/cli.js';
 import type { Engine } from '../../src/engine/index.js';
 import { qemuProcessesUsing, testEngine, TEST_DATA_DIR } from '../support/engine.js';
 
@@ -261,6 +262,48 @@ test('the TypeScript SDK forks with variants and picks the best of k', async () 
   );
   assert.equal(await ranked[0]!.eval('SEED'), 8);
   await ranked[0]!.kill();
+});
+
+test('a depth-3 chain of forks shows in GET /v1/tree and in `forkd tree`, sandboxes under their snapshots', async () => {
+  const tags = ['test-tree-d1', 'test-tree-d2', 'test-tree-d3'];
+  const made: string[] = [];
+  try {
+    let from = sourceId;
+    for (const tag of tags) {
+      const r = await api('POST', `/v1/sandboxes/${from}/fork`, { k: 1, tag, keep_snapshot: true });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      from = (r.body as ForkAnswer).children[0]!.id;
+      made.push(from);
+    }
+    const tree = (await api('GET', '/v1/tree')).body as {
+      snapshots: Array<{ tag: string; parent: string | null; depth: number; sandboxes: string[] }>;
+    };
+    const node = (tag: string) => tree.snapshots.find((n) => n.tag === tag);
+    assert.deepEqual(node(TAG)?.sandboxes.includes(sourceId), true);
+    assert.deepEqual(
+      tags.map((t) => [node(t)?.parent, node(t)?.depth, node(t)?.sandboxes]),
+      [
+        [TAG, (node(TAG)?.depth ?? 0) + 1, [made[0]]],
+        [tags[0], (node(TAG)?.depth ?? 0) + 2, [made[1]]],
+        [tags[1], (node(TAG)?.depth ?? 0) + 3, [made[2]]],
+      ],
+    );
+    const cli = await runCliAsync(['tree', '--url', daemon.url]);
+    assert.equal(cli.status, 0, cli.stderr);
+    const lines = cli.stdout.split('\n');
+    const at = (text: string) => lines.findIndex((l) => l.includes(text));
+    for (const [i, tag] of tags.entries()) {
+      assert.ok(at(tag) > at(i === 0 ? TAG : tags[i - 1]!), `${tag} is printed under its parent`);
+      assert.ok(at(`● ${made[i]!} (running)`) > at(tag), `${made[i]} is printed under ${tag}`);
+    }
+    assert.match(
+      lines[at('test-tree-d3')] ?? '',
+      /^ *[└├]─ test-tree-d3 {2}\(\d+(\.\d)? (MiB|GiB|KiB), branched from sb-/,
+    );
+  } finally {
+    await Promise.all(made.map((id) => api('DELETE', `/v1/sandboxes/${id}`)));
+    for (const tag of [...tags].reverse()) await api('DELETE', `/v1/snapshots/${tag}`);
+  }
 });
 
 test('bad forks are 400/404 with a one-line error, and leave no sandbox or snapshot behind', async () => {
