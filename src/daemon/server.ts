@@ -22,7 +22,7 @@ import { registerCommandRoutes } from './routes/commands.js';
 import { registerFileRoutes } from './routes/files.js';
 import { attachPortUpgrades, registerPortRoutes } from './routes/ports.js';
 import { registerForkRunningRoute } from './routes/fork-running.js';
-import { registerTreeRoute } from './routes/tree.js';
+import { registerTreeRoute, registerUiRoute } from './routes/tree.js';
 import { CommandRegistry } from './command-registry.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { SandboxRegistry } from './sandbox-registry.js';
@@ -223,6 +223,7 @@ async function serveOn(
   registerPortRoutes(app, context, https !== null);
   registerForkRunningRoute(app, context);
   registerTreeRoute(app, context);
+  registerUiRoute(app);
   const closePortConnections = attachPortUpgrades(app.server, {
     ctx: context,
     token,
