@@ -6,6 +6,7 @@ import { benchBranch } from './branch.js';
 import { benchBrowser } from './browser.js';
 import { benchChain } from './chain.js';
 import { benchFork } from './fork.js';
+import { benchForkK } from './fork-k.js';
 import { benchHub } from './hub.js';
 import { benchIsolation } from './isolation.js';
 import { benchLoad } from './load.js';
@@ -19,6 +20,7 @@ const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Prom
   isolation: benchIsolation,
   chain: benchChain,
   browser: benchBrowser,
+  'fork-k': benchForkK,
 };
 
 const name = process.argv[2];
