@@ -154,6 +154,41 @@ export function registerTools(server: McpServer, forkd: Controller): void {
     (a) => run(() => forkd.forkSandbox(a.id, { k: a.k, vary: a.vary, keepSnapshot: a.keep_snapshot })),
   );
   server.registerTool(
+    'best_of',
+    {
+      description:
+        'Best of k: fork a running sandbox k ways (each child with its variant, as in fork_sandbox), run a scoring step in every child at once (a command whose last line of output is a number, or code whose value is one), and keep the best `keep` children running; the others are killed. Answers the children best first with their scores.',
+      inputSchema: {
+        id,
+        k: z.number().int().min(1).max(100).describe('number of children'),
+        vary: z
+          .record(z.string(), z.array(z.unknown()))
+          .optional()
+          .describe('name → one value per child (k values each)'),
+        score_command: z
+          .array(z.string())
+          .min(1)
+          .optional()
+          .describe('argv run in each child; its last line of stdout is the score'),
+        score_code: z
+          .string()
+          .optional()
+          .describe("code evaluated in each child's runtime; its value is the score"),
+        keep: z.number().int().min(1).optional().describe('how many of the best stay running (default 1)'),
+      },
+    },
+    (a) =>
+      run(() => {
+        if ((a.score_command === undefined) === (a.score_code === undefined)) {
+          throw Object.assign(new Error('give exactly one of score_command and score_code'), {
+            code: 'invalid_argument',
+          });
+        }
+        const score = a.score_command ? { exec: a.score_command } : { eval: a.score_code ?? '' };
+        return forkd.forkSandbox(a.id, { k: a.k, vary: a.vary, score, keep: a.keep });
+      }),
+  );
+  server.registerTool(
     'ping_sandbox',
     { description: "Check that a sandbox's agent answers.", inputSchema: { id } },
     (a) => run(() => forkd.ping(a.id)),

@@ -61,6 +61,7 @@ test('the server lists every tool with an input schema', async () => {
   const { tools } = await client.listTools();
   const names = tools.map((t) => t.name).sort();
   assert.deepEqual(names, [
+    'best_of',
     'branch_sandbox',
     'eval_code',
     'exec_command',
@@ -122,7 +123,7 @@ test('bad arguments are refused by the schema before reaching the daemon', async
   assert.equal(spawn.isError, true);
 });
 
-test('an agent forks a running sandbox two ways and each child sees its own variant', async () => {
+test('an agent forks a running sandbox two ways and each child sees its own variant, then keeps the best of three', async () => {
   const spawned = await callTool('spawn_sandboxes', { snapshot_tag: TAG, n: 1 });
   const id = (JSON.parse(spawned.text) as { id: string }[])[0]!.id;
   await callTool('exec_command', { id, args: ['sh', '-c', 'echo before-fork > /root/state'] });
@@ -142,6 +143,27 @@ test('an agent forks a running sandbox two ways and each child sees its own vari
     assert.equal(out.stdout, `${c.variant.COLOR} before-fork\n`);
     await callTool('kill_sandbox', { id: c.id });
   }
+  const best = await callTool('best_of', {
+    id,
+    k: 3,
+    vary: { N: ['3', '9', '5'] },
+    score_command: ['sh', '-c', 'echo "$N"'],
+  });
+  assert.equal(best.isError, false, best.text);
+  const ranked = (JSON.parse(best.text) as { children: { id: string; score: number; kept: boolean }[] })
+    .children;
+  assert.deepEqual(
+    ranked.map((c) => [c.score, c.kept]),
+    [
+      [9, true],
+      [5, false],
+      [3, false],
+    ],
+  );
+  await callTool('kill_sandbox', { id: ranked[0]!.id });
+  const neither = await callTool('best_of', { id, k: 2 });
+  assert.equal(neither.isError, true);
+  assert.match(neither.text, /^invalid_argument: give exactly one of score_command and score_code/);
   const bad = await callTool('fork_sandbox', { id, k: 2, vary: { COLOR: ['red'] } });
   assert.equal(bad.isError, true);
   assert.match(bad.text, /^invalid_argument \(400\): vary\.COLOR has 1 values for k = 2 children/);
