@@ -98,11 +98,7 @@ export function registerForkRunningRoute(app: App, ctx: DaemonContext): void {
       }
       const infos = await Promise.all(children.map((c) => sandboxInfo(c)));
       return reply.code(201).send({
-        source_id: source.id,
-        snapshot_tag: tag,
-        snapshot_kept: keep,
-        pause_ms: branch.timings.pauseMs,
-        branch_ms: branchMs,
+        ...base,
         spawn_ms: Date.now() - started - branchMs,
         children: infos.map((info, i) => ({ ...info, variant: variants[i] ?? {} })),
       });
