@@ -25,6 +25,7 @@ import { registerPull } from './commands/pull.js';
 import { registerHub } from './commands/hub.js';
 import { registerBranch } from './commands/branch.js';
 import { registerWorkspace } from './commands/workspace.js';
+import { registerE2bCommand } from './commands/e2b.js';
 
 const program = new Command()
   .name('forkd')
@@ -67,6 +68,7 @@ registerPull(program);
 registerHub(program);
 registerBranch(program);
 registerWorkspace(program);
+registerE2bCommand(program);
 
 try {
   await program.parseAsync(process.argv);

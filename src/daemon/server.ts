@@ -25,6 +25,7 @@ import { registerForkRunningRoute } from './routes/fork-running.js';
 import { registerTreeRoute, registerUiRoute } from './routes/tree.js';
 import { CommandRegistry } from './command-registry.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
+import { API_PREFIX, registerE2b, routeBySandboxHost } from './e2b/index.js';
 import { SandboxRegistry } from './sandbox-registry.js';
 import { StateDb } from './state-db.js';
 import { syncSnapshotTable } from './snapshot-sync.js';
@@ -57,6 +58,8 @@ export interface DaemonOptions {
   prewarm?: Record<string, number>;
   /** The most exec output a call may ask to keep (default DEFAULT_MAX_OUTPUT_LIMIT). */
   maxOutputBytes?: number;
+  /** Running E2B sandboxes at once through the E2B layer (default 100). */
+  e2bMaxSandboxes?: number;
   /** Private ranges sandboxes with a network policy may reach too (`--egress-allow-cidr`). */
   egressAllowCidrs?: readonly string[];
   log?: (msg: string) => void;
@@ -80,6 +83,18 @@ async function removeStaleSocket(path: string): Promise<void> {
     });
   }
   await unlink(path);
+}
+
+/**
+ * The credential a request carries: the Authorization header, or for E2B's
+ * control API its X-API-KEY (the daemon's token is the E2B API key). E2B's
+ * sandbox routes carry per-sandbox tokens instead, checked there.
+ */
+function bearerOf(url: string, headers: import('node:http').IncomingHttpHeaders): string | undefined {
+  const apiKey = headers['x-api-key'];
+  if (url.startsWith(`${API_PREFIX}/`) && typeof apiKey === 'string' && !headers.authorization)
+    return `Bearer ${apiKey}`;
+  return headers.authorization;
 }
 
 function isLoopback(host: string): boolean {
@@ -150,9 +165,11 @@ async function serveOn(
     : null;
   // Structured logs (pino, through Fastify) as JSON lines on stderr when asked for.
   const logger = opts.logLevel ? { level: opts.logLevel, stream: process.stderr } : false;
+  // E2B's sandbox URLs (`<port>-<id>.<domain>`) route by host name (e2b/host-routing.ts).
+  const rewriteUrl = routeBySandboxHost;
   const app = (https
-    ? Fastify({ bodyLimit: MAX_BODY_BYTES, https, logger })
-    : Fastify({ bodyLimit: MAX_BODY_BYTES, logger })
+    ? Fastify({ bodyLimit: MAX_BODY_BYTES, https, logger, rewriteUrl })
+    : Fastify({ bodyLimit: MAX_BODY_BYTES, logger, rewriteUrl })
   ).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
   // JSON only: anything else is a 415, not a string handed to a route.
   app.removeContentTypeParser('text/plain');
@@ -174,7 +191,7 @@ async function serveOn(
   const audit = new AuditLog(opts.auditLog ?? join(engine.dataDir.root, 'audit.jsonl'));
   app.addHook('onRequest', (req, _reply, done) => {
     try {
-      if (token && !isOpenPath(req.url)) checkBearer(req.headers.authorization, token);
+      if (token && !isOpenPath(req.url)) checkBearer(bearerOf(req.url, req.headers), token);
       done();
     } catch (err) {
       done(err as Error);
@@ -224,6 +241,7 @@ async function serveOn(
   registerForkRunningRoute(app, context);
   registerTreeRoute(app, context);
   registerUiRoute(app);
+  const e2b = await registerE2b(app, context, commands, { maxSandboxes: opts.e2bMaxSandboxes, log });
   const closePortConnections = attachPortUpgrades(app.server, {
     ctx: context,
     token,
@@ -258,6 +276,7 @@ async function serveOn(
       // Fastify's close cuts long-lived streams, so they finish first.
       await commands.drain(DRAIN_TIMEOUT_MS);
       closePortConnections();
+      e2b.close();
       await app.close();
       await registry.detachAll();
       await engine.close();

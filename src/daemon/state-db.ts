@@ -5,6 +5,7 @@
 // the live ones and account for the dead.
 import Database from 'better-sqlite3';
 import type { SandboxInfo } from '../engine/index.js';
+import type { E2bRecord } from './e2b/records.js';
 
 export type SandboxState = 'running' | 'killed' | 'dead';
 
@@ -52,6 +53,8 @@ const MIGRATIONS = [
   `ALTER TABLE workspaces ADD COLUMN egress TEXT;`,
   // Quotas beside the memory limit, as JSON (SandboxLimits); NULL: none.
   `ALTER TABLE workspaces ADD COLUMN limits TEXT;`,
+  // E2B sandboxes (src/daemon/e2b): each record as JSON, keyed by E2B's sandbox id.
+  `CREATE TABLE e2b_sandboxes (id TEXT PRIMARY KEY, record TEXT NOT NULL);`,
 ];
 
 /** A workspace as stored; "stale" is worked out from what is running. */
@@ -170,6 +173,24 @@ export class StateDb {
 
   deleteWorkspace(name: string): void {
     this.db.prepare('DELETE FROM workspaces WHERE name = ?').run(name);
+  }
+
+  putE2bRecord(record: E2bRecord): void {
+    this.db
+      .prepare(
+        'INSERT INTO e2b_sandboxes (id, record) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record',
+      )
+      .run(record.id, JSON.stringify(record));
+  }
+
+  e2bRecords(): E2bRecord[] {
+    return (
+      this.db.prepare('SELECT record FROM e2b_sandboxes ORDER BY id').all() as { record: string }[]
+    ).map((r) => JSON.parse(r.record) as E2bRecord);
+  }
+
+  deleteE2bRecord(id: string): void {
+    this.db.prepare('DELETE FROM e2b_sandboxes WHERE id = ?').run(id);
   }
 
   close(): void {

@@ -3,7 +3,7 @@
 // out snapshots and sandboxes; it knows nothing about HTTP or terminals.
 import { availableParallelism } from 'node:os';
 import { buildImage, type GuestImage, type ProgressFn, type Recipe } from '../image/index.js';
-import { checkKernelFile, checkRootfsFile, prepareForeignImage } from '../image/index.js';
+import { builtinRecipes, checkKernelFile, checkRootfsFile, prepareForeignImage } from '../image/index.js';
 import { DataDir, defaultDataDir } from '../snapshot/data-dir.js';
 import type { SnapshotManifest } from '../snapshot/manifest.js';
 import { SnapshotStore } from '../snapshot/store.js';
@@ -134,6 +134,10 @@ export class Engine {
    * build costs only hashing its inputs (milliseconds), and an image built
    * from an older agent or init must not be booted by mistake.
    */
+  isBuiltinRecipe(name: string): boolean {
+    return builtinRecipes().some((r) => r.name === name);
+  }
+
   imageFor(recipe: string | Recipe, onProgress?: ProgressFn, signal?: AbortSignal): Promise<GuestImage> {
     return this.buildImage(recipe, { onProgress, signal });
   }

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { startDaemon } from '../../daemon/server.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { drainOnSignal } from '../../util/cleanup.js';
-import type { GlobalOptions } from '../context.js';
+import { intOption, type GlobalOptions } from '../context.js';
 
 interface ServeOptions extends GlobalOptions {
   bind: string;
@@ -16,6 +16,7 @@ interface ServeOptions extends GlobalOptions {
   egressAllowCidr?: string[];
   logLevel: string;
   maxOutputBytes?: string;
+  e2bMaxSandboxes?: number;
 }
 
 function parseByteCount(text: string | undefined, flag: string): number | undefined {
@@ -114,6 +115,11 @@ export function registerServe(program: Command): void {
       '--max-output-bytes <n>',
       'the most exec output one call may ask the daemon to keep (max_output_bytes; default 268435456)',
     )
+    .option(
+      '--e2b-max-sandboxes <n>',
+      "E2B sandboxes running at once through E2B's API (past it, create and fork answer 429)",
+      intOption('--e2b-max-sandboxes', 1, 100_000),
+    )
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ServeOptions>();
       const maxOutputBytes = parseByteCount(opts.maxOutputBytes, '--max-output-bytes');
@@ -136,6 +142,7 @@ export function registerServe(program: Command): void {
         prewarm: parsePrewarm(opts.prewarm),
         egressAllowCidrs: opts.egressAllowCidr ?? [],
         maxOutputBytes,
+        e2bMaxSandboxes: opts.e2bMaxSandboxes,
         logLevel: parseLogLevel(opts.logLevel),
         tls: opts.tlsCert && opts.tlsKey ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined,
         log,

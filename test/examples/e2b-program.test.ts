@@ -1,0 +1,64 @@
+// The README's promise: a program written for E2B runs unchanged against
+// forkd after `eval "$(forkd e2b env)"`. A real daemon (token required), the
+// CLI's own output evaluated by a shell, and examples/e2b-program run with
+// that environment only: create (E2B's default template, served by the
+// python-numpy recipe), commands, files, runCode state, fork and kill.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
+import { testEngine, TEST_DATA_DIR } from '../support/engine.js';
+
+const run = promisify(execFile);
+const TOKEN = 'e2b-program-test-token-0123456789abcdef';
+let daemon: RunningDaemon;
+let scratch: string;
+let tokenFile: string;
+
+before(async () => {
+  const engine = testEngine();
+  // E2B's default template maps to this recipe; made here so the program's create is a restore.
+  if (!(await engine.store.exists('python-numpy')))
+    await engine.createSnapshot({ tag: 'python-numpy', recipe: 'python-numpy' });
+  await engine.close();
+  scratch = await mkdtemp(join(tmpdir(), 'forkd-e2b-program-'));
+  tokenFile = join(scratch, 'token');
+  await writeFile(tokenFile, TOKEN);
+  daemon = await startDaemon({
+    dataDir: TEST_DATA_DIR,
+    port: 0,
+    tokenFile,
+    auditLog: join(scratch, 'audit.jsonl'),
+    stateDb: join(scratch, 'forkd.db'),
+  });
+});
+
+after(async () => {
+  await daemon.close();
+  await rm(scratch, { recursive: true, force: true });
+});
+
+test('eval "$(forkd e2b env)" points an unchanged E2B program at forkd', async () => {
+  const cli = resolve('dist/src/cli/main.js');
+  const program = resolve('examples/e2b-program/program.mjs');
+  const script = `eval "$(node ${cli} e2b env --url ${daemon.url} --token-file ${tokenFile})" && exec node ${program}`;
+  // Nothing of E2B's in the environment but what the CLI printed.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('E2B_')));
+  const { stdout } = await run('bash', ['-c', script], { env, timeout: 900_000 });
+  const seen = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+  assert.equal(seen.uname, 'Linux');
+  assert.equal(seen.file, '1 2 3 4\n');
+  assert.equal(seen.stdout, 'mean is 2.5\n');
+  assert.equal(seen.sum, '10');
+  assert.match(String(seen.error), /^ZeroDivisionError: division by zero/);
+  assert.deepEqual(
+    (seen.forks as Array<{ value?: string }>).map((f) => f.value),
+    ['100', '100'],
+  );
+  const left = await fetch(`${daemon.url}/e2b/v2/sandboxes`, { headers: { 'x-api-key': TOKEN } });
+  assert.deepEqual(await left.json(), [], 'the program killed what it made');
+});
