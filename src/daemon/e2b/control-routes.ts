@@ -47,6 +47,7 @@ export function detail(
     memoryMB: sandbox?.info.limits?.memoryMib ?? 0,
     diskSizeMB: 0,
     allowInternetAccess: r.internet,
+    network: { allowPublicTraffic: r.publicTraffic },
     lifecycle: { onTimeout: r.autoPause ? 'pause' : 'kill', autoResume: false },
     volumeMounts: [],
     domain: null,
@@ -89,6 +90,16 @@ export function registerControlRoutes(app: App, sandboxes: E2bSandboxes): void {
         400,
         'volumes are not supported by forkd: create the sandbox without `volumeMounts`',
       );
+    const network = b.network ?? {};
+    if (
+      ['allowOut', 'denyOut', 'rules', 'egressProxy'].some(
+        (k) => k in network && network[k as keyof typeof network] !== undefined,
+      )
+    )
+      throw new EnvdError(
+        400,
+        "egress rules are not served by forkd's E2B layer: use allowInternetAccess, or forkd's own API for allow-lists",
+      );
     const record = await sandboxes.create({
       templateId: b.templateID,
       timeoutSecs: b.timeout,
@@ -96,6 +107,7 @@ export function registerControlRoutes(app: App, sandboxes: E2bSandboxes): void {
       envs: b.envVars,
       internet: b.allow_internet_access,
       autoPause: b.autoPause,
+      publicTraffic: network.allowPublicTraffic,
     });
     return reply.code(201).send(created(record));
   });

@@ -11,6 +11,7 @@ import { acceptConnectBodies } from './connect.js';
 import { registerControlRoutes } from './control-routes.js';
 import { registerEnvdFileRoutes } from './files-http.js';
 import { registerFilesystemService } from './filesystem-service.js';
+import { proxyToUserPort, userPortOf } from './port-proxy.js';
 import { ProcessTable, registerProcessService } from './process-service.js';
 import { E2bSandboxes } from './sandboxes.js';
 import { EnvdError, SANDBOX_PREFIX, e2bTarget } from './target.js';
@@ -45,6 +46,12 @@ export async function registerE2b(
 ): Promise<E2bLayer> {
   const processes = new ProcessTable();
   const sandboxes = new E2bSandboxes(ctx, { ...opts, onForget: (id) => processes.forget(id) });
+  // Other ports than envd's and the interpreter's go to the guest before any route is matched.
+  app.addHook('onRequest', (req, reply, done) => {
+    const port = userPortOf(req.raw);
+    if (port === null) done();
+    else proxyToUserPort(req, reply, sandboxes, port);
+  });
   await app.register(
     async (api) => {
       api.setErrorHandler((err, _req, reply) => e2bError(err, reply));

@@ -26,6 +26,8 @@ export interface E2bRecord {
   endAtMs: number;
   /** Egress: true when created with allowInternetAccess. */
   internet: boolean;
+  /** Its ports answer anyone who can reach the daemon (E2B's default); false: only with the traffic token. */
+  publicTraffic: boolean;
   /** At its deadline: pause (E2B's lifecycle onTimeout 'pause') instead of kill. */
   autoPause: boolean;
 }

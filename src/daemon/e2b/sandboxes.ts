@@ -38,6 +38,7 @@ export interface CreateRequest {
   envs?: Record<string, string> | undefined;
   internet?: boolean | undefined;
   autoPause?: boolean | undefined;
+  publicTraffic?: boolean | undefined;
 }
 
 /** One fork's outcome, allSettled-style. */
@@ -232,6 +233,7 @@ export class E2bSandboxes implements E2bLookup {
       endAtMs: now + timeoutSecs * 1000,
       internet,
       autoPause: req.autoPause ?? false,
+      publicTraffic: req.publicTraffic ?? true,
     };
     this.save(record);
     return record;

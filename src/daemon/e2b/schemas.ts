@@ -12,6 +12,15 @@ export const E2bCreateBody = Type.Object({
   envVars: Type.Optional(StringMap),
   allow_internet_access: Type.Optional(Type.Boolean()),
   autoPause: Type.Optional(Type.Boolean()),
+  network: Type.Optional(
+    Type.Object({
+      allowPublicTraffic: Type.Optional(Type.Boolean()),
+      allowOut: Type.Optional(Type.Unknown()),
+      denyOut: Type.Optional(Type.Unknown()),
+      rules: Type.Optional(Type.Unknown()),
+      egressProxy: Type.Optional(Type.Unknown()),
+    }),
+  ),
   mcp: Type.Optional(Type.Unknown()),
   volumeMounts: Type.Optional(Type.Array(Type.Unknown())),
 });

@@ -44,7 +44,7 @@ export interface E2bLookup {
   liveSandbox(record: E2bRecord): Sandbox | null;
 }
 
-function sameToken(given: string | string[] | undefined, expected: string): boolean {
+export function sameToken(given: string | string[] | undefined, expected: string): boolean {
   if (typeof given !== 'string') return false;
   const a = Buffer.from(given);
   const b = Buffer.from(expected);

@@ -10,6 +10,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { AuthenticationError, CommandExitError, RateLimitError, Sandbox, SandboxError } from 'e2b';
 import { startDaemon, type RunningDaemon } from '../../../src/daemon/server.js';
@@ -175,6 +176,56 @@ test('fork({count: 5}): every fork has the source state; the one past the limit 
   // The source keeps its id and runs on.
   assert.equal((await source.getInfo()).state, 'running');
   await Promise.all([source, ...ok].map((s) => s.kill()));
+});
+
+/** GET through the daemon with a Host header naming the sandbox's port, as `sandbox.getHost(port)` does. */
+function getByHost(
+  host: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  const { port } = new URL(daemon.url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, headers: { host, ...headers } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test("a server in the sandbox answers at sandbox.getHost(port); a private sandbox's ports need its traffic token", async () => {
+  const sbx = await Sandbox.create(TAG, opts({ domain: 'localhost' }));
+  await sbx.files.write('/home/user/www/index.html', 'hello from port 8000');
+  await sbx.commands.run('busybox httpd -p 127.0.0.1:8000 -h /home/user/www');
+  const host = sbx.getHost(8000);
+  assert.equal(host, `8000-${sbx.sandboxId}.localhost`);
+  assert.deepEqual(await getByHost(host, '/index.html'), { status: 200, body: 'hello from port 8000' });
+  const byHeader = await fetch(`${daemon.url}/e2b-sandbox/index.html`, {
+    headers: { 'e2b-sandbox-id': sbx.sandboxId, 'e2b-sandbox-port': '8000' },
+  });
+  assert.equal(await byHeader.text(), 'hello from port 8000');
+  const closed = await getByHost(sbx.getHost(8001), '/');
+  assert.equal(closed.status, 409, closed.body);
+  assert.match(closed.body, /nothing listens on port 8001/);
+
+  const closedOff = await Sandbox.create(
+    TAG,
+    opts({ domain: 'localhost', network: { allowPublicTraffic: false } }),
+  );
+  await closedOff.commands.run('echo private > /tmp/i.html && busybox httpd -p 127.0.0.1:8000 -h /tmp');
+  const refused = await getByHost(closedOff.getHost(8000), '/i.html');
+  assert.equal(refused.status, 403, refused.body);
+  const info = await Sandbox.getInfo(closedOff.sandboxId, opts());
+  assert.equal(info.network?.allowPublicTraffic, false);
+  const allowed = await getByHost(closedOff.getHost(8000), '/i.html', {
+    'e2b-traffic-access-token': closedOff.trafficAccessToken ?? '',
+  });
+  assert.deepEqual(allowed, { status: 200, body: 'private\n' });
+  await Promise.all([sbx.kill(), closedOff.kill()]);
 });
 
 test('refusals: a wrong API key, an unknown template, a wrong sandbox token', async () => {
