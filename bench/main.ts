@@ -5,6 +5,7 @@ import { benchApi } from './api.js';
 import { benchBranch } from './branch.js';
 import { benchBrowser } from './browser.js';
 import { benchChain } from './chain.js';
+import { benchE2b } from './e2b.js';
 import { benchFork } from './fork.js';
 import { benchForkK } from './fork-k.js';
 import { benchHub } from './hub.js';
@@ -21,6 +22,7 @@ const BENCHES: Record<string, (engine: Engine, log: (s: string) => void) => Prom
   chain: benchChain,
   browser: benchBrowser,
   'fork-k': benchForkK,
+  e2b: benchE2b,
 };
 
 const name = process.argv[2];

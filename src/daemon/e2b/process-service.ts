@@ -219,7 +219,7 @@ export function registerProcessService(
       ...(typeof p.cwd === 'string' ? { cwd: p.cwd } : {}),
     };
     // E2B's commands are `/bin/bash -l -c <cmd>`; a guest without bash runs them in its sh.
-    const cmd = config.cmd === '/bin/bash' ? await sandboxes.shellFor(t.record, t.sandbox) : config.cmd;
+    const cmd = config.cmd === '/bin/bash' ? sandboxes.shellFor(t.record) : config.cmd;
     const timeoutText = ctx.request.headers['connect-timeout-ms'];
     const timeoutMs = typeof timeoutText === 'string' ? Math.max(0, Number(timeoutText) || 0) : 0;
     const req: ExecRequest = {

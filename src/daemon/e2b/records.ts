@@ -28,6 +28,8 @@ export interface E2bRecord {
   internet: boolean;
   /** Its ports answer anyone who can reach the daemon (E2B's default); false: only with the traffic token. */
   publicTraffic: boolean;
+  /** Whether its root filesystem has /bin/bash (E2B runs commands in it; else the guest's sh). */
+  hasBash?: boolean;
   /** At its deadline: pause (E2B's lifecycle onTimeout 'pause') instead of kill. */
   autoPause: boolean;
 }

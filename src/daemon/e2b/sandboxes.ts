@@ -41,6 +41,11 @@ export interface CreateRequest {
   publicTraffic?: boolean | undefined;
 }
 
+interface TemplateFacts {
+  bash: boolean;
+  home: boolean;
+}
+
 /** One fork's outcome, allSettled-style. */
 export type ForkOutcome = { ok: true; record: E2bRecord } | { ok: false; status: number; message: string };
 
@@ -66,7 +71,8 @@ export class E2bSandboxes implements E2bLookup {
   private readonly builds = new Map<string, Promise<void>>();
   /** Ids being paused, resumed or killed: their sandbox comes and goes. */
   private readonly busy = new Set<string>();
-  private readonly hasBash = new Map<string, boolean>();
+  /** What a template's root filesystem has, by `tag@createdAt`: every child of a snapshot starts with the same one. */
+  private readonly templateFacts = new Map<string, TemplateFacts>();
 
   constructor(
     private readonly ctx: DaemonContext,
@@ -200,9 +206,27 @@ export class E2bSandboxes implements E2bLookup {
     return child.sandbox;
   }
 
-  /** E2B's user home exists in every sandbox: commands start there and relative paths resolve there. */
-  private async prepare(sandbox: Sandbox): Promise<void> {
-    await sandbox.agent.mkdir(E2B_HOME, { parents: true });
+  /**
+   * E2B's user home exists in every sandbox (commands start there, relative
+   * paths resolve there). What the template has is probed once per snapshot;
+   * a template without the home pays a mkdir per create (make the snapshot
+   * with /home/user to spare it).
+   */
+  private async prepare(tag: string, sandbox: Sandbox): Promise<TemplateFacts> {
+    const key = `${tag}@${(await this.ctx.engine.store.getReady(tag)).manifest.createdAt}`;
+    let facts = this.templateFacts.get(key);
+    if (!facts) {
+      const exists = (path: string) =>
+        sandbox.agent.stat(path, { timeoutMs: 10_000 }).then(
+          () => true,
+          () => false,
+        );
+      const [bash, home] = await Promise.all([exists('/bin/bash'), exists(E2B_HOME)]);
+      facts = { bash, home };
+      this.templateFacts.set(key, facts);
+    }
+    if (!facts.home) await sandbox.agent.mkdir(E2B_HOME, { parents: true }, { timeoutMs: 10_000 });
+    return facts;
   }
 
   async create(req: CreateRequest): Promise<E2bRecord> {
@@ -211,8 +235,9 @@ export class E2bSandboxes implements E2bLookup {
     const tag = await this.resolveTemplate(req.templateId);
     const internet = req.internet ?? false;
     const sandbox = await this.restore(tag, internet);
+    let facts: TemplateFacts;
     try {
-      await this.prepare(sandbox);
+      facts = await this.prepare(tag, sandbox);
     } catch (err) {
       await this.ctx.registry.kill(sandbox.id).catch(() => undefined);
       throw err;
@@ -233,6 +258,7 @@ export class E2bSandboxes implements E2bLookup {
       endAtMs: now + timeoutSecs * 1000,
       internet,
       autoPause: req.autoPause ?? false,
+      hasBash: facts.bash,
       publicTraffic: req.publicTraffic ?? true,
     };
     this.save(record);
@@ -262,7 +288,6 @@ export class E2bSandboxes implements E2bLookup {
     clearTimeout(this.timers.get(record.id));
     this.timers.delete(record.id);
     this.records.delete(record.id);
-    this.hasBash.delete(record.id);
     this.opts.onForget?.(record.id);
     this.ctx.db.deleteE2bRecord(record.id);
     await this.release(record.snapshotTag, record.snapshotOwned);
@@ -390,16 +415,8 @@ export class E2bSandboxes implements E2bLookup {
   }
 
   /** The shell E2B's commands ask for (`/bin/bash`), or busybox's `sh` in guests without bash. */
-  async shellFor(record: E2bRecord, sandbox: Sandbox): Promise<string> {
-    let bash = this.hasBash.get(record.id);
-    if (bash === undefined) {
-      bash = await sandbox.agent.stat('/bin/bash', { timeoutMs: 10_000 }).then(
-        () => true,
-        () => false,
-      );
-      this.hasBash.set(record.id, bash);
-    }
-    return bash ? '/bin/bash' : '/bin/sh';
+  shellFor(record: E2bRecord): string {
+    return record.hasBash === false ? '/bin/sh' : '/bin/bash';
   }
 
   close(): void {
