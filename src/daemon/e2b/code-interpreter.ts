@@ -27,6 +27,7 @@ import type { EvalResult } from '../../engine/agent/types.js';
 import type { App } from '../context.js';
 import { clientGone } from '../client-gone.js';
 import { helperCallCode, type HelperRequest } from './interpreter-helper.js';
+import { OutputSpool, type SpoolLine } from './output-spool.js';
 import { toHttpError } from '../http-errors.js';
 import {
   e2bTarget,
@@ -50,6 +51,8 @@ const CONTEXT_CALL_MS = 60_000;
 const COMMIT_AFTER_MS = 2_000;
 /** A line every few seconds while code runs: proxies keep the stream open and a vanished client is noticed. */
 const KEEPALIVE_MS = 5_000;
+/** How often a running cell's new output is read from its spool. */
+const POLL_MS = 200;
 const NDJSON = 'application/x-ndjson';
 const MAX_CODE_CHARS = 512 * 1024;
 const ENV_NAME = /^[^=\0]+$/;
@@ -330,8 +333,23 @@ function settle<T>(p: Promise<T>): Promise<Settled<T>> {
   );
 }
 
-/** Streams the answer of an execution still running: keepalives until it is done, then its lines. */
-function streamExecution(reply: FastifyReply, done: Promise<Settled<EvalResult>>): FastifyReply {
+/** Output lines as E2B's stdout/stderr lines. */
+function outputLines(lines: readonly SpoolLine[]): string[] {
+  const timestamp = new Date().toISOString();
+  return lines.map((l) => `${JSON.stringify({ type: l.stream, text: l.text, timestamp })}\n`);
+}
+
+/**
+ * Streams an execution still running: its output as the cell prints it
+ * (read from the spool while the client keeps up), keepalives while it is
+ * quiet, then the rest of its output, its result and error.
+ */
+function streamExecution(
+  reply: FastifyReply,
+  done: Promise<Settled<EvalResult>>,
+  spool: OutputSpool,
+  early: readonly SpoolLine[],
+): FastifyReply {
   const out = new PassThrough();
   out.on('error', () => undefined);
   const write = (text: string): void => {
@@ -339,16 +357,24 @@ function streamExecution(reply: FastifyReply, done: Promise<Settled<EvalResult>>
   };
   const keepalive = `${JSON.stringify({ type: 'keepalive' })}\n`;
   // The first write sends the headers: the SDK's wait for them ends here.
-  write(keepalive);
+  if (early.length) outputLines(early).forEach(write);
+  else write(keepalive);
   const timer = setInterval(() => write(keepalive), KEEPALIVE_MS);
-  void done.then((s) => {
+  void (async () => {
+    let finished: Settled<EvalResult> | null = null;
+    while (!finished && !out.destroyed) {
+      finished = await Promise.race([done, sleep(POLL_MS).then(() => null)]);
+      // A client that reads slowly is not sent more: the cell's output waits in the guest's spool.
+      if (!finished && !out.writableNeedDrain) outputLines(await spool.poll()).forEach(write);
+    }
     clearInterval(timer);
+    const s = finished ?? (await done);
     const outcome = s.ok ? outcomeOf(s.value) : failureOutcome(s.error);
     // Past the headers a refusal can only be an error line.
     const o = outcome instanceof EnvdError ? failureOutcome(outcome) : outcome;
-    for (const line of executionLines(o, new Date().toISOString())) write(line);
+    for (const line of executionLines({ ...o, ...spool.rest(o) }, new Date().toISOString())) write(line);
     out.end();
-  });
+  })();
   return reply.code(200).type(NDJSON).send(out);
 }
 
@@ -358,26 +384,30 @@ async function execute(req: FastifyRequest, reply: FastifyReply, lookup: E2bLook
   const body = parseExecuteBody(req.body);
   await checkRuntime(target, normalizeLanguage(body.language));
   const { record, sandbox } = target;
+  const spool = new OutputSpool(sandbox.agent);
   const call = helperCallCode({
     op: 'execute',
     context: body.contextId,
     code: body.code,
     env: body.envVars,
     sandbox_env: record.envs,
+    spool: spool.path,
   });
   // A client that goes away stops the wait (the runtime finishes the code on its own).
   const done = settle(sandbox.agent.eval(call, { timeoutMs: MAX_EXECUTION_MS, signal: clientGone(reply) }));
-  const timer = new AbortController();
-  const first = await Promise.race([
-    done,
-    sleep(COMMIT_AFTER_MS, null, { signal: timer.signal }).catch(() => null),
-  ]);
-  timer.abort();
-  if (first === null) return streamExecution(reply, done);
-  // A runtime that failed or died is the execution's error, as a kernel's death is in E2B.
-  const outcome = first.ok ? outcomeOf(first.value) : failureOutcome(first.error);
-  if (outcome instanceof EnvdError) throw outcome;
-  return reply.code(200).type(NDJSON).send(executionLines(outcome, new Date().toISOString()).join(''));
+  const commitAt = Date.now() + COMMIT_AFTER_MS;
+  for (;;) {
+    const first = await Promise.race([done, sleep(POLL_MS).then(() => null)]);
+    if (first) {
+      // A runtime that failed or died is the execution's error, as a kernel's death is in E2B.
+      const outcome = first.ok ? outcomeOf(first.value) : failureOutcome(first.error);
+      if (outcome instanceof EnvdError) throw outcome;
+      return reply.code(200).type(NDJSON).send(executionLines(outcome, new Date().toISOString()).join(''));
+    }
+    // The cell printed, so it runs (its context exists): the answer is a stream from here.
+    const early = await spool.poll();
+    if (early.length > 0 || Date.now() >= commitAt) return streamExecution(reply, done, spool, early);
+  }
 }
 
 /** The code interpreter's routes under SANDBOX_PREFIX; errors are thrown as EnvdError. */

@@ -22,6 +22,7 @@ import inspect
 import json
 import linecache
 import os
+import sys
 import traceback
 
 HOME = "/home/user"  # E2B_HOME (target.ts): where the default context runs
@@ -65,6 +66,62 @@ contexts = {}
 cells = 0
 loop = None
 sandbox_env_set = False
+
+
+class Tee:
+    """sys.stdout/stderr during a cell: the runtime's capture (the reply's
+    whole output) and, line by line, the spool the daemon reads while the
+    cell runs, as JSON lines {"s": "o"|"e", "t": text}."""
+
+    def __init__(self, capture, spool, stream):
+        self.capture, self.spool, self.stream = capture, spool, stream
+        self.pending = ""
+
+    def write(self, text):
+        self.capture.write(text)
+        if self.spool is not None:
+            self.pending += text
+            if "\n" in self.pending:
+                done, _, self.pending = self.pending.rpartition("\n")
+                self.send(done + "\n")
+        return len(text)
+
+    def send(self, text):
+        try:
+            self.spool.write(json.dumps({"s": self.stream, "t": text}) + "\n")
+            self.spool.flush()
+        except (OSError, ValueError):
+            self.spool = None  # the spool is only for live output; the reply has it all
+
+    def flush(self):
+        if self.spool is not None and self.pending:
+            self.send(self.pending)
+            self.pending = ""
+
+    def isatty(self):
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self.capture, name)
+
+
+def open_spool(path):
+    if not path:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError:
+        return None
+
+
+def close_spool(spool, path):
+    if spool is None:
+        return
+    try:
+        spool.close()
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def fresh_namespace():
@@ -220,6 +277,9 @@ def execute(g, req):
     ctx.count += 1
     result = error = None
     cell = None
+    spool = open_spool(req.get("spool"))
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Tee(streams[0], spool, "o"), Tee(streams[1], spool, "e")
     try:
         try:
             cell, body, expr = compile_cell(req["code"])
@@ -239,6 +299,10 @@ def execute(g, req):
         except OSError:
             pass
     finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+        close_spool(spool, req.get("spool"))
         restore_env(saved)
         chdir(back)
     return Reply(count=ctx.count, result=result, error=error)
@@ -296,6 +360,8 @@ export type HelperRequest =
       code: string;
       env: Record<string, string>;
       sandbox_env: Record<string, string>;
+      /** A guest file the cell's output is also written to, line by line, while it runs. */
+      spool?: string;
     }
   | { op: 'create'; id: string; cwd: string }
   | { op: 'list' }

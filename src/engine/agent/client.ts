@@ -223,22 +223,7 @@ export class AgentClient implements AgentTransport {
     for (;;) {
       // One byte past the cap tells a file of exactly maxBytes from a bigger one.
       const want = Math.min(MAX_READ_SLICE, maxBytes + 1 - offset);
-      const { head, body } = await this.call(
-        RequestType.FILE_READ,
-        [
-          [Field.PATH, path],
-          [Field.OFFSET, offset],
-          [Field.LENGTH, want],
-        ],
-        { signal },
-        'read file',
-      );
-      const slice = readSliceFromHead(head);
-      if (body.length > want || slice.length !== body.length) {
-        const reason = `a read of ${want} bytes of ${path} was answered with ${body.length}`;
-        this.violation(reason);
-        throw new AgentUnavailableError(`the agent broke the protocol: ${reason}`, reason);
-      }
+      const { body, size } = await this.readFileSlice(path, offset, want, { signal });
       parts.push(body);
       offset += body.length;
       if (offset > maxBytes) {
@@ -247,9 +232,40 @@ export class AgentClient implements AgentTransport {
         });
       }
       // A short slice is the end; an empty one can make no progress either way.
-      if (body.length < want || body.length === 0 || (slice.size > 0 && offset >= slice.size)) break;
+      if (body.length < want || body.length === 0 || (size > 0 && offset >= size)) break;
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /**
+   * One slice of a file: up to `length` bytes (at most one frame's worth)
+   * from `offset`, and the file's size. A slice longer than asked is the
+   * agent breaking the protocol.
+   */
+  async readFileSlice(
+    path: string,
+    offset: number,
+    length: number,
+    opts: CallOptions = {},
+  ): Promise<{ body: Buffer; size: number }> {
+    const want = Math.min(length, MAX_READ_SLICE);
+    const { head, body } = await this.call(
+      RequestType.FILE_READ,
+      [
+        [Field.PATH, path],
+        [Field.OFFSET, offset],
+        [Field.LENGTH, want],
+      ],
+      opts,
+      'read file',
+    );
+    const slice = readSliceFromHead(head);
+    if (body.length > want || slice.length !== body.length) {
+      const reason = `a read of ${want} bytes of ${path} was answered with ${body.length}`;
+      this.violation(reason);
+      throw new AgentUnavailableError(`the agent broke the protocol: ${reason}`, reason);
+    }
+    return { body, size: slice.size };
   }
 
   /** Writes a file (byte-exact); large data goes as one write followed by appends. */

@@ -4,7 +4,7 @@
 // (text, json), an error with its traceback, env vars for one call, a second
 // context isolated from the default one (then listed, restarted, removed),
 // an E2B fork that keeps both contexts, a longer execution answered as a
-// stream (keepalives first) and one the client gives up on, and the refusals
+// stream (keepalives first, each printed line as it is printed) and one the client gives up on, and the refusals
 // (another language, an unknown context, the default context's restart).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -170,6 +170,25 @@ test('a longer execution streams; one the client gives up on delays only the nex
     assert.equal(slow.error, undefined, JSON.stringify(slow.error));
     assert.equal(slow.text, 'late');
     assert.deepEqual(slow.logs.stdout, ['slept\n']);
+
+    // Output comes as the cell prints it, not when it ends: each line long before the last.
+    const arrivals: Array<{ line: string; at: number }> = [];
+    const started = Date.now();
+    const ticking = await sbx.runCode(
+      'import sys\nfor i in range(4):\n    print("tick", i, flush=True)\n    print("err", i, file=sys.stderr)\n    time.sleep(1.5)\n"ticked"',
+      {
+        timeoutMs: 120_000,
+        onStdout: (m) => void arrivals.push({ line: m.line, at: Date.now() - started }),
+      },
+    );
+    const total = Date.now() - started;
+    assert.equal(ticking.text, 'ticked');
+    assert.deepEqual(ticking.logs.stdout, ['tick 0\n', 'tick 1\n', 'tick 2\n', 'tick 3\n']);
+    assert.deepEqual(ticking.logs.stderr, ['err 0\n', 'err 1\n', 'err 2\n', 'err 3\n']);
+    assert.ok(
+      arrivals[0]!.at < total - 3_000,
+      `the first line came at ${arrivals[0]!.at} ms of ${total} ms: it was not streamed`,
+    );
 
     await assert.rejects(sbx.runCode('time.sleep(4)\n"abandoned"', { timeoutMs: 1_000 }), TimeoutError);
     const next = await sbx.runCode('"next"');
