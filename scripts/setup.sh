@@ -5,7 +5,7 @@
 # the exact command to run and exits non-zero.
 set -eu
 
-PACKAGES="qemu-system-x86 qemu-utils bubblewrap nftables util-linux mmdebstrap busybox-static zstd cpio xz-utils kmod e2fsprogs gcc libc6-dev make g++ python3 python3-venv curl openssl"
+PACKAGES="qemu-system-x86 qemu-utils bubblewrap nftables util-linux mmdebstrap busybox-static zstd cpio xz-utils kmod e2fsprogs gcc libc6-dev make g++ python3 python3-venv curl openssl libnss-myhostname"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -25,7 +25,14 @@ import { registerForkRunningRoute } from './routes/fork-running.js';
 import { registerTreeRoute, registerUiRoute } from './routes/tree.js';
 import { CommandRegistry } from './command-registry.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
-import { API_PREFIX, registerE2b, routeBySandboxHost } from './e2b/index.js';
+import {
+  API_PREFIX,
+  checkE2bDomain,
+  DEFAULT_E2B_DOMAIN,
+  ensureLocalTls,
+  registerE2b,
+  routeByE2bHost,
+} from './e2b/index.js';
 import { SandboxRegistry } from './sandbox-registry.js';
 import { StateDb } from './state-db.js';
 import { syncSnapshotTable } from './snapshot-sync.js';
@@ -58,6 +65,10 @@ export interface DaemonOptions {
   prewarm?: Record<string, number>;
   /** The most exec output a call may ask to keep (default DEFAULT_MAX_OUTPUT_LIMIT). */
   maxOutputBytes?: number;
+  /** The domain E2B host names are under: `api.<domain>`, `<port>-<id>.<domain>` (default localhost). */
+  e2bDomain?: string;
+  /** Serve TLS with a certificate for the E2B domain from a local CA made in <data-dir>/e2b-tls. */
+  e2bTls?: boolean;
   /** Running E2B sandboxes at once through the E2B layer (default 100). */
   e2bMaxSandboxes?: number;
   /** Private ranges sandboxes with a network policy may reach too (`--egress-allow-cidr`). */
@@ -109,6 +120,10 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
       hint: 'pass --token-file, or bind to 127.0.0.1',
     });
   }
+  if (opts.e2bTls && opts.tls) {
+    throw new InvalidArgumentError('--e2b-tls makes its own certificate: drop --tls-cert/--tls-key', 'tls');
+  }
+  if (opts.e2bDomain !== undefined) checkE2bDomain(opts.e2bDomain);
   const engine = new Engine({ dataDir: opts.dataDir, egressAllowCidrs: opts.egressAllowCidrs });
   await mkdir(engine.dataDir.root, { recursive: true });
   // Before anything touches the sandboxes: a second daemon must not fight the first for them.
@@ -160,13 +175,15 @@ async function serveOn(
     log(`warm pool for ${tag}: ${size} children`);
   }
 
-  const https = opts.tls
-    ? { key: await readFile(opts.tls.keyFile), cert: await readFile(opts.tls.certFile) }
-    : null;
+  // E2B's domain mode: TLS with a certificate for the domain from forkd's own local CA.
+  const tls = opts.e2bTls
+    ? await ensureLocalTls(engine.dataDir.root, opts.e2bDomain ?? DEFAULT_E2B_DOMAIN)
+    : opts.tls;
+  const https = tls ? { key: await readFile(tls.keyFile), cert: await readFile(tls.certFile) } : null;
   // Structured logs (pino, through Fastify) as JSON lines on stderr when asked for.
   const logger = opts.logLevel ? { level: opts.logLevel, stream: process.stderr } : false;
-  // E2B's sandbox URLs (`<port>-<id>.<domain>`) route by host name (e2b/host-routing.ts).
-  const rewriteUrl = routeBySandboxHost;
+  // E2B's host names (`api.<domain>`, `<port>-<id>.<domain>`) route to its routes (e2b/host-routing.ts).
+  const rewriteUrl = routeByE2bHost(opts.e2bDomain ?? DEFAULT_E2B_DOMAIN, API_PREFIX);
   const app = (https
     ? Fastify({ bodyLimit: MAX_BODY_BYTES, https, logger, rewriteUrl })
     : Fastify({ bodyLimit: MAX_BODY_BYTES, logger, rewriteUrl })

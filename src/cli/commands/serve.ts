@@ -17,6 +17,8 @@ interface ServeOptions extends GlobalOptions {
   logLevel: string;
   maxOutputBytes?: string;
   e2bMaxSandboxes?: number;
+  e2bDomain?: string;
+  e2bTls?: boolean;
 }
 
 function parseByteCount(text: string | undefined, flag: string): number | undefined {
@@ -116,6 +118,14 @@ export function registerServe(program: Command): void {
       'the most exec output one call may ask the daemon to keep (max_output_bytes; default 268435456)',
     )
     .option(
+      '--e2b-domain <domain>',
+      'E2B host names are api.<domain> and <port>-<id>.<domain> (default localhost; names must reach this daemon)',
+    )
+    .option(
+      '--e2b-tls',
+      'serve HTTPS with a certificate for the E2B domain from a local CA kept in <data-dir>/e2b-tls (see `forkd e2b env`)',
+    )
+    .option(
       '--e2b-max-sandboxes <n>',
       "E2B sandboxes running at once through E2B's API (past it, create and fork answer 429)",
       intOption('--e2b-max-sandboxes', 1, 100_000),
@@ -143,6 +153,8 @@ export function registerServe(program: Command): void {
         egressAllowCidrs: opts.egressAllowCidr ?? [],
         maxOutputBytes,
         e2bMaxSandboxes: opts.e2bMaxSandboxes,
+        e2bDomain: opts.e2bDomain,
+        e2bTls: opts.e2bTls ?? false,
         logLevel: parseLogLevel(opts.logLevel),
         tls: opts.tlsCert && opts.tlsKey ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined,
         log,

@@ -16,10 +16,13 @@ import { ProcessTable, registerProcessService } from './process-service.js';
 import { E2bSandboxes } from './sandboxes.js';
 import { EnvdError, SANDBOX_PREFIX, e2bTarget } from './target.js';
 
-export { routeBySandboxHost } from './host-routing.js';
+export { routeByE2bHost } from './host-routing.js';
+export { checkE2bDomain, ensureLocalTls, localTlsDomain, localTlsPaths } from './local-ca.js';
 export { SANDBOX_PREFIX } from './target.js';
 /** Where E2B_API_URL points on the daemon. */
 export const API_PREFIX = '/e2b';
+/** The domain sandbox host names are under unless the daemon is given one (`<port>-<id>.localhost`). */
+export const DEFAULT_E2B_DOMAIN = 'localhost';
 
 export interface E2bLayerOptions {
   /** Running E2B sandboxes at once (past it, create and fork answer 429). */
