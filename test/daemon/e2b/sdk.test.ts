@@ -228,6 +228,47 @@ test("a server in the sandbox answers at sandbox.getHost(port); a private sandbo
   await Promise.all([sbx.kill(), closedOff.kill()]);
 });
 
+/** A Connect server-streaming request body: one enveloped JSON message. */
+function envelope(message: object): Buffer {
+  const json = Buffer.from(JSON.stringify(message));
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(json.length, 1);
+  return Buffer.concat([head, json]);
+}
+
+test("a guest flooding a command's output is held back while the client reads nothing", async () => {
+  const sbx = await Sandbox.create(TAG, opts());
+  const token = (sbx as unknown as { envdAccessToken: string }).envdAccessToken;
+  const res = await fetch(`${daemon.url}/e2b-sandbox/process.Process/Start`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/connect+json',
+      'e2b-sandbox-id': sbx.sandboxId,
+      'x-access-token': token,
+      'connect-timeout-ms': '60000',
+    },
+    body: envelope({ process: { cmd: '/bin/sh', args: ['-c', 'yes flood-flood-flood-flood-flood-flood'] } }),
+  });
+  assert.equal(res.status, 200);
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  assert.ok((await reader.read()).value, 'the stream started');
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  // The guest can write far more than this in the time: it must be made to wait instead.
+  await new Promise((r) => setTimeout(r, 4000));
+  const grown = process.memoryUsage().rss - before;
+  assert.ok(grown < 64 * 1024 * 1024, `the daemon grew by ${grown} bytes while nobody read`);
+  let received = 0;
+  const until = Date.now() + 1000;
+  while (Date.now() < until) {
+    const chunk: Uint8Array | undefined = (await reader.read()).value;
+    received += chunk?.length ?? 0;
+  }
+  assert.ok(received > 64 * 1024, `reading again lets the command go on (${received} bytes in 1 s)`);
+  await reader.cancel();
+  await sbx.kill();
+});
+
 test('refusals: a wrong API key, an unknown template, a wrong sandbox token', async () => {
   await assert.rejects(Sandbox.create(TAG, opts({ apiKey: 'wrong' })), AuthenticationError);
   await assert.rejects(Sandbox.create('no-such-template', opts()), (err: unknown) => {
