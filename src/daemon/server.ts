@@ -42,6 +42,8 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 export const DEFAULT_MAX_OUTPUT_LIMIT = 256 * 1024 * 1024;
 /** How long a stopping daemon waits for streamed commands to finish. */
 export const DRAIN_TIMEOUT_MS = 30_000;
+/** How long a stopping daemon waits for other requests in flight before it closes their connections. */
+export const CLOSE_GRACE_MS = 5_000;
 
 export interface DaemonOptions {
   dataDir?: string;
@@ -294,7 +296,12 @@ async function serveOn(
       await commands.drain(DRAIN_TIMEOUT_MS);
       closePortConnections();
       e2b.close();
-      await app.close();
+      // In-flight requests get a grace period; a connection that still holds
+      // the close up after it (a client that left one half-sent) is cut.
+      const closing = app.close();
+      const grace = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
+      await closing;
+      clearTimeout(grace);
       await registry.detachAll();
       await engine.close();
       await audit.close();

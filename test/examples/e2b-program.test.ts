@@ -6,18 +6,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { startDaemon, type RunningDaemon } from '../../src/daemon/server.js';
-import { testEngine, TEST_DATA_DIR } from '../support/engine.js';
+import { testEngine } from '../support/engine.js';
+import { startE2bDaemon, type E2bTestDaemon } from '../support/e2b-daemon.js';
 
 const run = promisify(execFile);
-const TOKEN = 'e2b-program-test-token-0123456789abcdef';
-let daemon: RunningDaemon;
-let scratch: string;
-let tokenFile: string;
+let e2b: E2bTestDaemon;
 
 before(async () => {
   const engine = testEngine();
@@ -25,27 +20,15 @@ before(async () => {
   if (!(await engine.store.exists('python-numpy')))
     await engine.createSnapshot({ tag: 'python-numpy', recipe: 'python-numpy' });
   await engine.close();
-  scratch = await mkdtemp(join(tmpdir(), 'forkd-e2b-program-'));
-  tokenFile = join(scratch, 'token');
-  await writeFile(tokenFile, TOKEN);
-  daemon = await startDaemon({
-    dataDir: TEST_DATA_DIR,
-    port: 0,
-    tokenFile,
-    auditLog: join(scratch, 'audit.jsonl'),
-    stateDb: join(scratch, 'forkd.db'),
-  });
+  e2b = await startE2bDaemon('e2b-program');
 });
 
-after(async () => {
-  await daemon.close();
-  await rm(scratch, { recursive: true, force: true });
-});
+after(() => e2b.close());
 
 test('eval "$(forkd e2b env)" points an unchanged E2B program at forkd', async () => {
   const cli = resolve('dist/src/cli/main.js');
   const program = resolve('examples/e2b-program/program.mjs');
-  const script = `eval "$(node ${cli} e2b env --url ${daemon.url} --token-file ${tokenFile})" && exec node ${program}`;
+  const script = `eval "$(node ${cli} e2b env --url ${e2b.daemon.url} --token-file ${e2b.tokenFile})" && exec node ${program}`;
   // Nothing of E2B's in the environment but what the CLI printed.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('E2B_')));
   const { stdout } = await run('bash', ['-c', script], { env, timeout: 900_000 });
@@ -59,6 +42,6 @@ test('eval "$(forkd e2b env)" points an unchanged E2B program at forkd', async (
     (seen.forks as Array<{ value?: string }>).map((f) => f.value),
     ['100', '100'],
   );
-  const left = await fetch(`${daemon.url}/e2b/v2/sandboxes`, { headers: { 'x-api-key': TOKEN } });
+  const left = await fetch(`${e2b.daemon.url}/e2b/v2/sandboxes`, { headers: { 'x-api-key': e2b.token } });
   assert.deepEqual(await left.json(), [], 'the program killed what it made');
 });

@@ -90,6 +90,13 @@ export function registerControlRoutes(app: App, sandboxes: E2bSandboxes): void {
         400,
         'volumes are not supported by forkd: create the sandbox without `volumeMounts`',
       );
+    if (b.autoResume?.enabled)
+      throw new EnvdError(
+        400,
+        'autoResume is not supported by forkd: resume a paused sandbox with Sandbox.connect()',
+      );
+    if (b.autoPauseMemory === false)
+      throw new EnvdError(400, 'forkd always pauses with memory: leave onTimeout.keepMemory unset or true');
     const network = b.network ?? {};
     if (
       ['allowOut', 'denyOut', 'rules', 'egressProxy'].some(

@@ -12,6 +12,8 @@ export const E2bCreateBody = Type.Object({
   envVars: Type.Optional(StringMap),
   allow_internet_access: Type.Optional(Type.Boolean()),
   autoPause: Type.Optional(Type.Boolean()),
+  autoPauseMemory: Type.Optional(Type.Boolean()),
+  autoResume: Type.Optional(Type.Object({ enabled: Type.Optional(Type.Boolean()) })),
   network: Type.Optional(
     Type.Object({
       allowPublicTraffic: Type.Optional(Type.Boolean()),

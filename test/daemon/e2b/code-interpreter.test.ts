@@ -8,50 +8,26 @@
 // (another language, an unknown context, the default context's restart).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { NotFoundError, Sandbox, SandboxError, TimeoutError } from '@e2b/code-interpreter';
-import { startDaemon, type RunningDaemon } from '../../../src/daemon/server.js';
 import type { Engine } from '../../../src/engine/index.js';
-import { runDirEntries, testEngine, TEST_DATA_DIR } from '../../support/engine.js';
+import { runDirEntries, testEngine } from '../../support/engine.js';
+import { startE2bDaemon, type E2bTestDaemon } from '../../support/e2b-daemon.js';
 
 const TAG = 'test-e2b-code-interpreter';
-const TOKEN = 'e2b-code-interpreter-test-token-0123456789';
 let engine: Engine;
-let daemon: RunningDaemon;
-let scratch: string;
-
-function opts(extra: Record<string, unknown> = {}) {
-  return {
-    apiKey: TOKEN,
-    apiUrl: `${daemon.url}/e2b`,
-    sandboxUrl: `${daemon.url}/e2b-sandbox`,
-    requestTimeoutMs: 120_000,
-    ...extra,
-  };
-}
+let e2b: E2bTestDaemon;
+const opts = (extra: Record<string, unknown> = {}) => e2b.opts(extra);
 
 before(async () => {
   engine = testEngine();
   await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy', replace: true });
-  scratch = await mkdtemp(join(tmpdir(), 'forkd-e2b-ci-'));
-  const tokenFile = join(scratch, 'token');
-  await writeFile(tokenFile, TOKEN);
-  daemon = await startDaemon({
-    dataDir: TEST_DATA_DIR,
-    port: 0,
-    tokenFile,
-    auditLog: join(scratch, 'audit.jsonl'),
-    stateDb: join(scratch, 'forkd.db'),
-  });
+  e2b = await startE2bDaemon('e2b-code-interpreter');
 });
 
 after(async () => {
   for (const s of await Sandbox.list(opts()).nextItems()) await Sandbox.kill(s.sandboxId, opts());
-  await daemon.close();
+  await e2b.close();
   await engine.store.remove(TAG).catch(() => undefined);
-  await rm(scratch, { recursive: true, force: true });
   assert.deepEqual(runDirEntries(engine), []);
 });
 

@@ -9,51 +9,38 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { startDaemon, type RunningDaemon } from '../../../src/daemon/server.js';
+import type { RunningDaemon } from '../../../src/daemon/server.js';
 import { localTlsPaths } from '../../../src/daemon/e2b/index.js';
 import type { Engine } from '../../../src/engine/index.js';
 import { runDirEntries, testEngine, TEST_DATA_DIR } from '../../support/engine.js';
+import { startE2bDaemon, type E2bTestDaemon } from '../../support/e2b-daemon.js';
 
 const run = promisify(execFile);
 const TAG = 'test-e2b-domain';
 const DOMAIN = 'e2b.localhost';
-const TOKEN = 'e2b-domain-test-token-0123456789abcdef';
 let engine: Engine;
+let e2b: E2bTestDaemon;
 let daemon: RunningDaemon;
-let scratch: string;
-let tokenFile: string;
 
 before(async () => {
   engine = testEngine();
   await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 256 });
-  scratch = await mkdtemp(join(tmpdir(), 'forkd-e2b-domain-'));
-  tokenFile = join(scratch, 'token');
-  await writeFile(tokenFile, TOKEN);
-  daemon = await startDaemon({
-    dataDir: TEST_DATA_DIR,
-    port: 0,
-    tokenFile,
-    e2bTls: true,
-    e2bDomain: DOMAIN,
-    auditLog: join(scratch, 'audit.jsonl'),
-    stateDb: join(scratch, 'forkd.db'),
-  });
+  e2b = await startE2bDaemon('e2b-domain', { e2bTls: true, e2bDomain: DOMAIN });
+  daemon = e2b.daemon;
 });
 
 after(async () => {
-  await daemon.close();
+  await e2b.close();
   await engine.store.remove(TAG).catch(() => undefined);
-  await rm(scratch, { recursive: true, force: true });
   assert.deepEqual(runDirEntries(engine), []);
 });
 
 function envCommand(): string {
   const cli = resolve('dist/src/cli/main.js');
-  return `node ${cli} e2b env --domain-only --url ${daemon.url} --token-file ${tokenFile} --data-dir ${TEST_DATA_DIR}`;
+  return `node ${cli} e2b env --domain-only --url ${daemon.url} --token-file ${e2b.tokenFile} --data-dir ${TEST_DATA_DIR}`;
 }
 
 /** The environment without any E2B or CA setting of the test runner's own. */
@@ -69,7 +56,11 @@ test('forkd e2b env --domain-only: the domain with the daemon port, the key and 
   const env = JSON.parse(stdout) as Record<string, string>;
   const port = new URL(daemon.url).port;
   const { caFile, keyFile } = localTlsPaths(TEST_DATA_DIR);
-  assert.deepEqual(env, { E2B_API_KEY: TOKEN, E2B_DOMAIN: `${DOMAIN}:${port}`, NODE_EXTRA_CA_CERTS: caFile });
+  assert.deepEqual(env, {
+    E2B_API_KEY: e2b.token,
+    E2B_DOMAIN: `${DOMAIN}:${port}`,
+    NODE_EXTRA_CA_CERTS: caFile,
+  });
   assert.equal((await stat(keyFile)).mode & 0o777, 0o600, 'the server key is private');
   assert.equal((await stat(join(TEST_DATA_DIR, 'e2b-tls', 'ca-key.pem'))).mode & 0o777, 0o600);
 });

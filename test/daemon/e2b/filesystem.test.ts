@@ -4,9 +4,6 @@
 // own error classes, and watchDir seeing files a command creates (polled).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   FileNotFoundError,
   FilesystemEventType,
@@ -15,39 +12,26 @@ import {
   Sandbox,
   type FilesystemEvent,
 } from 'e2b';
-import { startDaemon, type RunningDaemon } from '../../../src/daemon/server.js';
 import type { Engine } from '../../../src/engine/index.js';
-import { runDirEntries, testEngine, TEST_DATA_DIR } from '../../support/engine.js';
+import { runDirEntries, testEngine } from '../../support/engine.js';
+import { startE2bDaemon, type E2bTestDaemon } from '../../support/e2b-daemon.js';
 
 const TAG = 'test-e2b-files';
 let engine: Engine;
-let daemon: RunningDaemon;
-let scratch: string;
+let e2b: E2bTestDaemon;
 let sbx: Sandbox;
 
 before(async () => {
   engine = testEngine();
   await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 256 });
-  scratch = await mkdtemp(join(tmpdir(), 'forkd-e2b-files-'));
-  daemon = await startDaemon({
-    dataDir: TEST_DATA_DIR,
-    port: 0,
-    auditLog: join(scratch, 'audit.jsonl'),
-    stateDb: join(scratch, 'forkd.db'),
-  });
-  sbx = await Sandbox.create(TAG, {
-    apiUrl: `${daemon.url}/e2b`,
-    sandboxUrl: `${daemon.url}/e2b-sandbox`,
-    apiKey: 'x',
-    requestTimeoutMs: 120_000,
-  });
+  e2b = await startE2bDaemon('e2b-files');
+  sbx = await Sandbox.create(TAG, e2b.opts());
 });
 
 after(async () => {
   await sbx?.kill().catch(() => undefined);
-  await daemon.close();
+  await e2b.close();
   await engine.store.remove(TAG).catch(() => undefined);
-  await rm(scratch, { recursive: true, force: true });
   assert.deepEqual(runDirEntries(engine), []);
 });
 

@@ -4,36 +4,26 @@
 // list, the deadline killing a sandbox, pause and resume keeping state,
 // fork({count: 5}) where every fork sees the source's state and the fork
 // past the concurrency limit comes back as a RateLimitError while the others
-// run, kill, and the refusals (bad key, unknown template, wrong sandbox
+// run, a server in the sandbox at its host name, a flooding command held
+// back, a daemon restart (records, tokens and deadlines survive), kill, and
+// the refusals (bad key, unknown template, wrong sandbox
 // token) with nothing left behind.
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { request as httpRequest } from 'node:http';
-import { join } from 'node:path';
 import { AuthenticationError, CommandExitError, RateLimitError, Sandbox, SandboxError } from 'e2b';
-import { startDaemon, type RunningDaemon } from '../../../src/daemon/server.js';
+import type { RunningDaemon } from '../../../src/daemon/server.js';
 import type { Engine } from '../../../src/engine/index.js';
-import { runDirEntries, testEngine, TEST_DATA_DIR } from '../../support/engine.js';
+import { runDirEntries, testEngine } from '../../support/engine.js';
+import { startE2bDaemon, type E2bTestDaemon } from '../../support/e2b-daemon.js';
 
 const TAG = 'test-e2b-sdk';
-const TOKEN = 'e2b-layer-test-token-0123456789abcdef';
 /** The source plus four forks: the fifth fork is past the limit. */
 const MAX_SANDBOXES = 5;
 let engine: Engine;
+let e2b: E2bTestDaemon;
 let daemon: RunningDaemon;
-let scratch: string;
-
-function opts(extra: Record<string, unknown> = {}) {
-  return {
-    apiKey: TOKEN,
-    apiUrl: `${daemon.url}/e2b`,
-    sandboxUrl: `${daemon.url}/e2b-sandbox`,
-    requestTimeoutMs: 120_000,
-    ...extra,
-  };
-}
+const opts = (extra: Record<string, unknown> = {}) => e2b.opts(extra);
 
 async function killAll(): Promise<void> {
   for (const s of await Sandbox.list(opts()).nextItems()) await Sandbox.kill(s.sandboxId, opts());
@@ -42,17 +32,8 @@ async function killAll(): Promise<void> {
 before(async () => {
   engine = testEngine();
   await engine.createSnapshot({ tag: TAG, recipe: 'tiny', replace: true, memoryMib: 256 });
-  scratch = await mkdtemp(join(tmpdir(), 'forkd-e2b-'));
-  const tokenFile = join(scratch, 'token');
-  await writeFile(tokenFile, TOKEN);
-  daemon = await startDaemon({
-    dataDir: TEST_DATA_DIR,
-    port: 0,
-    tokenFile,
-    auditLog: join(scratch, 'audit.jsonl'),
-    stateDb: join(scratch, 'forkd.db'),
-    e2bMaxSandboxes: MAX_SANDBOXES,
-  });
+  e2b = await startE2bDaemon('e2b-sdk', { e2bMaxSandboxes: MAX_SANDBOXES });
+  daemon = e2b.daemon;
 });
 
 // Each test starts with none running: the concurrency limit counts them.
@@ -60,9 +41,8 @@ beforeEach(killAll);
 
 after(async () => {
   await killAll();
-  await daemon.close();
+  await e2b.close();
   await engine.store.remove(TAG).catch(() => undefined);
-  await rm(scratch, { recursive: true, force: true });
   assert.deepEqual(runDirEntries(engine), []);
   const left = (await engine.store.list()).map((s) => s.tag).filter((t) => t.startsWith('e2b-'));
   assert.deepEqual(left, [], 'no pause or fork snapshot outlives its sandboxes');
@@ -267,6 +247,25 @@ test("a guest flooding a command's output is held back while the client reads no
   assert.ok(received > 64 * 1024, `reading again lets the command go on (${received} bytes in 1 s)`);
   await reader.cancel();
   await sbx.kill();
+});
+
+test('a restarted daemon still answers for its E2B sandboxes, and kills them at their deadline', async () => {
+  const sbx = await Sandbox.create(TAG, opts());
+  await sbx.files.write('/home/user/r.txt', 'kept across the restart');
+  await e2b.restart();
+  daemon = e2b.daemon;
+  const again = await Sandbox.connect(sbx.sandboxId, opts());
+  assert.equal(await again.files.read('/home/user/r.txt'), 'kept across the restart');
+  assert.equal((await again.commands.run('echo still here')).stdout, 'still here\n');
+  await again.setTimeout(3_000);
+  await e2b.restart();
+  daemon = e2b.daemon;
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && (await Sandbox.list(opts()).nextItems()).length > 0) {
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(await Sandbox.kill(sbx.sandboxId, opts()), false, 'the new daemon killed it at its deadline');
+  assert.ok(!daemon.context.registry.list().some((s) => s.info.snapshotTag === TAG));
 });
 
 test('refusals: a wrong API key, an unknown template, a wrong sandbox token', async () => {
