@@ -45,6 +45,9 @@ export function localTlsPaths(dataDir: string): Omit<LocalTls, 'domain'> {
   };
 }
 
+/** openssl req's arguments for a new unencrypted P-256 key. */
+const NEW_P256_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+
 const exists = (path: string) =>
   readFile(path).then(
     () => true,
@@ -63,11 +66,7 @@ export async function ensureLocalTls(dataDir: string, domain: string): Promise<L
       'openssl',
       'req',
       '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
+      ...NEW_P256_KEY,
       '-keyout',
       caKey,
       '-out',
@@ -96,11 +95,7 @@ export async function ensureLocalTls(dataDir: string, domain: string): Promise<L
       await run([
         'openssl',
         'req',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
+        ...NEW_P256_KEY,
         '-keyout',
         keyFile,
         '-out',
