@@ -13,7 +13,7 @@ export type { CommandEvent };
 /** Output kept per command for replay; past it, the oldest chunks are dropped. */
 const MAX_BUFFERED_BYTES = 1024 * 1024;
 /** A finished command stays queryable this long. */
-const KEEP_FINISHED_MS = 60_000;
+export const KEEP_FINISHED_MS = 60_000;
 
 /** A client following a command: `write` answers false while it is backed up. */
 export interface CommandFollower {

@@ -8,7 +8,12 @@
 // E2B's does; a client that only goes away leaves it running (`disconnect`).
 import type { ExecRequest } from '../../engine/agent/types.js';
 import type { App } from '../context.js';
-import type { CommandEvent, CommandRegistry, CommandSession } from '../command-registry.js';
+import {
+  KEEP_FINISHED_MS,
+  type CommandEvent,
+  type CommandRegistry,
+  type CommandSession,
+} from '../command-registry.js';
 import { registerServerStream, registerUnary, RpcError, type RpcContext } from './connect.js';
 import type { E2bSandboxes } from './sandboxes.js';
 import { E2B_HOME, e2bTarget, SANDBOX_PREFIX, type E2bTarget } from './target.js';
@@ -27,6 +32,7 @@ interface ProcessConfigJson {
 
 interface ProcessEntry {
   pid: number;
+  startedAt: number;
   tag: string | undefined;
   config: ProcessConfigJson;
   session: CommandSession;
@@ -87,9 +93,15 @@ export class ProcessTable {
   private readonly bySandbox = new Map<string, Map<number, ProcessEntry>>();
   private nextPid = new Map<string, number>();
 
-  add(e2bId: string, entry: Omit<ProcessEntry, 'pid'>): ProcessEntry {
+  add(e2bId: string, entry: Omit<ProcessEntry, 'pid' | 'startedAt'>): ProcessEntry {
     const table = this.bySandbox.get(e2bId) ?? new Map<number, ProcessEntry>();
     this.bySandbox.set(e2bId, table);
+    // A finished command's session holds up to a MiB of replay: the table forgets finished ones
+    // started longer ago than the registry keeps them, so many commands do not add up here.
+    const now = Date.now();
+    for (const [pid, e] of table) {
+      if (e.session.finished && now - e.startedAt > KEEP_FINISHED_MS) table.delete(pid);
+    }
     if (table.size >= MAX_PROCESSES) {
       for (const [pid, e] of table) if (e.session.finished) table.delete(pid);
       if (table.size >= MAX_PROCESSES)
@@ -98,7 +110,7 @@ export class ProcessTable {
     // Numbers above the guest's init-time pids, so they read like pids without claiming to be the guest's.
     const pid = this.nextPid.get(e2bId) ?? 1000;
     this.nextPid.set(e2bId, pid + 1);
-    const full = { ...entry, pid };
+    const full = { ...entry, pid, startedAt: now };
     table.set(pid, full);
     return full;
   }
