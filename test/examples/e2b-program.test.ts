@@ -1,29 +1,35 @@
 // The README's promise: a program written for E2B runs unchanged against
 // forkd after `eval "$(forkd e2b env)"`. A real daemon (token required), the
 // CLI's own output evaluated by a shell, and examples/e2b-program run with
-// that environment only: create (E2B's default template, served by the
-// python-numpy recipe), commands, files, runCode state, fork and kill.
+// that environment only: create (E2B's default template, a snapshot of that
+// name made from the python-numpy recipe), commands, files, runCode state, fork and kill.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
+import type { Engine } from '../../src/engine/index.js';
 import { testEngine } from '../support/engine.js';
 import { startE2bDaemon, type E2bTestDaemon } from '../support/e2b-daemon.js';
 
 const run = promisify(execFile);
 let e2b: E2bTestDaemon;
 
+/** The code interpreter SDK's default template: a snapshot of that name serves it (made from python-numpy). */
+const TEMPLATE = 'code-interpreter-v1';
+let engine: Engine;
+
 before(async () => {
-  const engine = testEngine();
-  // E2B's default template maps to this recipe; made here so the program's create is a restore.
-  if (!(await engine.store.exists('python-numpy')))
-    await engine.createSnapshot({ tag: 'python-numpy', recipe: 'python-numpy' });
-  await engine.close();
+  engine = testEngine();
+  await engine.createSnapshot({ tag: TEMPLATE, recipe: 'python-numpy', replace: true });
   e2b = await startE2bDaemon('e2b-program');
 });
 
-after(() => e2b.close());
+after(async () => {
+  await e2b.close();
+  await engine.store.remove(TEMPLATE).catch(() => undefined);
+  await engine.close();
+});
 
 test('eval "$(forkd e2b env)" points an unchanged E2B program at forkd', async () => {
   const cli = resolve('dist/src/cli/main.js');

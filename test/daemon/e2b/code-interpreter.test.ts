@@ -13,21 +13,22 @@ import type { Engine } from '../../../src/engine/index.js';
 import { runDirEntries, testEngine } from '../../support/engine.js';
 import { startE2bDaemon, type E2bTestDaemon } from '../../support/e2b-daemon.js';
 
-/** E2B's default templates map to this snapshot; test/examples/e2b-program uses it too, so it is made once and kept. */
-const TAG = 'python-numpy';
+/** The code interpreter SDK's default template, as a snapshot tag of its own (made from python-numpy here). */
+const TAG = 'code-interpreter-v1';
 let engine: Engine;
 let e2b: E2bTestDaemon;
 const opts = (extra: Record<string, unknown> = {}) => e2b.opts(extra);
 
 before(async () => {
   engine = testEngine();
-  if (!(await engine.store.exists(TAG))) await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy' });
+  await engine.createSnapshot({ tag: TAG, recipe: 'python-numpy', replace: true });
   e2b = await startE2bDaemon('e2b-code-interpreter');
 });
 
 after(async () => {
   for (const s of await Sandbox.list(opts()).nextItems()) await Sandbox.kill(s.sandboxId, opts());
   await e2b.close();
+  await engine.store.remove(TAG).catch(() => undefined);
   assert.deepEqual(runDirEntries(engine), []);
 });
 
