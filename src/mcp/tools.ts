@@ -11,6 +11,15 @@ const id = z
   .regex(/^sb-[A-Za-z0-9_-]+$/)
   .describe('sandbox id, e.g. sb-abc123');
 
+/** What fork_sandbox and best_of both take: how many children and what varies between them. */
+const forkInputs = {
+  k: z.number().int().min(1).max(100).describe('number of children'),
+  vary: z
+    .record(z.string(), z.array(z.unknown()))
+    .optional()
+    .describe('name → one value per child (k values each)'),
+};
+
 function ok(value: unknown): CallToolResult {
   return {
     content: [{ type: 'text', text: typeof value === 'string' ? value : JSON.stringify(value, null, 2) }],
@@ -140,11 +149,7 @@ export function registerTools(server: McpServer, forkd: Controller): void {
         'Time-travel fork: pause a running sandbox for an instant and start k children from that moment, each with its own variant of some inputs (e.g. {"temperature": [0.2, 0.7, 1.3]}). A child sees its variant as environment variables, as variables in its warm runtime (`vary` and each name) and in /run/forkd/vary.json; the source sandbox goes on.',
       inputSchema: {
         id,
-        k: z.number().int().min(1).max(100).describe('number of children'),
-        vary: z
-          .record(z.string(), z.array(z.unknown()))
-          .optional()
-          .describe('name → one value per child (k values each)'),
+        ...forkInputs,
         keep_snapshot: z
           .boolean()
           .optional()
@@ -160,11 +165,7 @@ export function registerTools(server: McpServer, forkd: Controller): void {
         'Best of k: fork a running sandbox k ways (each child with its variant, as in fork_sandbox), run a scoring step in every child at once (a command whose last line of output is a number, or code whose value is one), and keep the best `keep` children running; the others are killed. Answers the children best first with their scores.',
       inputSchema: {
         id,
-        k: z.number().int().min(1).max(100).describe('number of children'),
-        vary: z
-          .record(z.string(), z.array(z.unknown()))
-          .optional()
-          .describe('name → one value per child (k values each)'),
+        ...forkInputs,
         score_command: z
           .array(z.string())
           .min(1)

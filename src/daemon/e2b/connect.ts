@@ -200,9 +200,8 @@ export function registerServerStream(app: App, path: string, handler: ServerStre
     const out = new PassThrough();
     const finish = (err?: unknown): void => {
       if (out.writableEnded) return;
-      const end =
-        err === undefined ? {} : { error: { code: rpcErrorOf(err).code, message: rpcErrorOf(err).message } };
-      out.end(envelope(0x02, end));
+      const e = err === undefined ? null : rpcErrorOf(err);
+      out.end(envelope(0x02, e ? { error: { code: e.code, message: e.message } } : {}));
     };
     // The client reading slowly holds the handler back (send waits for drain), never a growing buffer.
     const send = async (message: object): Promise<void> => {

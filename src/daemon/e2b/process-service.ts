@@ -148,18 +148,21 @@ async function follow(
   ctx: RpcContext,
   send: (message: object) => Promise<void>,
 ): Promise<void> {
-  const queue: object[] = [];
+  /** Messages not yet sent, each with the output bytes it carries. */
+  const queue: Array<{ message: object; bytes: number }> = [];
   let queuedBytes = 0;
   let wake: (() => void) | null = null;
   let ended = false;
   const subscription = session.subscribe({
     write: (event) => {
       let message: object | null = null;
+      let bytes = 0;
       if (event.type === 'start') message = { start: { pid } };
       else if (event.type === 'stdout' || event.type === 'stderr') {
-        const bytes = Buffer.from(event.data);
-        queuedBytes += bytes.length;
-        message = { data: { [event.type]: bytes.toString('base64') } };
+        const data = Buffer.from(event.data);
+        bytes = data.length;
+        queuedBytes += bytes;
+        message = { data: { [event.type]: data.toString('base64') } };
       } else if (event.type === 'exit') {
         message = endEvent(event);
         ended = true;
@@ -167,7 +170,7 @@ async function follow(
         message = { end: { exitCode: -1, exited: false, status: 'error', error: event.error } };
         ended = true;
       }
-      if (message) queue.push({ event: message });
+      if (message) queue.push({ message: { event: message }, bytes });
       wake?.();
       return queuedBytes < STREAM_WINDOW_BYTES;
     },
@@ -176,7 +179,7 @@ async function follow(
   const keepalive =
     keepaliveSecs > 0
       ? setInterval(() => {
-          queue.push({ event: { keepalive: {} } });
+          queue.push({ message: { event: { keepalive: {} } }, bytes: 0 });
           wake?.();
         }, keepaliveSecs * 1000)
       : undefined;
@@ -186,9 +189,8 @@ async function follow(
     for (;;) {
       while (queue.length > 0) {
         const next = queue.shift()!;
-        await send(next);
-        const data = (next as { event?: { data?: Record<string, string> } }).event?.data;
-        if (data) queuedBytes -= Buffer.from(Object.values(data)[0] ?? '', 'base64').length;
+        await send(next.message);
+        queuedBytes -= next.bytes;
         if (queuedBytes < STREAM_WINDOW_BYTES) subscription.drained();
       }
       if (ended) return;
